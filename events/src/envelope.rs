@@ -1,0 +1,66 @@
+//! The envelope every event travels in: what the log adds (position, version, time) and what the
+//! command that caused it adds (who, why, in answer to what).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Who caused an event: the token's `sub` and, where the caller acts for one, its legal entity.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub legal_entity_id: Option<String>,
+}
+
+/// What the command handler records with every event it appends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventMetadata {
+    /// Shared by every event caused, directly or not, by one request.
+    pub correlation_id: Uuid,
+    /// The message (request or event) that caused this one, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub causation_id: Option<Uuid>,
+    #[serde(default)]
+    pub actor: Actor,
+    /// The command that decided this event, e.g. `GenerateCodes`.
+    pub command: String,
+}
+
+/// An event about to be appended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    /// UUIDv7, unique in the store: appending the same id twice is refused.
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub data: serde_json::Value,
+    pub metadata: EventMetadata,
+}
+
+/// An event as the log holds it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordedEvent {
+    /// Place in the global log. Increasing in the order readers see events; not dense.
+    pub position: i64,
+    pub event_id: Uuid,
+    pub stream: String,
+    /// 1 for the first event of a stream, then +1 per event.
+    pub version: i64,
+    pub event_type: String,
+    pub data: serde_json::Value,
+    pub metadata: EventMetadata,
+    pub recorded_at: DateTime<Utc>,
+}
+
+impl RecordedEvent {
+    /// Decodes the data into a context's event type.
+    pub fn decode<E: crate::DomainEvent>(&self) -> Result<E, crate::DecodeError> {
+        E::decode(&self.event_type, &self.data)
+    }
+
+    /// The NATS subject this event is published on.
+    pub fn subject(&self) -> String {
+        format!("careledger.{}.{}", crate::stream_context(&self.stream), self.event_type)
+    }
+}

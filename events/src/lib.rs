@@ -1,0 +1,50 @@
+//! The event catalogue of careledger.
+//!
+//! Everything that ever happened in the service is one of the events defined here, wrapped in the
+//! [`RecordedEvent`] envelope the log gives it. This crate depends on serde (and the id and time
+//! types) only, so that integrators can decode what they receive from NATS or the audit API with the
+//! very types the service wrote.
+//!
+//! Events are facts: named in the past tense, and their shape never changes. A new shape is a new
+//! event type (e.g. `CodesGeneratedV2`) decoded next to the old one; [`codes::CodeEvent::decode`] is
+//! where such an upcaster belongs.
+
+pub mod codes;
+mod envelope;
+
+pub use envelope::{Actor, EventMetadata, NewEvent, RecordedEvent};
+
+/// An event of one bounded context: knows its type name and how to become/come back from JSON.
+pub trait DomainEvent: Sized {
+    /// The bounded context, first part of the NATS subject `careledger.<context>.<EventType>`.
+    const CONTEXT: &'static str;
+
+    /// The event type name stored beside the data and used in subjects, e.g. `CodesReserved`.
+    fn event_type(&self) -> &'static str;
+
+    /// The JSON data stored in the log (without the type name).
+    fn to_data(&self) -> serde_json::Value;
+
+    /// Decodes a stored event; unknown types or shapes are an error, never a silent skip.
+    fn decode(event_type: &str, data: &serde_json::Value) -> Result<Self, DecodeError>;
+}
+
+/// A stored event could not be decoded into the catalogue's types.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeError {
+    pub event_type: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cannot decode event {}: {}", self.event_type, self.reason)
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+/// The context a stream belongs to, read from its name `<context>-<aggregate>-<id>`.
+pub fn stream_context(stream: &str) -> &str {
+    stream.split('-').next().unwrap_or(stream)
+}
