@@ -1,0 +1,231 @@
+//! Queries on the code pool's read models.
+
+use careledger_store::{Db, sql_fetch_all, sql_fetch_one, sql_fetch_optional};
+use serde::Serialize;
+
+use crate::ProjectionError;
+
+/// A batch with its counters (openIMIS getInsuranceCodesBatch).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BatchSummary {
+    pub batch_id: String,
+    pub holder_type: i64,
+    pub holder_code: String,
+    pub created_at: String,
+    pub number: i64,
+    pub available: i64,
+    pub reserved: i64,
+    pub assigned: i64,
+}
+
+/// A code of a batch (openIMIS getInsuranceCodes).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CodeRow {
+    pub code: String,
+    pub status: String,
+    pub insuree_id: Option<String>,
+    pub control_number: Option<String>,
+    pub json_ext: Option<serde_json::Value>,
+}
+
+/// One thing that happened to a code.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CodeHistoryEntry {
+    pub position: i64,
+    pub event_type: String,
+    pub recorded_at: String,
+    pub actor: serde_json::Value,
+    pub command: String,
+    pub correlation_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<serde_json::Value>,
+}
+
+/// A code with its holder, batch, links and history (the follow-up of a generated id).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CodeDetail {
+    pub code: String,
+    pub status: String,
+    pub holder_type: i64,
+    pub holder_code: String,
+    pub batch_id: String,
+    pub insuree_id: Option<String>,
+    pub control_number: Option<String>,
+    pub json_ext: Option<serde_json::Value>,
+    pub history: Vec<CodeHistoryEntry>,
+}
+
+fn json(text: Option<String>) -> Option<serde_json::Value> {
+    text.and_then(|t| serde_json::from_str(&t).ok())
+}
+
+fn actor(user_id: Option<String>, legal_entity_id: Option<String>) -> serde_json::Value {
+    serde_json::json!({ "user_id": user_id, "legal_entity_id": legal_entity_id })
+}
+
+/// Read access to the code pool's tables.
+pub struct CodeQueries<'a>(pub &'a Db);
+
+impl CodeQueries<'_> {
+    /// A holder's batches, newest first, and how many there are.
+    pub async fn batches(
+        &self,
+        holder_type: i64,
+        holder_code: &str,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(Vec<BatchSummary>, i64), ProjectionError> {
+        let mut conn = self.0.acquire().await?;
+        let rows = sql_fetch_all!(
+            conn.exec(),
+            "SELECT batch_id, holder_type, holder_code, created_at, number, available, reserved, assigned
+             FROM code_batches WHERE holder_type = $1 AND holder_code = $2
+             ORDER BY created_at DESC, batch_id DESC LIMIT $3 OFFSET $4",
+            [holder_type, holder_code, limit, offset],
+            |row| batch_row(row)
+        )?;
+        let total = sql_fetch_one!(
+            conn.exec(),
+            "SELECT COUNT(*) FROM code_batches WHERE holder_type = $1 AND holder_code = $2",
+            [holder_type, holder_code],
+            |row| row.try_get::<i64, _>(0)
+        )?;
+        Ok((rows, total))
+    }
+
+    /// A holder's batches that still have available codes, oldest first: where reservations
+    /// take codes from.
+    pub async fn batches_with_available(&self, holder_type: i64, holder_code: &str) -> Result<Vec<String>, ProjectionError> {
+        let mut conn = self.0.acquire().await?;
+        Ok(sql_fetch_all!(
+            conn.exec(),
+            "SELECT batch_id FROM code_batches WHERE holder_type = $1 AND holder_code = $2 AND available > 0
+             ORDER BY created_at, batch_id",
+            [holder_type, holder_code],
+            |row| row.try_get::<String, _>(0)
+        )?)
+    }
+
+    pub async fn batch(&self, batch_id: &str) -> Result<Option<BatchSummary>, ProjectionError> {
+        let mut conn = self.0.acquire().await?;
+        Ok(sql_fetch_optional!(
+            conn.exec(),
+            "SELECT batch_id, holder_type, holder_code, created_at, number, available, reserved, assigned
+             FROM code_batches WHERE batch_id = $1",
+            [batch_id],
+            |row| batch_row(row)
+        )?)
+    }
+
+    /// A batch's codes in generation order, optionally of one status, and how many there are.
+    pub async fn codes(
+        &self,
+        batch_id: &str,
+        status: Option<&str>,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(Vec<CodeRow>, i64), ProjectionError> {
+        let mut conn = self.0.acquire().await?;
+        let rows = sql_fetch_all!(
+            conn.exec(),
+            "SELECT code, status, insuree_id, control_number, json_ext FROM codes
+             WHERE batch_id = $1 AND ($2 IS NULL OR status = $2) ORDER BY seq LIMIT $3 OFFSET $4",
+            [batch_id, status, limit, offset],
+            |row| Ok(CodeRow {
+                code: row.try_get(0)?,
+                status: row.try_get(1)?,
+                insuree_id: row.try_get(2)?,
+                control_number: row.try_get(3)?,
+                json_ext: json(row.try_get(4)?),
+            })
+        )?;
+        let total = sql_fetch_one!(
+            conn.exec(),
+            "SELECT COUNT(*) FROM codes WHERE batch_id = $1 AND ($2 IS NULL OR status = $2)",
+            [batch_id, status],
+            |row| row.try_get::<i64, _>(0)
+        )?;
+        Ok((rows, total))
+    }
+
+    /// Every code of a batch, in generation order (the printer's order file).
+    pub async fn all_codes(&self, batch_id: &str) -> Result<Vec<String>, ProjectionError> {
+        let mut conn = self.0.acquire().await?;
+        Ok(sql_fetch_all!(
+            conn.exec(),
+            "SELECT code FROM codes WHERE batch_id = $1 ORDER BY seq",
+            [batch_id],
+            |row| row.try_get::<String, _>(0)
+        )?)
+    }
+
+    pub async fn code(&self, code: &str) -> Result<Option<CodeDetail>, ProjectionError> {
+        let mut conn = self.0.acquire().await?;
+        let found = sql_fetch_optional!(
+            conn.exec(),
+            "SELECT c.code, c.status, b.holder_type, b.holder_code, c.batch_id, c.insuree_id, c.control_number,
+                    c.json_ext, b.generated_position, b.created_at, b.generated_by, b.generated_for, b.correlation_id
+             FROM codes c JOIN code_batches b ON b.batch_id = c.batch_id WHERE c.code = $1",
+            [code],
+            |row| {
+                let generated = CodeHistoryEntry {
+                    position: row.try_get(8)?,
+                    event_type: "CodeBatchGenerated".into(),
+                    recorded_at: row.try_get(9)?,
+                    actor: actor(row.try_get(10)?, row.try_get(11)?),
+                    command: "GenerateCodes".into(),
+                    correlation_id: row.try_get(12)?,
+                    detail: None,
+                };
+                Ok(CodeDetail {
+                    code: row.try_get(0)?,
+                    status: row.try_get(1)?,
+                    holder_type: row.try_get(2)?,
+                    holder_code: row.try_get(3)?,
+                    batch_id: row.try_get(4)?,
+                    insuree_id: row.try_get(5)?,
+                    control_number: row.try_get(6)?,
+                    json_ext: json(row.try_get(7)?),
+                    history: vec![generated],
+                })
+            }
+        )?;
+        let Some(mut detail) = found else { return Ok(None) };
+        let later = sql_fetch_all!(
+            conn.exec(),
+            "SELECT position, event_type, recorded_at, user_id, legal_entity_id, command, correlation_id, detail
+             FROM code_history WHERE code = $1 ORDER BY position",
+            [code],
+            |row| Ok(CodeHistoryEntry {
+                position: row.try_get(0)?,
+                event_type: row.try_get(1)?,
+                recorded_at: row.try_get(2)?,
+                actor: actor(row.try_get(3)?, row.try_get(4)?),
+                command: row.try_get(5)?,
+                correlation_id: row.try_get(6)?,
+                detail: json(row.try_get(7)?),
+            })
+        )?;
+        detail.history.extend(later);
+        Ok(Some(detail))
+    }
+}
+
+fn batch_row<R: sqlx::Row>(row: &R) -> Result<BatchSummary, sqlx::Error>
+where
+    for<'r> &'r str: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    usize: sqlx::ColumnIndex<R>,
+{
+    Ok(BatchSummary {
+        batch_id: row.try_get(0)?,
+        holder_type: row.try_get(1)?,
+        holder_code: row.try_get(2)?,
+        created_at: row.try_get(3)?,
+        number: row.try_get(4)?,
+        available: row.try_get(5)?,
+        reserved: row.try_get(6)?,
+        assigned: row.try_get(7)?,
+    })
+}

@@ -1,0 +1,285 @@
+//! The projector runner: checkpoints, following the log, waiting for a position, rebuilding.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use careledger_store::{Backend, Db, EventStore, RecordedEvent, Tx, sql_exec, sql_fetch_all, sql_fetch_optional};
+use chrono::Utc;
+use futures::future::BoxFuture;
+use tokio::sync::watch;
+
+use crate::ProjectionError;
+
+/// How many events one projection transaction applies at most.
+const BATCH: i64 = 500;
+
+/// A read model: its tables and how an event changes them.
+pub trait Projector: Send + Sync {
+    fn name(&self) -> &'static str;
+    /// Its tables, emptied by a rebuild.
+    fn tables(&self) -> &'static [&'static str];
+    /// Applies events, in order, inside the transaction that will move the checkpoint.
+    fn apply<'a>(&'a self, tx: &'a mut Tx, events: &'a [RecordedEvent]) -> BoxFuture<'a, Result<(), ProjectionError>>;
+}
+
+/// Where a projector is.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ProjectorStatus {
+    pub name: String,
+    pub position: i64,
+    /// The log's head when asked.
+    pub head: i64,
+    /// Seconds between the last applied event's commit and its application (0 when none yet).
+    pub lag_seconds: f64,
+}
+
+/// The projectors of one process, with the position each has reached.
+pub struct Projections {
+    store: EventStore,
+    projectors: Vec<Arc<dyn Projector>>,
+    positions: HashMap<&'static str, watch::Sender<i64>>,
+    lags: HashMap<&'static str, watch::Sender<f64>>,
+}
+
+impl Projections {
+    pub fn new(store: EventStore, projectors: Vec<Arc<dyn Projector>>) -> Arc<Self> {
+        let positions = projectors.iter().map(|p| (p.name(), watch::channel(0).0)).collect();
+        let lags = projectors.iter().map(|p| (p.name(), watch::channel(0.0).0)).collect();
+        Arc::new(Projections { store, projectors, positions, lags })
+    }
+
+    pub fn names(&self) -> Vec<&'static str> {
+        self.projectors.iter().map(|p| p.name()).collect()
+    }
+
+    fn projector(&self, name: &str) -> Result<&Arc<dyn Projector>, ProjectionError> {
+        self.projectors
+            .iter()
+            .find(|p| p.name() == name)
+            .ok_or_else(|| ProjectionError::UnknownProjector(name.to_string()))
+    }
+
+    /// Starts one task per projector that follows the log until `shutdown` turns true.
+    pub fn spawn(self: &Arc<Self>, shutdown: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
+        self.projectors
+            .iter()
+            .map(|p| {
+                let this = self.clone();
+                let projector = p.clone();
+                let mut shutdown = shutdown.clone();
+                tokio::spawn(async move {
+                    loop {
+                        tokio::select! {
+                            result = this.follow(&projector) => {
+                                if let Err(e) = result {
+                                    tracing::error!(projector = projector.name(), error = %e, "projector failed; restarting");
+                                    tokio::time::sleep(Duration::from_millis(500)).await;
+                                }
+                            }
+                            _ = async { let _ = shutdown.wait_for(|stop| *stop).await; } => break,
+                        }
+                    }
+                })
+            })
+            .collect()
+    }
+
+    async fn follow(&self, projector: &Arc<dyn Projector>) -> Result<(), ProjectionError> {
+        let name = projector.name();
+        let mut position = self.checkpoint(name).await?;
+        self.publish(name, position, None);
+        let mut subscription = self.store.subscribe(position, BATCH);
+        loop {
+            let events = subscription.next_batch().await?;
+            match self.apply_batch(projector, position, &events).await? {
+                Applied::Moved(to) => position = to,
+                Applied::Elsewhere(current) => {
+                    // another process applied these; continue from where it is
+                    position = current;
+                    subscription.seek(current);
+                    self.publish(name, position, None);
+                }
+            }
+        }
+    }
+
+    /// Applies events after `from` and moves the checkpoint, unless the checkpoint is no longer
+    /// at `from` (another process moved it), in which case nothing is applied.
+    async fn apply_batch(
+        &self,
+        projector: &Arc<dyn Projector>,
+        from: i64,
+        events: &[RecordedEvent],
+    ) -> Result<Applied, ProjectionError> {
+        let name = projector.name();
+        let Some(last) = events.last() else { return Ok(Applied::Moved(from)) };
+        let mut tx = self.store.db().begin().await?;
+        let current = locked_checkpoint(&mut tx, name).await?;
+        if current != from {
+            tx.rollback().await?;
+            return Ok(Applied::Elsewhere(current));
+        }
+        projector.apply(&mut tx, events).await?;
+        sql_exec!(
+            tx.exec(),
+            "UPDATE checkpoints SET position = $2, updated_at = $3 WHERE name = $1",
+            [name, last.position, Utc::now()]
+        )?;
+        tx.commit().await?;
+        let lag = (Utc::now() - last.recorded_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
+        self.publish(name, last.position, Some(lag));
+        Ok(Applied::Moved(last.position))
+    }
+
+    fn publish(&self, name: &'static str, position: i64, lag: Option<f64>) {
+        if let Some(tx) = self.positions.get(name) {
+            tx.send_replace(position);
+        }
+        metrics::gauge!("careledger_projection_position", "projector" => name).set(position as f64);
+        if let Some(lag) = lag {
+            if let Some(tx) = self.lags.get(name) {
+                tx.send_replace(lag);
+            }
+            metrics::gauge!("careledger_projection_lag_seconds", "projector" => name).set(lag.max(0.0));
+            metrics::histogram!("careledger_projection_lag", "projector" => name).record(lag.max(0.0));
+        }
+    }
+
+    /// A projector's checkpoint as stored (creating it at 0).
+    pub async fn checkpoint(&self, name: &str) -> Result<i64, ProjectionError> {
+        ensure_checkpoint(self.store.db(), name).await?;
+        let mut conn = self.store.db().acquire().await?;
+        let position = sql_fetch_optional!(
+            conn.exec(),
+            "SELECT position FROM checkpoints WHERE name = $1",
+            [name],
+            |row| row.try_get::<i64, _>(0)
+        )?;
+        Ok(position.unwrap_or(0))
+    }
+
+    /// Waits until every projector of this process has applied `position` (true), or the
+    /// timeout passes (false).
+    pub async fn wait_for(&self, position: i64, timeout: Duration) -> bool {
+        let waits = self.positions.values().map(|tx| {
+            let mut rx = tx.subscribe();
+            async move { rx.wait_for(|p| *p >= position).await.is_ok() }
+        });
+        tokio::time::timeout(timeout, futures::future::join_all(waits))
+            .await
+            .map(|all| all.into_iter().all(|ok| ok))
+            .unwrap_or(false)
+    }
+
+    /// Applies everything up to the log's head now, without following (CLI, tests, rebuild).
+    pub async fn catch_up(&self, name: &str, progress: &(dyn Fn(i64, i64) + Sync)) -> Result<i64, ProjectionError> {
+        let projector = self.projector(name)?.clone();
+        let head = self.store.head().await?;
+        let mut position = self.checkpoint(name).await?;
+        while position < head {
+            let events = self.store.read_all(position, BATCH).await?;
+            if events.is_empty() {
+                break;
+            }
+            position = match self.apply_batch(&projector, position, &events).await? {
+                Applied::Moved(to) | Applied::Elsewhere(to) => to,
+            };
+            progress(position, head);
+        }
+        Ok(position)
+    }
+
+    /// Empties a projector's tables, resets its checkpoint to 0 and replays the whole log.
+    pub async fn rebuild(&self, name: &str, progress: &(dyn Fn(i64, i64) + Sync)) -> Result<i64, ProjectionError> {
+        let projector = self.projector(name)?.clone();
+        ensure_checkpoint(self.store.db(), name).await?;
+        let mut tx = self.store.db().begin().await?;
+        locked_checkpoint(&mut tx, name).await?;
+        for table in projector.tables() {
+            // table names are the projector's own constants, never input
+            sql_exec!(tx.exec(), sqlx::AssertSqlSafe(format!("DELETE FROM {table}")), [])?;
+        }
+        sql_exec!(tx.exec(), "UPDATE checkpoints SET position = 0, updated_at = $2 WHERE name = $1", [name, Utc::now()])?;
+        tx.commit().await?;
+        self.publish(projector.name(), 0, None);
+        self.catch_up(name, progress).await
+    }
+
+    pub async fn status(&self) -> Result<Vec<ProjectorStatus>, ProjectionError> {
+        let head = self.store.head().await?;
+        let mut out = Vec::new();
+        for p in &self.projectors {
+            out.push(ProjectorStatus {
+                name: p.name().to_string(),
+                position: self.checkpoint(p.name()).await?,
+                head,
+                lag_seconds: self.lags.get(p.name()).map(|l| *l.borrow()).unwrap_or(0.0),
+            });
+        }
+        Ok(out)
+    }
+}
+
+enum Applied {
+    Moved(i64),
+    Elsewhere(i64),
+}
+
+async fn ensure_checkpoint(db: &Db, name: &str) -> Result<(), ProjectionError> {
+    let mut tx = db.begin().await?;
+    sql_exec!(
+        tx.exec(),
+        "INSERT INTO checkpoints (name, position, updated_at) VALUES ($1, 0, $2) ON CONFLICT DO NOTHING",
+        [name, Utc::now()]
+    )?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The checkpoint, locked until the transaction ends (SQLite: the writer is already exclusive).
+async fn locked_checkpoint(tx: &mut Tx, name: &str) -> Result<i64, ProjectionError> {
+    let rows = match tx.backend() {
+        Backend::Sqlite => sql_fetch_all!(tx.exec(), "SELECT position FROM checkpoints WHERE name = $1", [name], |row| row
+            .try_get::<i64, _>(0))?,
+        Backend::Postgres => sql_fetch_all!(
+            tx.exec(),
+            "SELECT position FROM checkpoints WHERE name = $1 FOR UPDATE",
+            [name],
+            |row| row.try_get::<i64, _>(0)
+        )?,
+    };
+    Ok(rows.first().copied().unwrap_or(0))
+}
+
+/// Every row of the given tables as text, in primary-key order: for comparing read models.
+pub async fn dump_tables(db: &Db, tables: &[&str]) -> Result<String, ProjectionError> {
+    let mut conn = db.acquire().await?;
+    let mut out = String::new();
+    for table in tables {
+        let columns: Vec<String> = match db.backend() {
+            Backend::Sqlite => sql_fetch_all!(
+                conn.exec(),
+                "SELECT name FROM pragma_table_info($1) ORDER BY cid",
+                [*table],
+                |row| row.try_get::<String, _>(0)
+            )?,
+            Backend::Postgres => sql_fetch_all!(
+                conn.exec(),
+                "SELECT column_name::text FROM information_schema.columns
+                 WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position",
+                [*table],
+                |row| row.try_get::<String, _>(0)
+            )?,
+        };
+        let select = columns.iter().map(|c| format!("COALESCE(CAST({c} AS TEXT), '∅')")).collect::<Vec<_>>().join(" || '|' || ");
+        let sql = format!("SELECT {select} FROM {table} ORDER BY 1");
+        let rows = sql_fetch_all!(conn.exec(), sqlx::AssertSqlSafe(sql), [], |row| row.try_get::<String, _>(0))?;
+        out.push_str(&format!("## {table} ({} rows)\n", rows.len()));
+        for r in rows {
+            out.push_str(&r);
+            out.push('\n');
+        }
+    }
+    Ok(out)
+}
