@@ -1,0 +1,162 @@
+//! The `careledger` command line: serve, migrate, token, projections rebuild/status.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::config::{ServeArgs, StorageArgs};
+use crate::Config;
+
+#[derive(Debug, Parser)]
+#[command(name = "careledger", version, about = "Event-sourced registries for health financing and eHealth")]
+struct Cli {
+    #[command(flatten)]
+    storage: StorageArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the HTTP API with its projectors (embedded SQLite unless DATABASE_URL names PostgreSQL).
+    Serve(ServeArgs),
+    /// Create or update the database schema, then exit.
+    Migrate,
+    /// Mint a bearer token for this server's secret.
+    Token {
+        #[arg(long)]
+        sub: String,
+        /// Space-separated permissions, e.g. "111101 111102 101102 audit:read".
+        #[arg(long, default_value = "")]
+        scope: String,
+        /// The legal entity the user acts for.
+        #[arg(long)]
+        client_id: Option<String>,
+        /// Seconds the token is valid.
+        #[arg(long, default_value_t = 3600)]
+        ttl: u64,
+    },
+    /// Read models: rebuild from the log, or show where they are.
+    Projections {
+        #[command(subcommand)]
+        command: ProjectionsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ProjectionsCommand {
+    /// Empty a read model (all when no name is given) and replay the whole log into it.
+    /// Stop the servers first, or they keep applying new events meanwhile (harmless, but slower).
+    Rebuild { name: Option<String> },
+    /// Each projector's position against the log's head.
+    Status,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("careledger: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Command::Serve(serve) => {
+            let config = Config::resolve(&cli.storage, &serve)?;
+            tracing::info!(addr = %config.addr, database = %crate::server::redact(&config.database_url), "starting");
+            let server = crate::start(config).await?;
+            tracing::info!(addr = %server.addr, "listening");
+            let shutdown = server.shutdown_handle();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                tracing::info!("shutting down");
+                shutdown.send_replace(true);
+            });
+            server.wait().await;
+            Ok(())
+        }
+        Command::Migrate => {
+            let config = Config::for_database(&cli.storage.database_url(), "");
+            crate::server::open_store(&config).await?;
+            println!("migrated {}", crate::server::redact(&config.database_url));
+            Ok(())
+        }
+        Command::Token { sub, scope, client_id, ttl } => {
+            let secret = cli.storage.jwt_secret().map_err(|e| format!("cannot read or create the JWT secret: {e}"))?;
+            let token = crate::auth::Keys::new(&secret).mint(&sub, &scope, client_id.as_deref(), ttl)?;
+            println!("{token}");
+            Ok(())
+        }
+        Command::Projections { command } => {
+            let config = Config::for_database(&cli.storage.database_url(), "");
+            let store = crate::server::open_store(&config).await?;
+            let projections =
+                careledger_projections::Projections::new(store.clone(), careledger_projections::all());
+            match command {
+                ProjectionsCommand::Status => {
+                    for s in projections.status().await.map_err(|e| e.to_string())? {
+                        println!("{}\tposition {}\thead {}\t{}", s.name, s.position, s.head, if s.position >= s.head { "caught up" } else { "behind" });
+                    }
+                }
+                ProjectionsCommand::Rebuild { name } => {
+                    let names: Vec<String> = match name {
+                        Some(n) => vec![n],
+                        None => projections.names().into_iter().map(String::from).collect(),
+                    };
+                    for name in names {
+                        let started = std::time::Instant::now();
+                        let bar = ProgressBar::new(0);
+                        bar.set_style(
+                            ProgressStyle::with_template("{msg} [{elapsed_precise}] {wide_bar} {percent}%")
+                                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                        );
+                        bar.set_message(format!("rebuilding {name}"));
+                        let head = store.head().await.map_err(|e| e.to_string())?.max(1);
+                        bar.set_length(100);
+                        let progress = |position: i64, _head: i64| {
+                            bar.set_position((position.saturating_mul(100) / head).clamp(0, 100) as u64);
+                        };
+                        let position = projections.rebuild(&name, &progress).await.map_err(|e| e.to_string())?;
+                        bar.finish_and_clear();
+                        println!("{name}: rebuilt to position {position} in {:.2}s", started.elapsed().as_secs_f64());
+                    }
+                }
+            }
+            store.db().close().await;
+            Ok(())
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

@@ -1,0 +1,193 @@
+//! Configuration: environment variables with defaults that run embedded, also settable by flags.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use careledger_events::codes::CodeFormat;
+use clap::Args;
+
+/// Settings every command shares: where the data is.
+#[derive(Debug, Clone, Args)]
+pub struct StorageArgs {
+    /// Directory for the embedded database and the generated JWT secret.
+    #[arg(long, env = "CARELEDGER_DATA_DIR", default_value = "./data", global = true)]
+    pub data_dir: PathBuf,
+    /// `postgres://...` for PostgreSQL; default: SQLite at <data-dir>/careledger.db.
+    #[arg(long, env = "DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+    /// HS256 secret for bearer tokens; default: generated once into <data-dir>/jwt-secret.
+    #[arg(long, env = "CARELEDGER_JWT_SECRET", hide_env_values = true, global = true)]
+    pub jwt_secret: Option<String>,
+}
+
+impl StorageArgs {
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("careledger.db").display()))
+    }
+
+    /// The configured secret, or the one kept in the data directory (made on first use).
+    pub fn jwt_secret(&self) -> std::io::Result<String> {
+        if let Some(secret) = &self.jwt_secret {
+            return Ok(secret.clone());
+        }
+        let path = self.data_dir.join("jwt-secret");
+        if let Ok(secret) = std::fs::read_to_string(&path) {
+            return Ok(secret.trim().to_string());
+        }
+        std::fs::create_dir_all(&self.data_dir)?;
+        let bytes: [u8; 32] = rand::random();
+        let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        write_private(&path, &secret)?;
+        Ok(secret)
+    }
+}
+
+fn write_private(path: &std::path::Path, content: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(mut f) => f.write_all(content.as_bytes()),
+        // another process made it first: use theirs
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Settings of `careledger serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[arg(long, env = "CARELEDGER_ADDR", default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "CARELEDGER_MAX_BODY_BYTES", default_value_t = 1 << 20)]
+    pub max_body_bytes: usize,
+    /// How long a query with `after_position` waits for the read models, in milliseconds.
+    #[arg(long, env = "CARELEDGER_QUERY_WAIT_MS", default_value_t = 5000)]
+    pub query_wait_ms: u64,
+    /// Database connections.
+    #[arg(long, env = "CARELEDGER_DB_CONNECTIONS", default_value_t = 16)]
+    pub db_connections: u32,
+    /// How often projectors look for events written by other processes, in milliseconds.
+    #[arg(long, env = "CARELEDGER_POLL_MS", default_value_t = 20)]
+    pub poll_ms: u64,
+    /// Codes generated when a request names no number.
+    #[arg(long, env = "CARELEDGER_CODES_DEFAULT_NUMBER", default_value_t = 1000)]
+    pub codes_default_number: u32,
+    /// Most codes one request may generate or reserve.
+    #[arg(long, env = "CARELEDGER_CODES_MAX_NUMBER", default_value_t = 1_000_000)]
+    pub codes_max_number: u32,
+    /// Digits of a CHFID, check digit included.
+    #[arg(long, env = "CARELEDGER_CODE_LENGTH", default_value_t = 9)]
+    pub code_length: u32,
+    /// Check-digit modulo root: 7 (legacy) or 10 (openIMIS Luhn variant), any of 2..=10.
+    #[arg(long, env = "CARELEDGER_CODE_MODULO", default_value_t = 7)]
+    pub code_modulo: u32,
+    /// Text before the digits of every new code.
+    #[arg(long, env = "CARELEDGER_CODE_PREFIX", default_value = "")]
+    pub code_prefix: String,
+    /// Permission overrides, `operation=permission` separated by commas
+    /// (operations: generate_codes, read_codes, reserve_codes, assign_code, link_control_number, audit).
+    #[arg(long, env = "CARELEDGER_PERMISSIONS", default_value = "")]
+    pub permissions: String,
+}
+
+/// Everything the server needs, resolved.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub addr: SocketAddr,
+    pub database_url: String,
+    pub jwt_secret: String,
+    pub max_body_bytes: usize,
+    pub query_wait: Duration,
+    pub db_connections: u32,
+    pub poll_interval: Duration,
+    pub codes_default_number: u32,
+    pub codes_max_number: u32,
+    pub code_format: CodeFormat,
+    pub permissions: Permissions,
+}
+
+impl Config {
+    pub fn resolve(storage: &StorageArgs, serve: &ServeArgs) -> Result<Config, String> {
+        Ok(Config {
+            addr: serve.addr,
+            database_url: storage.database_url(),
+            jwt_secret: storage.jwt_secret().map_err(|e| format!("cannot read or create the JWT secret: {e}"))?,
+            max_body_bytes: serve.max_body_bytes,
+            query_wait: Duration::from_millis(serve.query_wait_ms),
+            db_connections: serve.db_connections,
+            poll_interval: Duration::from_millis(serve.poll_ms),
+            codes_default_number: serve.codes_default_number,
+            codes_max_number: serve.codes_max_number,
+            code_format: CodeFormat {
+                length: serve.code_length,
+                modulo: serve.code_modulo,
+                prefix: serve.code_prefix.clone(),
+            },
+            permissions: Permissions::parse(&serve.permissions)?,
+        })
+    }
+
+    /// Defaults for a server on `database_url` with `secret` (tests and benchmarks).
+    pub fn for_database(database_url: &str, secret: &str) -> Config {
+        Config {
+            addr: "127.0.0.1:0".parse().expect("loopback address"),
+            database_url: database_url.to_string(),
+            jwt_secret: secret.to_string(),
+            max_body_bytes: 1 << 20,
+            query_wait: Duration::from_secs(5),
+            db_connections: 16,
+            poll_interval: Duration::from_millis(20),
+            codes_default_number: 1000,
+            codes_max_number: 1_000_000,
+            code_format: CodeFormat::default(),
+            permissions: Permissions::default(),
+        }
+    }
+}
+
+/// The permission string each operation needs. Defaults follow the seeds (openIMIS rights).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Permissions(HashMap<&'static str, String>);
+
+pub const OPERATIONS: [(&str, &str); 6] = [
+    ("generate_codes", "111101"),
+    ("read_codes", "111102"),
+    ("reserve_codes", "111101"),
+    ("assign_code", "101102"),
+    ("link_control_number", "101102"),
+    ("audit", "audit:read"),
+];
+
+impl Default for Permissions {
+    fn default() -> Self {
+        Permissions(OPERATIONS.iter().map(|(op, perm)| (*op, perm.to_string())).collect())
+    }
+}
+
+impl Permissions {
+    pub fn parse(overrides: &str) -> Result<Self, String> {
+        let mut permissions = Permissions::default();
+        for pair in overrides.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (op, perm) = pair.split_once('=').ok_or_else(|| format!("permission override `{pair}` is not op=perm"))?;
+            let key = OPERATIONS
+                .iter()
+                .map(|(o, _)| *o)
+                .find(|o| *o == op.trim())
+                .ok_or_else(|| format!("unknown operation `{op}` in permission overrides"))?;
+            permissions.0.insert(key, perm.trim().to_string());
+        }
+        Ok(permissions)
+    }
+
+    pub fn of(&self, operation: &str) -> &str {
+        self.0.get(operation).map(String::as_str).unwrap_or("")
+    }
+}

@@ -1,0 +1,204 @@
+//! Reading request input into checked values, collecting every invalid entry for one 422.
+//!
+//! Bodies are read as JSON values first and checked field by field (instead of deserialising
+//! straight into structs) so that one answer names every invalid field with its JSON path, and
+//! unknown fields are refused rather than silently ignored.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use careledger_events::codes::HolderType;
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::envelope::{ApiError, Invalid};
+
+/// A JSON object body. Malformed JSON is a 400, a body over the limit a 413, a non-object a 422.
+pub struct JsonBody(pub Map<String, Value>, pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "Request body is too large")
+            } else {
+                ApiError::malformed(format!("Cannot read the request body: {rejection}"))
+            }
+        })?;
+        match serde_json::from_slice::<Value>(&bytes) {
+            Ok(Value::Object(map)) => Ok(JsonBody(map, bytes)),
+            Ok(_) => Err(ApiError::invalid(vec![Invalid::field("$", "type", "expected a JSON object")])),
+            Err(e) => Err(ApiError::malformed(format!("Malformed JSON: {e}"))),
+        }
+    }
+}
+
+/// Checks the fields of a JSON object, remembering every failure.
+pub struct Fields<'a> {
+    object: &'a Map<String, Value>,
+    invalid: Vec<Invalid>,
+}
+
+impl<'a> Fields<'a> {
+    pub fn new(object: &'a Map<String, Value>) -> Self {
+        Fields { object, invalid: vec![] }
+    }
+
+    fn fail(&mut self, name: &str, rule: &'static str, description: String) {
+        self.invalid.push(Invalid::field(format!("$.{name}"), rule, description));
+    }
+
+    fn get(&mut self, name: &str, required: bool) -> Option<&'a Value> {
+        match self.object.get(name) {
+            None | Some(Value::Null) => {
+                if required {
+                    self.fail(name, "required", "required property is missing".into());
+                }
+                None
+            }
+            Some(v) => Some(v),
+        }
+    }
+
+    /// Fields outside `allowed` are refused: a misspelt optional field must not pass unnoticed.
+    pub fn only(&mut self, allowed: &[&str]) -> &mut Self {
+        let unknown: Vec<String> = self.object.keys().filter(|k| !allowed.contains(&k.as_str())).cloned().collect();
+        for name in unknown {
+            self.fail(&name, "schema", "property is not allowed".into());
+        }
+        self
+    }
+
+    pub fn string(&mut self, name: &str, required: bool, max_chars: usize) -> Option<String> {
+        match self.get(name, required)? {
+            Value::String(s) if !s.trim().is_empty() && s.chars().count() <= max_chars => Some(s.trim().to_string()),
+            Value::String(_) => {
+                self.fail(name, "length", format!("expected a non-empty string of at most {max_chars} characters"));
+                None
+            }
+            _ => {
+                self.fail(name, "cast", "expected a string".into());
+                None
+            }
+        }
+    }
+
+    pub fn integer(&mut self, name: &str, required: bool, min: i64, max: i64) -> Option<i64> {
+        match self.get(name, required)?.as_i64() {
+            Some(n) if (min..=max).contains(&n) => Some(n),
+            Some(_) => {
+                self.fail(name, "number", format!("expected an integer from {min} to {max}"));
+                None
+            }
+            None => {
+                self.fail(name, "cast", "expected an integer".into());
+                None
+            }
+        }
+    }
+
+    pub fn uuid(&mut self, name: &str, required: bool) -> Option<Uuid> {
+        let value = self.get(name, required)?;
+        match value.as_str().and_then(|s| Uuid::parse_str(s).ok()) {
+            Some(id) => Some(id),
+            None => {
+                self.fail(name, "format", "expected a UUID".into());
+                None
+            }
+        }
+    }
+
+    pub fn object(&mut self, name: &str) -> Option<Value> {
+        match self.get(name, false)? {
+            v @ Value::Object(_) => Some(v.clone()),
+            _ => {
+                self.fail(name, "cast", "expected an object".into());
+                None
+            }
+        }
+    }
+
+    pub fn holder_type(&mut self, name: &str) -> Option<HolderType> {
+        let value = self.get(name, true)?;
+        match serde_json::from_value::<HolderType>(value.clone()) {
+            Ok(h) => Some(h),
+            Err(_) => {
+                self.fail(
+                    name,
+                    "inclusion",
+                    "expected 1 (printer), 2 (enrolment_officer), 3 (health_facility) or 4 (location)".into(),
+                );
+                None
+            }
+        }
+    }
+
+    /// Ok when every field passed.
+    pub fn finish(self) -> Result<(), ApiError> {
+        if self.invalid.is_empty() { Ok(()) } else { Err(ApiError::invalid(self.invalid)) }
+    }
+}
+
+/// Checks query parameters, remembering every failure.
+pub struct Params<'a> {
+    params: &'a HashMap<String, String>,
+    invalid: Vec<Invalid>,
+}
+
+impl<'a> Params<'a> {
+    pub fn new(params: &'a HashMap<String, String>) -> Self {
+        Params { params, invalid: vec![] }
+    }
+
+    pub fn fail(&mut self, name: &str, rule: &'static str, description: impl Into<String>) {
+        self.invalid.push(Invalid::query(name, rule, description));
+    }
+
+    pub fn string(&mut self, name: &str, required: bool) -> Option<String> {
+        match self.params.get(name).map(|s| s.trim()).filter(|s| !s.is_empty()) {
+            Some(s) => Some(s.to_string()),
+            None => {
+                if required {
+                    self.fail(name, "required", "required parameter is missing");
+                }
+                None
+            }
+        }
+    }
+
+    pub fn integer(&mut self, name: &str, default: i64, min: i64, max: i64) -> i64 {
+        match self.string(name, false) {
+            None => default,
+            Some(s) => match s.parse::<i64>() {
+                Ok(n) if (min..=max).contains(&n) => n,
+                _ => {
+                    self.fail(name, "number", format!("expected an integer from {min} to {max}"));
+                    default
+                }
+            },
+        }
+    }
+
+    pub fn holder_type(&mut self, name: &str) -> Option<HolderType> {
+        let s = self.string(name, true)?;
+        let parsed = HolderType::from_name(&s);
+        if parsed.is_none() {
+            self.fail(name, "inclusion", "expected 1-4 or printer, enrolment_officer, health_facility, location");
+        }
+        parsed
+    }
+
+    /// Ok when every parameter passed.
+    pub fn finish(self) -> Result<(), ApiError> {
+        if self.invalid.is_empty() { Ok(()) } else { Err(ApiError::invalid(self.invalid)) }
+    }
+}
+
+/// Paging of list answers.
+pub fn paging(limit: i64, offset: i64, total: i64) -> Value {
+    serde_json::json!({ "limit": limit, "offset": offset, "total": total })
+}

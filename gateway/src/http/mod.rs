@@ -1,0 +1,69 @@
+//! The HTTP API: one router built from each context's routes, wrapped in the layers every request
+//! passes (request id, tracing, body limit, panic catching) and answered in one envelope.
+
+pub mod audit;
+pub mod body;
+pub mod envelope;
+pub mod ops;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+use uuid::Uuid;
+
+use crate::state::AppState;
+use body::Params;
+use envelope::{ApiError, REQUEST_ID};
+
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+pub fn router(state: AppState) -> Router {
+    let max_body = state.config.max_body_bytes;
+    Router::new()
+        .merge(crate::codes::routes())
+        .merge(audit::routes())
+        .merge(ops::routes())
+        .fallback(|| async { ApiError::not_found("No such resource") })
+        .method_not_allowed_fallback(|| async { ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed") })
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(CatchPanicLayer::custom(|_| ApiError::internal("internal error").into_response()))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let id = req.headers().get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+        }))
+        .layer(axum::middleware::from_fn(request_id))
+        .with_state(state)
+}
+
+/// Takes the caller's `x-request-id` (or makes one), makes it visible to the envelope, and
+/// returns it on the answer.
+async fn request_id(mut req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 200)
+        .map(str::to_string)
+        .unwrap_or_else(|| Uuid::now_v7().to_string());
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        req.headers_mut().insert(REQUEST_ID_HEADER, value.clone());
+        let mut response = REQUEST_ID.scope(id, next.run(req)).await;
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+        response
+    } else {
+        REQUEST_ID.scope(id, next.run(req)).await
+    }
+}
+
+/// `?after_position=N`: waits until the read models have applied position N (read your writes).
+pub async fn read_after(state: &AppState, params: &mut Params<'_>) -> Result<(), ApiError> {
+    let position = params.integer("after_position", 0, 0, i64::MAX);
+    if position > 0 && !state.projections.wait_for(position, state.config.query_wait).await {
+        return Err(careledger_projections::ProjectionError::Behind(position).into());
+    }
+    Ok(())
+}

@@ -1,0 +1,18 @@
+//! The careledger gateway: the HTTP API, authentication, configuration and the CLI.
+//!
+//! A request is authenticated (Bearer JWT), authorised (permission strings), parsed and validated
+//! into a command; the command handler loads the aggregate, lets the pure domain decide, and
+//! appends the events with optimistic concurrency; projectors (running in this process) fold
+//! them into the read models that queries read.
+
+pub mod auth;
+pub mod cli;
+pub mod codes;
+pub mod config;
+pub mod handler;
+pub mod http;
+pub mod server;
+pub mod state;
+
+pub use config::Config;
+pub use server::{RunningServer, start};

@@ -1,0 +1,121 @@
+//! Building and running the service: store, migrations, projectors, router, graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+
+use careledger_projections::Projections;
+use careledger_store::{EventStore, StoreOptions};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::sync::watch;
+
+use crate::Config;
+use crate::auth::Keys;
+use crate::handler::AggregateCache;
+use crate::state::AppState;
+
+/// The metrics recorder is process-wide; servers in one process (tests) share it.
+fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets(&[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
+                .map(|b| b.build_recorder())
+                .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
+            let handle = recorder.handle();
+            // another recorder may already be installed (a test harness): keep ours readable anyway
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+/// Opens and migrates the store.
+pub async fn open_store(config: &Config) -> Result<EventStore, String> {
+    if let Some(path) = config.database_url.strip_prefix("sqlite://")
+        && let Some(dir) = std::path::Path::new(path).parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    let mut options = StoreOptions::new(&config.database_url);
+    options.max_connections = config.db_connections;
+    options.poll_interval = config.poll_interval;
+    let store = EventStore::open(&options).await.map_err(|e| format!("cannot open {}: {e}", redact(&config.database_url)))?;
+    store.migrate().await.map_err(|e| format!("cannot migrate: {e}"))?;
+    Ok(store)
+}
+
+/// The database URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{}@{}", &url[..scheme + 3], user, &url[at + 1..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// A server listening on its address, with its projectors running.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    shutdown: watch::Sender<bool>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    projectors: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl RunningServer {
+    /// Stops accepting, finishes requests in flight, stops projectors, closes the database.
+    pub async fn stop(self) {
+        self.shutdown.send_replace(true);
+        let _ = self.server.await;
+        for p in self.projectors {
+            let _ = p.await;
+        }
+        self.state.store.db().close().await;
+    }
+
+    /// Waits until the server ends (after a shutdown signal).
+    pub async fn wait(self) {
+        let mut rx = self.shutdown.subscribe();
+        let _ = rx.wait_for(|s| *s).await;
+        self.stop().await;
+    }
+
+    pub fn shutdown_handle(&self) -> watch::Sender<bool> {
+        self.shutdown.clone()
+    }
+}
+
+/// Opens the store, starts the projectors and serves HTTP on `config.addr` (port 0: any free).
+pub async fn start(config: Config) -> Result<RunningServer, String> {
+    let store = open_store(&config).await?;
+    let projections = Projections::new(store.clone(), careledger_projections::all());
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let projectors = projections.spawn(shutdown_rx.clone());
+    let state = AppState {
+        store,
+        projections,
+        keys: Keys::new(&config.jwt_secret),
+        metrics: metrics_handle(),
+        batches: Arc::new(AggregateCache::new(64)),
+        config: Arc::new(config),
+    };
+    let listener = tokio::net::TcpListener::bind(state.config.addr)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", state.config.addr))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let router = crate::http::router(state.clone());
+    let mut stop = shutdown_rx;
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    Ok(RunningServer { addr, state, shutdown, server, projectors })
+}

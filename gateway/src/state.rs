@@ -1,0 +1,22 @@
+//! What every handler shares.
+
+use std::sync::Arc;
+
+use careledger_domain::codes::CodeBatch;
+use careledger_projections::Projections;
+use careledger_store::EventStore;
+
+use crate::Config;
+use crate::auth::Keys;
+use crate::handler::AggregateCache;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: EventStore,
+    pub projections: Arc<Projections>,
+    pub config: Arc<Config>,
+    pub keys: Keys,
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// Recently used code batches, kept folded so a command on a big batch reads only new events.
+    pub batches: Arc<AggregateCache<CodeBatch>>,
+}
