@@ -1,0 +1,226 @@
+//! The event log on both backends: optimistic concurrency, unique ids and keys, idempotency
+//! records, and a global order that never skips an event under concurrent writers.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use careledger_store::{
+    AppendRequest, EventMetadata, EventStore, ExpectedVersion, IdempotencyRecord, KeyClaim, NewEvent,
+    StoreError, StreamAppend,
+};
+use careledger_tests::{Kind, TestDb, both_backends};
+use serde_json::json;
+use uuid::Uuid;
+
+fn event(n: i64) -> NewEvent {
+    NewEvent {
+        event_id: Uuid::now_v7(),
+        event_type: "TestHappened".into(),
+        data: json!({ "n": n }),
+        metadata: EventMetadata {
+            correlation_id: Uuid::now_v7(),
+            causation_id: None,
+            actor: Default::default(),
+            command: "Test".into(),
+        },
+    }
+}
+
+both_backends!(appends_check_the_expected_version, appends_check_the_expected_version_on);
+async fn appends_check_the_expected_version_on(kind: Kind) {
+    let db = TestDb::new(kind).await;
+    let store = db.store().await;
+    let first = store
+        .append(&AppendRequest::single("t-a-1", ExpectedVersion::Exact(0), vec![event(1), event(2)]))
+        .await
+        .unwrap();
+    assert_eq!(first.versions, vec![2]);
+    assert!(first.positions[0] < first.positions[1]);
+    let stale = store.append(&AppendRequest::single("t-a-1", ExpectedVersion::Exact(1), vec![event(3)])).await;
+    assert!(matches!(stale, Err(StoreError::WrongExpectedVersion { expected: 1, actual: 2, .. })), "{stale:?}");
+    let again = store.append(&AppendRequest::single("t-a-1", ExpectedVersion::Exact(0), vec![event(3)])).await;
+    assert!(matches!(again, Err(StoreError::WrongExpectedVersion { actual: 2, .. })), "{again:?}");
+    store.append(&AppendRequest::single("t-a-1", ExpectedVersion::Exact(2), vec![event(3)])).await.unwrap();
+    store.append(&AppendRequest::single("t-a-1", ExpectedVersion::Any, vec![event(4)])).await.unwrap();
+    assert_eq!(store.stream_version("t-a-1").await.unwrap(), 4);
+    assert_eq!(store.stream_version("t-a-2").await.unwrap(), 0);
+    let events = store.read_stream("t-a-1", 1, 100).await.unwrap();
+    assert_eq!(events.iter().map(|e| e.version).collect::<Vec<_>>(), vec![2, 3, 4]);
+    assert_eq!(events[0].data, json!({ "n": 2 }));
+    assert_eq!(events[0].metadata.command, "Test");
+    assert_eq!(store.count().await.unwrap(), 4);
+    // PostgreSQL readers wait for every writing transaction of the cluster (other tests' too)
+    assert_eq!(careledger_tests::eventually_head(&store, events[2].position).await, events[2].position);
+
+    // the same event id twice is refused, and nothing of that append is kept
+    let e = event(5);
+    store.append(&AppendRequest::single("t-b-1", ExpectedVersion::Any, vec![e.clone()])).await.unwrap();
+    let dup = store.append(&AppendRequest::single("t-b-2", ExpectedVersion::Any, vec![e.clone()])).await;
+    assert!(matches!(dup, Err(StoreError::DuplicateEvent(id)) if id == e.event_id), "{dup:?}");
+    assert_eq!(store.stream_version("t-b-2").await.unwrap(), 0);
+}
+
+both_backends!(key_claims_are_all_or_nothing, key_claims_are_all_or_nothing_on);
+async fn key_claims_are_all_or_nothing_on(kind: Kind) {
+    let db = TestDb::new(kind).await;
+    let store = db.store().await;
+    let claim = |owner: &str, keys: &[&str]| KeyClaim {
+        scope: "chfid".into(),
+        keys: keys.iter().map(|k| k.to_string()).collect(),
+        owner: owner.into(),
+    };
+    let mut first = AppendRequest::single("t-k-1", ExpectedVersion::Exact(0), vec![event(1)]);
+    first.claims = vec![claim("t-k-1", &["a", "b"])];
+    store.append(&first).await.unwrap();
+    let mut second = AppendRequest::single("t-k-2", ExpectedVersion::Exact(0), vec![event(2)]);
+    second.claims = vec![claim("t-k-2", &["c", "b", "a"])];
+    let taken = store.append(&second).await;
+    match taken {
+        Err(StoreError::KeysTaken { scope, mut keys }) => {
+            keys.sort();
+            assert_eq!((scope.as_str(), keys), ("chfid", vec!["a".to_string(), "b".to_string()]));
+        }
+        other => panic!("expected KeysTaken, got {other:?}"),
+    }
+    assert_eq!(store.stream_version("t-k-2").await.unwrap(), 0, "a refused claim appends nothing");
+    assert_eq!(store.key_owner("chfid", "c").await.unwrap(), None);
+    assert_eq!(store.key_owner("chfid", "a").await.unwrap().as_deref(), Some("t-k-1"));
+}
+
+both_backends!(idempotency_records_commit_with_the_events, idempotency_records_on);
+async fn idempotency_records_on(kind: Kind) {
+    let db = TestDb::new(kind).await;
+    let store = db.store().await;
+    let record = IdempotencyRecord {
+        key: "user:key-1".into(),
+        request_hash: "h1".into(),
+        status: 201,
+        body: "{\"ok\":true}".into(),
+    };
+    let mut request = AppendRequest::single("t-i-1", ExpectedVersion::Any, vec![event(1)]);
+    request.idempotency = Some(record.clone());
+    let outcome = store.append(&request).await.unwrap();
+    let stored = store.idempotent_response("user:key-1").await.unwrap().unwrap();
+    assert_eq!((stored.status, stored.body.as_str(), stored.position), (201, "{\"ok\":true}", outcome.last_position()));
+    let mut again = AppendRequest::single("t-i-1", ExpectedVersion::Any, vec![event(2)]);
+    again.idempotency = Some(record);
+    assert!(matches!(store.append(&again).await, Err(StoreError::IdempotencyKeyTaken(_))));
+    assert_eq!(store.stream_version("t-i-1").await.unwrap(), 1);
+}
+
+both_backends!(a_reader_never_passes_an_uncommitted_earlier_append, uncommitted_earlier_append_on);
+/// The interleaving a plain sequence gets wrong: an append takes its position, a later append
+/// commits first. A reader must not return the later one before the earlier one is decided.
+async fn uncommitted_earlier_append_on(kind: Kind) {
+    let db = TestDb::new(kind).await;
+    let store = db.store().await;
+    let early = store
+        .begin_append(&AppendRequest::single("t-o-1", ExpectedVersion::Any, vec![event(1)]))
+        .await
+        .unwrap();
+    let late_store = store.clone();
+    let late = tokio::spawn(async move {
+        late_store.append(&AppendRequest::single("t-o-2", ExpectedVersion::Any, vec![event(2)])).await.unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let seen = store.read_all(0, 100).await.unwrap();
+    assert!(seen.is_empty(), "read past an uncommitted earlier append: {seen:?}");
+    let early = early.commit().await.unwrap();
+    let late = late.await.unwrap();
+    let seen = store.read_all(0, 100).await.unwrap();
+    assert_eq!(
+        seen.iter().map(|e| e.position).collect::<Vec<_>>(),
+        vec![early.last_position(), late.last_position()]
+    );
+}
+
+both_backends!(concurrent_writers_and_a_tailing_reader, concurrent_writers_on);
+/// Many writers append (own streams and contended shared ones) while a subscriber tails the log:
+/// it must see every committed event exactly once, positions increasing, each stream in version
+/// order.
+async fn concurrent_writers_on(kind: Kind) {
+    const WRITERS: usize = 16;
+    const APPENDS: usize = 60;
+    let db = TestDb::new(kind).await;
+    let store = db.store().await;
+    let reader_store = store.clone();
+    let reader = tokio::spawn(async move {
+        let mut sub = reader_store.subscribe(0, 97);
+        let mut seen = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let batch = tokio::time::timeout_at(deadline, sub.next_batch()).await;
+            let Ok(batch) = batch else { break seen };
+            seen.extend(batch.unwrap());
+            if seen.len() >= expected_total() {
+                break seen;
+            }
+        }
+    });
+    let committed = Arc::new(std::sync::Mutex::new(HashSet::new()));
+    let mut writers = Vec::new();
+    for w in 0..WRITERS {
+        let store = store.clone();
+        let committed = committed.clone();
+        writers.push(tokio::spawn(async move {
+            for i in 0..APPENDS {
+                // every third append goes to one of 4 shared streams, with retries on conflict
+                let (stream, events) = if i % 3 == 0 {
+                    (format!("t-shared-{}", i % 4), vec![event(i as i64)])
+                } else {
+                    (format!("t-own-{w}"), (0..(1 + i % 3)).map(|k| event(k as i64)).collect())
+                };
+                loop {
+                    let version = store.stream_version(&stream).await.unwrap();
+                    let request = AppendRequest {
+                        streams: vec![StreamAppend {
+                            stream: stream.clone(),
+                            expected: ExpectedVersion::Exact(version),
+                            events: events.clone(),
+                        }],
+                        ..Default::default()
+                    };
+                    match store.append(&request).await {
+                        Ok(_) => {
+                            committed.lock().unwrap().extend(events.iter().map(|e| e.event_id));
+                            break;
+                        }
+                        Err(e) if e.is_retryable() => continue,
+                        Err(e) => panic!("append failed: {e}"),
+                    }
+                }
+            }
+        }));
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    let seen = reader.await.unwrap();
+    let committed = committed.lock().unwrap().clone();
+    assert_eq!(committed.len(), expected_total());
+    let ids: Vec<Uuid> = seen.iter().map(|e| e.event_id).collect();
+    assert_eq!(ids.iter().collect::<HashSet<_>>().len(), ids.len(), "an event was seen twice");
+    assert_eq!(ids.iter().copied().collect::<HashSet<_>>(), committed, "the reader missed events");
+    assert!(seen.windows(2).all(|w| w[0].position < w[1].position), "positions went backwards");
+    let mut versions: HashMap<&str, i64> = HashMap::new();
+    for e in &seen {
+        let last = versions.entry(&e.stream).or_insert(0);
+        assert_eq!(e.version, *last + 1, "stream {} out of order", e.stream);
+        *last = e.version;
+    }
+
+    fn expected_total() -> usize {
+        // per writer: i%3==0 -> 1 event; i%3==1 -> 2 events; i%3==2 -> 3 events
+        WRITERS * (0..APPENDS).map(|i| if i % 3 == 0 { 1 } else { 1 + i % 3 }).sum::<usize>()
+    }
+}
+
+#[tokio::test]
+async fn the_same_store_is_shared_by_clones() {
+    let db = TestDb::new(Kind::Sqlite).await;
+    let store: EventStore = db.store().await;
+    let clone = store.clone();
+    clone.append(&AppendRequest::single("t-c-1", ExpectedVersion::Any, vec![event(1)])).await.unwrap();
+    assert_eq!(store.count().await.unwrap(), 1);
+}
