@@ -3,10 +3,12 @@
 -- No reader may skip an event (DESIGN rule 2). A sequence is not enough: a transaction can take
 -- position 5, another take 6 and commit first, and a reader at 6 would never see 5. Here the
 -- position is made from the writing transaction's id (`txid << 20 | index in the append`), and
--- readers only read events of transactions older than the oldest one still running
--- (`transaction_id < pg_snapshot_xmin(pg_current_snapshot())`). Every event a reader may still
--- see later belongs to a transaction at or above that horizon, so it has a higher position than
--- anything already read. Positions are increasing in reading order but not dense.
+-- readers only read events of transactions below a horizon: the oldest id of an appender still
+-- running, or the next id when none runs (see `HORIZON` in store/src/postgres.rs; appenders hold a
+-- shared advisory lock, taken before their id exists, so readers can tell them from other
+-- transactions). Every event a reader may still see later belongs to a transaction at or above that
+-- horizon, so it has a higher position than anything already read. Positions are increasing in
+-- reading order but not dense.
 CREATE TABLE events (
     position       BIGINT      PRIMARY KEY,
     transaction_id xid8        NOT NULL DEFAULT pg_current_xact_id(),

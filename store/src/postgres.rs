@@ -11,9 +11,37 @@ use crate::{Tx, AppendOutcome, AppendRequest, ExpectedVersion, RecordedEvent, St
 /// Positions are `txid << INDEX_BITS | index of the event in its append`.
 const INDEX_BITS: u32 = 20;
 
+/// Marks the transaction as an appender (a shared advisory lock, key `'CARE'`, 1) and returns its id.
+const APPENDER_TXID: &str = "SELECT pg_current_xact_id()::text::bigint
+     FROM (SELECT pg_advisory_xact_lock_shared(1128354373, 1) OFFSET 0) AS appender";
+
+/// The reading horizon: the lowest transaction id of an appender of this database still running,
+/// or the next transaction id when none runs. Every transaction below it has ended, so a read in a
+/// later statement sees all their events. Only appenders count (their advisory lock says who they
+/// are): a long transaction of a projector, of a rebuild or of another database on the same server
+/// never holds readers back. `backend_xid` is 32 bits: it is widened to 64 as the id nearest to the
+/// snapshot's xmax (running ids are within 2^31 of it).
+const HORIZON: &str = "WITH s AS (SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS n)
+     SELECT LEAST(s.n, COALESCE((
+         SELECT min(s.n + (((a.backend_xid::text::bigint - (s.n & 4294967295)) % 4294967296
+                                  + 6442450944) % 4294967296 - 2147483648))
+         FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+         WHERE l.locktype = 'advisory' AND l.granted
+           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+           AND l.classid = 1128354373::oid AND l.objid = 1::oid AND l.objsubid = 2
+           AND a.backend_xid IS NOT NULL), s.n))
+     FROM s";
+
+/// See [`HORIZON`]; the events read must be read by a later statement than this one.
+async fn horizon(pool: &PgPool) -> Result<i64, StoreError> {
+    Ok(sqlx::query_scalar(HORIZON).fetch_one(pool).await?)
+}
+
 pub(crate) async fn begin_append(pool: &PgPool, request: &AppendRequest) -> Result<(Tx, AppendOutcome), StoreError> {
     let mut tx = pool.begin().await?;
-    let txid: i64 = sqlx::query_scalar("SELECT pg_current_xact_id()::text::bigint").fetch_one(&mut *tx).await?;
+    // The appender lock is taken before the transaction id exists (the OFFSET 0 subquery runs
+    // first), so a reader computing its horizon sees every appender that holds an older id.
+    let txid: i64 = sqlx::query_scalar(APPENDER_TXID).fetch_one(&mut *tx).await?;
     let base = txid << INDEX_BITS;
     let now = Utc::now();
     let count = request.event_count();
@@ -216,24 +244,30 @@ pub(crate) async fn stream_version(pool: &PgPool, stream: &str) -> Result<i64, S
 }
 
 pub(crate) async fn read_all(pool: &PgPool, after: i64, limit: i64) -> Result<Vec<RecordedEvent>, StoreError> {
+    let horizon = horizon(pool).await?;
     let rows = sqlx::query(
         "SELECT position, event_id, stream, version, event_type, data::text, metadata::text, recorded_at
          FROM events
-         WHERE position > $1 AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+         WHERE position > $1 AND position < $3 AND transaction_id < $4::text::xid8
          ORDER BY position LIMIT $2",
     )
     .bind(after)
     .bind(limit)
+    .bind(horizon << INDEX_BITS)
+    .bind(horizon)
     .fetch_all(pool)
     .await?;
     rows.iter().map(decode).collect()
 }
 
 pub(crate) async fn head(pool: &PgPool) -> Result<i64, StoreError> {
+    let horizon = horizon(pool).await?;
     let head: Option<i64> = sqlx::query_scalar(
-        "SELECT position FROM events WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+        "SELECT position FROM events WHERE position < $1 AND transaction_id < $2::text::xid8
          ORDER BY position DESC LIMIT 1",
     )
+    .bind(horizon << INDEX_BITS)
+    .bind(horizon)
     .fetch_optional(pool)
     .await?;
     Ok(head.unwrap_or(0))
