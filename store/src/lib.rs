@@ -175,7 +175,20 @@ impl EventStore {
 
     /// Appends atomically; on success wakes local subscribers.
     pub async fn append(&self, request: &AppendRequest) -> Result<AppendOutcome, StoreError> {
-        self.begin_append(request).await?.commit().await
+        match &self.db {
+            // one round trip: the append is a single statement committing on its own
+            Db::Postgres(pool) => {
+                if request.event_count() > MAX_EVENTS_PER_APPEND {
+                    return Err(StoreError::TooManyEvents(request.event_count()));
+                }
+                let outcome = postgres::append(pool, request).await?;
+                if !outcome.positions.is_empty() {
+                    self.appended.send_replace(outcome.last_position());
+                }
+                Ok(outcome)
+            }
+            Db::Sqlite { .. } => self.begin_append(request).await?.commit().await,
+        }
     }
 
     /// Writes an append inside a transaction left open: nothing is visible until

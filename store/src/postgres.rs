@@ -11,10 +11,6 @@ use crate::{Tx, AppendOutcome, AppendRequest, ExpectedVersion, RecordedEvent, St
 /// Positions are `txid << INDEX_BITS | index of the event in its append`.
 const INDEX_BITS: u32 = 20;
 
-/// Marks the transaction as an appender (a shared advisory lock, key `'CARE'`, 1) and returns its id.
-const APPENDER_TXID: &str = "SELECT pg_current_xact_id()::text::bigint
-     FROM (SELECT pg_advisory_xact_lock_shared(1128354373, 1) OFFSET 0) AS appender";
-
 /// The reading horizon: the lowest transaction id of an appender of this database still running,
 /// or the next transaction id when none runs. Every transaction below it has ended, so a read in a
 /// later statement sees all their events. Only appenders count (their advisory lock says who they
@@ -37,178 +33,109 @@ async fn horizon(pool: &PgPool) -> Result<i64, StoreError> {
     Ok(sqlx::query_scalar(HORIZON).fetch_one(pool).await?)
 }
 
+/// An append committed on its own: one round trip (the statement is its own transaction).
+pub(crate) async fn append(pool: &PgPool, request: &AppendRequest) -> Result<AppendOutcome, StoreError> {
+    let mut conn = pool.acquire().await?;
+    call_append(pool, &mut conn, request).await
+}
+
+/// An append written in a transaction left open for the caller to commit.
 pub(crate) async fn begin_append(pool: &PgPool, request: &AppendRequest) -> Result<(Tx, AppendOutcome), StoreError> {
     let mut tx = pool.begin().await?;
-    // The appender lock is taken before the transaction id exists (the OFFSET 0 subquery runs
-    // first), so a reader computing its horizon sees every appender that holds an older id.
-    let txid: i64 = sqlx::query_scalar(APPENDER_TXID).fetch_one(&mut *tx).await?;
-    let base = txid << INDEX_BITS;
-    let now = Utc::now();
+    let outcome = call_append(pool, &mut tx, request).await?;
+    Ok((Tx::Postgres(tx), outcome))
+}
+
+/// Calls `careledger_append` (migrations/postgres/0001_event_log.sql) and decodes its refusals.
+async fn call_append(pool: &PgPool, conn: &mut PgConnection, request: &AppendRequest) -> Result<AppendOutcome, StoreError> {
     let count = request.event_count();
-    let (mut positions, mut event_ids, mut streams, mut versions_col, mut types, mut data, mut metadata) = (
-        Vec::with_capacity(count),
-        Vec::with_capacity(count),
-        Vec::with_capacity(count),
-        Vec::with_capacity(count),
-        Vec::with_capacity(count),
-        Vec::with_capacity(count),
-        Vec::with_capacity(count),
-    );
-    let mut versions = Vec::with_capacity(request.streams.len());
+    let (mut streams, mut expected, mut counts) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut ids, mut types, mut data, mut metadata) =
+        (Vec::with_capacity(count), Vec::with_capacity(count), Vec::with_capacity(count), Vec::with_capacity(count));
     for append in &request.streams {
-        let n = append.events.len() as i64;
-        let new_version = if n == 0 {
-            current_version(&mut tx, &append.stream).await?
-        } else {
-            move_stream(&mut tx, &append.stream, append.expected, n, txid).await?
-        };
-        for (i, event) in append.events.iter().enumerate() {
-            positions.push(base | positions.len() as i64);
-            event_ids.push(event.event_id);
-            streams.push(append.stream.clone());
-            versions_col.push(new_version - n + 1 + i as i64);
-            types.push(event.event_type.clone());
+        streams.push(append.stream.as_str());
+        expected.push(match append.expected {
+            ExpectedVersion::Any => -1,
+            ExpectedVersion::Exact(v) => v,
+        });
+        counts.push(append.events.len() as i32);
+        for event in &append.events {
+            ids.push(event.event_id);
+            types.push(event.event_type.as_str());
             data.push(event.data.to_string());
             metadata.push(serde_json::to_string(&event.metadata).unwrap_or_default());
         }
-        versions.push(new_version);
     }
-    if !positions.is_empty() {
-        let inserted = sqlx::query(
-            "INSERT INTO events (position, event_id, stream, version, event_type, data, metadata, recorded_at)
-             SELECT p, i, s, v, t, d::jsonb, m::jsonb, $8
-             FROM UNNEST($1::bigint[], $2::uuid[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[])
-                  AS e(p, i, s, v, t, d, m)",
-        )
-        .bind(&positions)
-        .bind(&event_ids)
-        .bind(&streams)
-        .bind(&versions_col)
-        .bind(&types)
-        .bind(&data)
-        .bind(&metadata)
-        .bind(now)
-        .execute(&mut *tx)
-        .await;
-        if let Err(e) = inserted {
-            if let sqlx::Error::Database(db) = &e
-                && db.is_unique_violation()
-                && db.constraint() == Some("events_event_id_key")
-            {
-                let taken: Vec<Uuid> = sqlx::query_scalar("SELECT event_id FROM events WHERE event_id = ANY($1)")
-                    .bind(&event_ids)
-                    .fetch_all(pool)
-                    .await?;
-                return Err(StoreError::DuplicateEvent(taken.first().copied().unwrap_or_default()));
-            }
-            return Err(e.into());
-        }
-    }
+    let (mut scopes, mut owners, mut claim_counts, mut keys) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for claim in &request.claims {
-        let inserted = sqlx::query(
-            "INSERT INTO unique_keys (scope, key, owner)
-             SELECT $1, k, $2 FROM UNNEST($3::text[]) AS u(k) ORDER BY k ON CONFLICT DO NOTHING",
-        )
-        .bind(&claim.scope)
-        .bind(&claim.owner)
-        .bind(&claim.keys)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if inserted < claim.keys.len() as u64 {
-            let taken: Vec<String> = sqlx::query_scalar(
-                "SELECT k.key FROM unique_keys k WHERE k.scope = $1 AND k.key = ANY($3) AND k.owner <> $2",
-            )
-            .bind(&claim.scope)
-            .bind(&claim.owner)
-            .bind(&claim.keys)
-            .fetch_all(&mut *tx)
-            .await?;
-            if !taken.is_empty() {
-                return Err(StoreError::KeysTaken { scope: claim.scope.clone(), keys: taken });
-            }
-        }
+        scopes.push(claim.scope.as_str());
+        owners.push(claim.owner.as_str());
+        claim_counts.push(claim.keys.len() as i32);
+        keys.extend(claim.keys.iter().map(String::as_str));
     }
-    if let Some(record) = &request.idempotency {
-        let position = positions.last().copied().unwrap_or(0);
-        let inserted = sqlx::query(
-            "INSERT INTO idempotency_keys (key, request_hash, status, body, position, recorded_at)
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-        )
-        .bind(&record.key)
-        .bind(&record.request_hash)
-        .bind(i32::from(record.status))
-        .bind(&record.body)
-        .bind(position)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if inserted == 0 {
-            return Err(StoreError::IdempotencyKeyTaken(record.key.clone()));
-        }
-    }
-    Ok((Tx::Postgres(tx), AppendOutcome { positions, versions }))
+    let idem = request.idempotency.as_ref();
+    let row = sqlx::query(
+        "SELECT txid, versions FROM careledger_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+    )
+    .bind(&streams)
+    .bind(&expected)
+    .bind(&counts)
+    .bind(&ids)
+    .bind(&types)
+    .bind(&data)
+    .bind(&metadata)
+    .bind(&scopes)
+    .bind(&owners)
+    .bind(&claim_counts)
+    .bind(&keys)
+    .bind(idem.map(|r| r.key.as_str()))
+    .bind(idem.map(|r| r.request_hash.as_str()))
+    .bind(idem.map(|r| i32::from(r.status)))
+    .bind(idem.map(|r| r.body.as_str()))
+    .bind(Utc::now())
+    .fetch_one(&mut *conn)
+    .await;
+    let row = match row {
+        Ok(row) => row,
+        Err(e) => return Err(refusal(pool, e, &ids).await),
+    };
+    let txid: i64 = row.try_get(0)?;
+    let versions: Vec<i64> = row.try_get(1)?;
+    let base = txid << INDEX_BITS;
+    Ok(AppendOutcome { positions: (0..count as i64).map(|i| base | i).collect(), versions })
 }
 
-/// Moves the stream's version by `n` if the expectation holds, locking its row until commit.
-/// Refused too when a younger transaction already wrote the stream: the global order of a stream's
-/// events must be their version order.
-async fn move_stream(
-    tx: &mut PgConnection,
-    stream: &str,
-    expected: ExpectedVersion,
-    n: i64,
-    txid: i64,
-) -> Result<i64, StoreError> {
-    let moved: Option<i64> = match expected {
-        ExpectedVersion::Exact(0) => {
-            sqlx::query_scalar(
-                "INSERT INTO streams (stream, version, last_transaction_id)
-                 VALUES ($1, $2, pg_current_xact_id()) ON CONFLICT DO NOTHING RETURNING version",
-            )
-            .bind(stream)
-            .bind(n)
-            .fetch_optional(&mut *tx)
-            .await?
+/// What a failed `careledger_append` means for the caller.
+async fn refusal(pool: &PgPool, e: sqlx::Error, ids: &[Uuid]) -> StoreError {
+    let sqlx::Error::Database(db) = &e else { return e.into() };
+    let detail = || serde_json::from_str::<serde_json::Value>(db.message()).unwrap_or_default();
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+    match db.code().as_deref() {
+        Some("CL001") => {
+            let d = detail();
+            StoreError::WrongExpectedVersion {
+                stream: text(&d["stream"]),
+                expected: d["expected"].as_i64().unwrap_or(0),
+                actual: d["actual"].as_i64().unwrap_or(0),
+            }
         }
-        ExpectedVersion::Exact(v) => {
-            sqlx::query_scalar(
-                "UPDATE streams SET version = version + $3, last_transaction_id = pg_current_xact_id()
-                 WHERE stream = $1 AND version = $2 AND last_transaction_id <= pg_current_xact_id()
-                 RETURNING version",
-            )
-            .bind(stream)
-            .bind(v)
-            .bind(n)
-            .fetch_optional(&mut *tx)
-            .await?
+        Some("CL002") => {
+            let d = detail();
+            let keys = d["keys"].as_array().map(|k| k.iter().map(text).collect()).unwrap_or_default();
+            StoreError::KeysTaken { scope: text(&d["scope"]), keys }
         }
-        ExpectedVersion::Any => {
-            sqlx::query_scalar(
-                "INSERT INTO streams (stream, version, last_transaction_id) VALUES ($1, $2, pg_current_xact_id())
-                 ON CONFLICT (stream) DO UPDATE SET version = streams.version + $2,
-                     last_transaction_id = pg_current_xact_id()
-                 WHERE streams.last_transaction_id <= pg_current_xact_id()
-                 RETURNING version",
-            )
-            .bind(stream)
-            .bind(n)
-            .fetch_optional(&mut *tx)
-            .await?
+        Some("CL003") => StoreError::IdempotencyKeyTaken(text(&detail()["key"])),
+        _ if db.is_unique_violation() && db.constraint() == Some("events_event_id_key") => {
+            match sqlx::query_scalar::<_, Uuid>("SELECT event_id FROM events WHERE event_id = ANY($1)")
+                .bind(ids)
+                .fetch_all(pool)
+                .await
+            {
+                Ok(taken) => StoreError::DuplicateEvent(taken.first().copied().unwrap_or_default()),
+                Err(e) => e.into(),
+            }
         }
-    };
-    match moved {
-        Some(version) => Ok(version),
-        None => {
-            let actual = current_version(tx, stream).await?;
-            let expected = match expected {
-                ExpectedVersion::Exact(v) => v,
-                ExpectedVersion::Any => actual,
-            };
-            tracing::debug!(stream, expected, actual, txid, "append conflict");
-            Err(StoreError::WrongExpectedVersion { stream: stream.to_string(), expected, actual })
-        }
+        _ => e.into(),
     }
 }
 

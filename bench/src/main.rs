@@ -1,0 +1,107 @@
+//! careledger benchmarks. Every figure is printed as one JSON line on stdout; see bench/README.md.
+
+mod appends;
+mod generate;
+mod latency;
+mod rebuild;
+mod service;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "careledger-bench")]
+struct Cli {
+    /// PostgreSQL admin URL: each run creates (and drops) its own database there.
+    #[arg(long, global = true, env = "CARELEDGER_TEST_PG", default_value = "postgres://postgres@127.0.0.1:5432/test")]
+    pg_admin: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// GenerateCodes of N codes, request to read model caught up, vs a plain bulk insert.
+    Generate {
+        #[arg(long, default_value = "sqlite,postgres")]
+        backends: String,
+        #[arg(long, default_value_t = 1_000_000)]
+        number: u32,
+    },
+    /// Raw appends: single events and batches of 100 from concurrent writers, vs plain inserts;
+    /// then catch-up read throughput.
+    Appends {
+        #[arg(long, default_value = "postgres,sqlite")]
+        backends: String,
+        #[arg(long, default_value_t = 16)]
+        writers: usize,
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+    },
+    /// Command latency at an offered rate, and projection lag.
+    Latency {
+        #[arg(long, default_value = "sqlite,postgres")]
+        backends: String,
+        #[arg(long, default_value_t = 1000)]
+        rate: u32,
+        #[arg(long, default_value_t = 10)]
+        seconds: u32,
+    },
+    /// Rebuild of all read models from a log of N events.
+    Rebuild {
+        #[arg(long, default_value = "sqlite,postgres")]
+        backends: String,
+        #[arg(long, default_value_t = 1_000_000)]
+        events: usize,
+    },
+    /// A tiny run of every benchmark, to check they still work (figures meaningless).
+    Smoke,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = run(cli).await;
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("careledger-bench: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    let pg = cli.pg_admin.as_str();
+    let each = |backends: &str| backends.split(',').map(|b| b.trim().to_string()).collect::<Vec<_>>();
+    match cli.command {
+        Command::Generate { backends, number } => {
+            for b in each(&backends) {
+                generate::run(&b, pg, number).await?;
+            }
+        }
+        Command::Appends { backends, writers, seconds } => {
+            for b in each(&backends) {
+                appends::run(&b, pg, writers, seconds).await?;
+            }
+        }
+        Command::Latency { backends, rate, seconds } => {
+            for b in each(&backends) {
+                latency::run(&b, pg, rate, seconds).await?;
+            }
+        }
+        Command::Rebuild { backends, events } => {
+            for b in each(&backends) {
+                rebuild::run(&b, pg, events).await?;
+            }
+        }
+        Command::Smoke => {
+            for b in ["sqlite", "postgres"] {
+                generate::run(b, pg, 2_000).await?;
+                appends::run(b, pg, 4, 0.3).await?;
+                latency::run(b, pg, 100, 1).await?;
+                rebuild::run(b, pg, 2_000).await?;
+            }
+        }
+    }
+    Ok(())
+}
