@@ -74,7 +74,13 @@ pub async fn run(backend: &str, pg_admin: &str, writers: usize, seconds: f64) ->
     if read as i64 != total {
         return Err(format!("catch-up read {read} events of {total}"));
     }
-    figure("appends", "catch_up_read", read as f64 / secs, "events/s", json!({ "backend": backend, "events": read, "page": 1000 }));
+    figure(
+        "appends",
+        "catch_up_read",
+        read as f64 / secs,
+        "events/s",
+        json!({ "backend": backend, "events": read, "page": 1000 }),
+    );
     store.db().close().await;
     db.drop_now().await;
     Ok(())

@@ -39,13 +39,19 @@ pub async fn run(backend: &str, pg_admin: &str, number: u32) -> Result<(), Strin
     let codes: Vec<String> = (0..number as u64).map(|i| format!("{:09}", 100_000_000 + i * 7)).collect();
     let store = &server.state.store;
     let mut tx = store.db().begin().await.map_err(|e| e.to_string())?;
-    sql_exec!(tx.exec(), "CREATE TABLE bench_plain (code TEXT PRIMARY KEY, batch_id TEXT NOT NULL, status TEXT NOT NULL)", [])
-        .map_err(|e| e.to_string())?;
+    sql_exec!(
+        tx.exec(),
+        "CREATE TABLE bench_plain (code TEXT PRIMARY KEY, batch_id TEXT NOT NULL, status TEXT NOT NULL)",
+        []
+    )
+    .map_err(|e| e.to_string())?;
     tx.commit().await.map_err(|e| e.to_string())?;
     let baseline_started = Instant::now();
     let mut tx = store.db().begin().await.map_err(|e| e.to_string())?;
     let sql = match store.backend() {
-        careledger_store::Backend::Sqlite => "INSERT INTO bench_plain SELECT value, 'b', 'available' FROM json_each($1)",
+        careledger_store::Backend::Sqlite => {
+            "INSERT INTO bench_plain SELECT value, 'b', 'available' FROM json_each($1)"
+        }
         careledger_store::Backend::Postgres => {
             "INSERT INTO bench_plain SELECT c, 'b', 'available' FROM jsonb_array_elements_text($1::jsonb) AS t(c)"
         }

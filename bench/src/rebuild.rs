@@ -33,21 +33,43 @@ pub async fn run(backend: &str, pg_admin: &str, events: usize) -> Result<(), Str
             .await
             .map_err(|e| e.to_string())?;
         let body: serde_json::Value = r.json().await.map_err(|e| e.to_string())?;
-        batches.push(Uuid::parse_str(body["data"]["batch_id"].as_str().ok_or("generation failed")?).map_err(|e| e.to_string())?);
+        batches.push(
+            Uuid::parse_str(body["data"]["batch_id"].as_str().ok_or("generation failed")?)
+                .map_err(|e| e.to_string())?,
+        );
     }
     let head = store.head().await.map_err(|e| e.to_string())?;
     server.state.projections.wait_for(head, Duration::from_secs(600)).await;
-    let metadata = EventMetadata { correlation_id: Uuid::now_v7(), causation_id: None, actor: Default::default(), command: "Bench".into() };
+    let metadata = EventMetadata {
+        correlation_id: Uuid::now_v7(),
+        causation_id: None,
+        actor: Default::default(),
+        command: "Bench".into(),
+    };
     let mut appended = 0usize;
     for batch in &batches {
         let codes = CodeQueries(store.db()).all_codes(&batch.to_string()).await.map_err(|e| e.to_string())?;
         for chunk in codes.chunks(500) {
             let mut new = Vec::with_capacity(chunk.len() * 2);
             for (i, code) in chunk.iter().enumerate() {
-                let assigned = CodeEvent::CodeAssigned { batch_id: *batch, code: code.clone(), insuree_id: format!("i-{appended}-{i}"), json_ext: None };
-                let linked = CodeEvent::ControlNumberLinked { batch_id: *batch, code: code.clone(), control_number: format!("CN-{appended}-{i}") };
+                let assigned = CodeEvent::CodeAssigned {
+                    batch_id: *batch,
+                    code: code.clone(),
+                    insuree_id: format!("i-{appended}-{i}"),
+                    json_ext: None,
+                };
+                let linked = CodeEvent::ControlNumberLinked {
+                    batch_id: *batch,
+                    code: code.clone(),
+                    control_number: format!("CN-{appended}-{i}"),
+                };
                 for e in [assigned, linked] {
-                    new.push(NewEvent { event_id: Uuid::now_v7(), event_type: e.event_type().into(), data: e.to_data(), metadata: metadata.clone() });
+                    new.push(NewEvent {
+                        event_id: Uuid::now_v7(),
+                        event_type: e.event_type().into(),
+                        data: e.to_data(),
+                        metadata: metadata.clone(),
+                    });
                 }
             }
             appended += new.len();

@@ -68,7 +68,8 @@ pub fn percentile(samples: &mut [f64], p: f64) -> f64 {
 
 /// Prints one figure as a JSON line on stdout.
 pub fn figure(bench: &str, name: &str, value: f64, unit: &str, extra: serde_json::Value) {
-    let mut line = serde_json::json!({ "bench": bench, "figure": name, "value": (value * 1000.0).round() / 1000.0, "unit": unit });
+    let mut line =
+        serde_json::json!({ "bench": bench, "figure": name, "value": (value * 1000.0).round() / 1000.0, "unit": unit });
     if let (Some(obj), serde_json::Value::Object(more)) = (line.as_object_mut(), extra) {
         obj.extend(more);
     }

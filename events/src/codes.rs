@@ -24,12 +24,8 @@ pub enum HolderType {
 }
 
 impl HolderType {
-    pub const ALL: [HolderType; 4] = [
-        HolderType::Printer,
-        HolderType::EnrolmentOfficer,
-        HolderType::HealthFacility,
-        HolderType::Location,
-    ];
+    pub const ALL: [HolderType; 4] =
+        [HolderType::Printer, HolderType::EnrolmentOfficer, HolderType::HealthFacility, HolderType::Location];
 
     pub fn code(self) -> i64 {
         self as i64
@@ -169,10 +165,8 @@ impl DomainEvent for CodeEvent {
     }
 
     fn decode(event_type: &str, data: &serde_json::Value) -> Result<Self, DecodeError> {
-        let event: CodeEvent = serde_json::from_value(data.clone()).map_err(|e| DecodeError {
-            event_type: event_type.to_string(),
-            reason: e.to_string(),
-        })?;
+        let event: CodeEvent = serde_json::from_value(data.clone())
+            .map_err(|e| DecodeError { event_type: event_type.to_string(), reason: e.to_string() })?;
         if event.event_type() != event_type {
             return Err(DecodeError {
                 event_type: event_type.to_string(),

@@ -36,7 +36,10 @@ pub struct Keys {
 
 impl Keys {
     pub fn new(secret: &str) -> Self {
-        Keys { encoding: EncodingKey::from_secret(secret.as_bytes()), decoding: DecodingKey::from_secret(secret.as_bytes()) }
+        Keys {
+            encoding: EncodingKey::from_secret(secret.as_bytes()),
+            decoding: DecodingKey::from_secret(secret.as_bytes()),
+        }
     }
 
     /// A token for `sub` with the given scope, valid `ttl_seconds` from now.

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::config::{ServeArgs, StorageArgs};
 use crate::Config;
+use crate::config::{ServeArgs, StorageArgs};
 
 #[derive(Debug, Parser)]
 #[command(name = "careledger", version, about = "Event-sourced registries for health financing and eHealth")]
@@ -108,12 +108,17 @@ async fn run(cli: Cli) -> Result<(), String> {
         Command::Projections { command } => {
             let config = Config::for_database(&cli.storage.database_url(), "");
             let store = crate::server::open_store(&config).await?;
-            let projections =
-                careledger_projections::Projections::new(store.clone(), careledger_projections::all());
+            let projections = careledger_projections::Projections::new(store.clone(), careledger_projections::all());
             match command {
                 ProjectionsCommand::Status => {
                     for s in projections.status().await.map_err(|e| e.to_string())? {
-                        println!("{}\tposition {}\thead {}\t{}", s.name, s.position, s.head, if s.position >= s.head { "caught up" } else { "behind" });
+                        println!(
+                            "{}\tposition {}\thead {}\t{}",
+                            s.name,
+                            s.position,
+                            s.head,
+                            if s.position >= s.head { "caught up" } else { "behind" }
+                        );
                     }
                 }
                 ProjectionsCommand::Rebuild { name } => {

@@ -176,7 +176,8 @@ impl Permissions {
     pub fn parse(overrides: &str) -> Result<Self, String> {
         let mut permissions = Permissions::default();
         for pair in overrides.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (op, perm) = pair.split_once('=').ok_or_else(|| format!("permission override `{pair}` is not op=perm"))?;
+            let (op, perm) =
+                pair.split_once('=').ok_or_else(|| format!("permission override `{pair}` is not op=perm"))?;
             let key = OPERATIONS
                 .iter()
                 .map(|(o, _)| *o)

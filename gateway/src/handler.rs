@@ -117,9 +117,16 @@ pub const CORRELATION_HEADER: &str = "careledger-correlation-id";
 impl CommandCtx {
     /// Reads correlation and idempotency headers; `body` is hashed so that a key reused for
     /// another request is refused instead of answered with the wrong result.
-    pub fn new(command: &'static str, actor: Actor, headers: &HeaderMap, path: &str, body: &[u8]) -> Result<Self, ApiError> {
+    pub fn new(
+        command: &'static str,
+        actor: Actor,
+        headers: &HeaderMap,
+        path: &str,
+        body: &[u8],
+    ) -> Result<Self, ApiError> {
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
-        let correlation_id = header(CORRELATION_HEADER).and_then(|v| Uuid::parse_str(v).ok()).unwrap_or_else(Uuid::now_v7);
+        let correlation_id =
+            header(CORRELATION_HEADER).and_then(|v| Uuid::parse_str(v).ok()).unwrap_or_else(Uuid::now_v7);
         let causation_id = Uuid::parse_str(&crate::http::envelope::request_id()).ok();
         let idempotency = match header(IDEMPOTENCY_HEADER) {
             None => None,
@@ -183,7 +190,12 @@ impl CommandCtx {
 
     /// Appends with the answer attached as the idempotency record; returns the answer with its
     /// position. If a concurrent request with the same key won, returns that one's answer.
-    pub async fn commit(&self, state: &AppState, mut request: AppendRequest, answer: Envelope) -> Result<(AppendOutcome, Envelope), CommitError> {
+    pub async fn commit(
+        &self,
+        state: &AppState,
+        mut request: AppendRequest,
+        answer: Envelope,
+    ) -> Result<(AppendOutcome, Envelope), CommitError> {
         if let Some((key, hash)) = &self.idempotency {
             request.idempotency = Some(IdempotencyRecord {
                 key: key.clone(),
@@ -197,7 +209,8 @@ impl CommandCtx {
             Ok(outcome) => {
                 let events = outcome.positions.len() as u64;
                 metrics::counter!("careledger_appends_total", "backend" => state.store.backend().name()).increment(1);
-                metrics::counter!("careledger_appended_events_total", "backend" => state.store.backend().name()).increment(events);
+                metrics::counter!("careledger_appended_events_total", "backend" => state.store.backend().name())
+                    .increment(events);
                 metrics::histogram!("careledger_append_seconds", "backend" => state.store.backend().name())
                     .record(started.elapsed().as_secs_f64());
                 let position = outcome.last_position();

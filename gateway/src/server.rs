@@ -41,7 +41,8 @@ pub async fn open_store(config: &Config) -> Result<EventStore, String> {
     let mut options = StoreOptions::new(&config.database_url);
     options.max_connections = config.db_connections;
     options.poll_interval = config.poll_interval;
-    let store = EventStore::open(&options).await.map_err(|e| format!("cannot open {}: {e}", redact(&config.database_url)))?;
+    let store =
+        EventStore::open(&options).await.map_err(|e| format!("cannot open {}: {e}", redact(&config.database_url)))?;
     store.migrate().await.map_err(|e| format!("cannot migrate: {e}"))?;
     Ok(store)
 }

@@ -150,12 +150,9 @@ impl Projections {
     pub async fn checkpoint(&self, name: &str) -> Result<i64, ProjectionError> {
         ensure_checkpoint(self.store.db(), name).await?;
         let mut conn = self.store.db().acquire().await?;
-        let position = sql_fetch_optional!(
-            conn.exec(),
-            "SELECT position FROM checkpoints WHERE name = $1",
-            [name],
-            |row| row.try_get::<i64, _>(0)
-        )?;
+        let position =
+            sql_fetch_optional!(conn.exec(), "SELECT position FROM checkpoints WHERE name = $1", [name], |row| row
+                .try_get::<i64, _>(0))?;
         Ok(position.unwrap_or(0))
     }
 
@@ -200,7 +197,11 @@ impl Projections {
             // table names are the projector's own constants, never input
             sql_exec!(tx.exec(), sqlx::AssertSqlSafe(format!("DELETE FROM {table}")), [])?;
         }
-        sql_exec!(tx.exec(), "UPDATE checkpoints SET position = 0, updated_at = $2 WHERE name = $1", [name, Utc::now()])?;
+        sql_exec!(
+            tx.exec(),
+            "UPDATE checkpoints SET position = 0, updated_at = $2 WHERE name = $1",
+            [name, Utc::now()]
+        )?;
         tx.commit().await?;
         self.publish(projector.name(), 0, None);
         self.catch_up(name, progress).await
@@ -240,14 +241,14 @@ async fn ensure_checkpoint(db: &Db, name: &str) -> Result<(), ProjectionError> {
 /// The checkpoint, locked until the transaction ends (SQLite: the writer is already exclusive).
 async fn locked_checkpoint(tx: &mut Tx, name: &str) -> Result<i64, ProjectionError> {
     let rows = match tx.backend() {
-        Backend::Sqlite => sql_fetch_all!(tx.exec(), "SELECT position FROM checkpoints WHERE name = $1", [name], |row| row
-            .try_get::<i64, _>(0))?,
-        Backend::Postgres => sql_fetch_all!(
-            tx.exec(),
-            "SELECT position FROM checkpoints WHERE name = $1 FOR UPDATE",
-            [name],
-            |row| row.try_get::<i64, _>(0)
-        )?,
+        Backend::Sqlite => {
+            sql_fetch_all!(tx.exec(), "SELECT position FROM checkpoints WHERE name = $1", [name], |row| row
+                .try_get::<i64, _>(0))?
+        }
+        Backend::Postgres => {
+            sql_fetch_all!(tx.exec(), "SELECT position FROM checkpoints WHERE name = $1 FOR UPDATE", [name], |row| row
+                .try_get::<i64, _>(0))?
+        }
     };
     Ok(rows.first().copied().unwrap_or(0))
 }
@@ -258,12 +259,10 @@ pub async fn dump_tables(db: &Db, tables: &[&str]) -> Result<String, ProjectionE
     let mut out = String::new();
     for table in tables {
         let columns: Vec<String> = match db.backend() {
-            Backend::Sqlite => sql_fetch_all!(
-                conn.exec(),
-                "SELECT name FROM pragma_table_info($1) ORDER BY cid",
-                [*table],
-                |row| row.try_get::<String, _>(0)
-            )?,
+            Backend::Sqlite => {
+                sql_fetch_all!(conn.exec(), "SELECT name FROM pragma_table_info($1) ORDER BY cid", [*table], |row| row
+                    .try_get::<String, _>(0))?
+            }
             Backend::Postgres => sql_fetch_all!(
                 conn.exec(),
                 "SELECT column_name::text FROM information_schema.columns
@@ -272,7 +271,8 @@ pub async fn dump_tables(db: &Db, tables: &[&str]) -> Result<String, ProjectionE
                 |row| row.try_get::<String, _>(0)
             )?,
         };
-        let select = columns.iter().map(|c| format!("COALESCE(CAST({c} AS TEXT), '∅')")).collect::<Vec<_>>().join(" || '|' || ");
+        let select =
+            columns.iter().map(|c| format!("COALESCE(CAST({c} AS TEXT), '∅')")).collect::<Vec<_>>().join(" || '|' || ");
         let sql = format!("SELECT {select} FROM {table} ORDER BY 1");
         let rows = sql_fetch_all!(conn.exec(), sqlx::AssertSqlSafe(sql), [], |row| row.try_get::<String, _>(0))?;
         out.push_str(&format!("## {table} ({} rows)\n", rows.len()));

@@ -35,7 +35,10 @@ impl Backend {
 pub enum Db {
     /// One writer connection (SQLite takes one writer at a time; queuing in the pool is cheaper
     /// than busy retries) and a pool of readers.
-    Sqlite { writer: SqlitePool, reader: SqlitePool },
+    Sqlite {
+        writer: SqlitePool,
+        reader: SqlitePool,
+    },
     Postgres(PgPool),
 }
 
@@ -110,15 +113,9 @@ impl Db {
                 .foreign_keys(true)
                 .pragma("temp_store", "memory")
                 .pragma("cache_size", "-65536");
-            let writer = SqlitePoolOptions::new()
-                .max_connections(1)
-                .min_connections(1)
-                .connect_with(options.clone())
-                .await?;
-            let reader = SqlitePoolOptions::new()
-                .max_connections(max_connections.max(2))
-                .connect_with(options)
-                .await?;
+            let writer =
+                SqlitePoolOptions::new().max_connections(1).min_connections(1).connect_with(options.clone()).await?;
+            let reader = SqlitePoolOptions::new().max_connections(max_connections.max(2)).connect_with(options).await?;
             Ok(Db::Sqlite { writer, reader })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let options = PgConnectOptions::from_str(url)?;

@@ -77,10 +77,7 @@ pub struct AppendRequest {
 
 impl AppendRequest {
     pub fn single(stream: impl Into<String>, expected: ExpectedVersion, events: Vec<NewEvent>) -> Self {
-        AppendRequest {
-            streams: vec![StreamAppend { stream: stream.into(), expected, events }],
-            ..Default::default()
-        }
+        AppendRequest { streams: vec![StreamAppend { stream: stream.into(), expected, events }], ..Default::default() }
     }
 
     fn event_count(&self) -> usize {

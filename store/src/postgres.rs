@@ -6,7 +6,7 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
-use crate::{Tx, AppendOutcome, AppendRequest, ExpectedVersion, RecordedEvent, StoreError};
+use crate::{AppendOutcome, AppendRequest, ExpectedVersion, RecordedEvent, StoreError, Tx};
 
 /// Positions are `txid << INDEX_BITS | index of the event in its append`.
 const INDEX_BITS: u32 = 20;
@@ -47,7 +47,11 @@ pub(crate) async fn begin_append(pool: &PgPool, request: &AppendRequest) -> Resu
 }
 
 /// Calls `careledger_append` (migrations/postgres/0001_event_log.sql) and decodes its refusals.
-async fn call_append(pool: &PgPool, conn: &mut PgConnection, request: &AppendRequest) -> Result<AppendOutcome, StoreError> {
+async fn call_append(
+    pool: &PgPool,
+    conn: &mut PgConnection,
+    request: &AppendRequest,
+) -> Result<AppendOutcome, StoreError> {
     let count = request.event_count();
     let (mut streams, mut expected, mut counts) = (Vec::new(), Vec::new(), Vec::new());
     let (mut ids, mut types, mut data, mut metadata) =
@@ -140,10 +144,8 @@ async fn refusal(pool: &PgPool, e: sqlx::Error, ids: &[Uuid]) -> StoreError {
 }
 
 async fn current_version(conn: &mut PgConnection, stream: &str) -> Result<i64, StoreError> {
-    let version: Option<i64> = sqlx::query_scalar("SELECT version FROM streams WHERE stream = $1")
-        .bind(stream)
-        .fetch_optional(conn)
-        .await?;
+    let version: Option<i64> =
+        sqlx::query_scalar("SELECT version FROM streams WHERE stream = $1").bind(stream).fetch_optional(conn).await?;
     Ok(version.unwrap_or(0))
 }
 

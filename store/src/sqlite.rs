@@ -6,9 +6,12 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection, SqlitePool};
 use uuid::Uuid;
 
-use crate::{Tx, AppendOutcome, AppendRequest, ExpectedVersion, RecordedEvent, StoreError};
+use crate::{AppendOutcome, AppendRequest, ExpectedVersion, RecordedEvent, StoreError, Tx};
 
-pub(crate) async fn begin_append(writer: &SqlitePool, request: &AppendRequest) -> Result<(Tx, AppendOutcome), StoreError> {
+pub(crate) async fn begin_append(
+    writer: &SqlitePool,
+    request: &AppendRequest,
+) -> Result<(Tx, AppendOutcome), StoreError> {
     let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
     let now = Utc::now();
     let mut positions = Vec::with_capacity(request.event_count());
@@ -105,10 +108,8 @@ pub(crate) async fn begin_append(writer: &SqlitePool, request: &AppendRequest) -
 }
 
 async fn version_of(conn: &mut SqliteConnection, stream: &str) -> Result<i64, StoreError> {
-    let version: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM events WHERE stream = $1")
-        .bind(stream)
-        .fetch_one(conn)
-        .await?;
+    let version: Option<i64> =
+        sqlx::query_scalar("SELECT MAX(version) FROM events WHERE stream = $1").bind(stream).fetch_one(conn).await?;
     Ok(version.unwrap_or(0))
 }
 
@@ -129,11 +130,11 @@ pub(crate) async fn read_stream(
         "SELECT position, event_id, stream, version, event_type, data, metadata, recorded_at FROM events
          WHERE stream = $1 AND version > $2 ORDER BY version LIMIT $3",
     )
-        .bind(stream)
-        .bind(after_version)
-        .bind(limit)
-        .fetch_all(reader)
-        .await?;
+    .bind(stream)
+    .bind(after_version)
+    .bind(limit)
+    .fetch_all(reader)
+    .await?;
     rows.iter().map(decode).collect()
 }
 

@@ -10,14 +10,23 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 async fn generate(s: &TestServer, holder_code: &str, number: i64) -> (String, i64) {
-    let a = s.post("/api/v1/code-batches", &s.token(ALL), json!({ "holder_type": 1, "holder_code": holder_code, "number": number })).await;
+    let a = s
+        .post(
+            "/api/v1/code-batches",
+            &s.token(ALL),
+            json!({ "holder_type": 1, "holder_code": holder_code, "number": number }),
+        )
+        .await;
     assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
     (a.data()["batch_id"].as_str().unwrap().to_string(), a.position())
 }
 
 async fn codes_of(s: &TestServer, batch: &str, status: &str, after: i64) -> Vec<String> {
     let a = s
-        .get(&format!("/api/v1/code-batches/{batch}/codes?limit=1000&status={status}&after_position={after}"), &s.token(ALL))
+        .get(
+            &format!("/api/v1/code-batches/{batch}/codes?limit=1000&status={status}&after_position={after}"),
+            &s.token(ALL),
+        )
         .await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.text);
     a.data().as_array().unwrap().iter().map(|c| c["code"].as_str().unwrap().to_string()).collect()
@@ -27,7 +36,13 @@ both_backends!(generation_listing_and_export, generation_listing_and_export_on);
 async fn generation_listing_and_export_on(kind: Kind) {
     let s = TestServer::start(kind).await;
     let t = s.token(ALL);
-    let a = s.post("/api/v1/code-batches", &t, json!({ "holder_type": "health_facility", "holder_code": "HF-7", "number": 250 })).await;
+    let a = s
+        .post(
+            "/api/v1/code-batches",
+            &t,
+            json!({ "holder_type": "health_facility", "holder_code": "HF-7", "number": 250 }),
+        )
+        .await;
     assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
     assert_eq!(a.data()["holder_type"], 3);
     assert_eq!(a.data()["holder_code"], "HF-7");
@@ -42,12 +57,17 @@ async fn generation_listing_and_export_on(kind: Kind) {
     let d = s.post("/api/v1/code-batches", &t, json!({ "holder_type": 3, "holder_code": "HF-7" })).await;
     assert_eq!(d.data()["number"], 1000);
 
-    let list = s.get(&format!("/api/v1/code-batches?holder_type=3&holder_code=HF-7&after_position={}", d.position()), &t).await;
+    let list = s
+        .get(&format!("/api/v1/code-batches?holder_type=3&holder_code=HF-7&after_position={}", d.position()), &t)
+        .await;
     assert_eq!(list.status, StatusCode::OK, "{}", list.text);
     assert_eq!(list.body["paging"]["total"], 2);
     let first = &list.data().as_array().unwrap()[1];
     assert_eq!(first["batch_id"], batch.as_str());
-    assert_eq!((first["available"].as_i64(), first["reserved"].as_i64(), first["assigned"].as_i64()), (Some(250), Some(0), Some(0)));
+    assert_eq!(
+        (first["available"].as_i64(), first["reserved"].as_i64(), first["assigned"].as_i64()),
+        (Some(250), Some(0), Some(0))
+    );
 
     let codes = codes_of(&s, &batch, "available", position).await;
     assert_eq!(codes.len(), 250);
@@ -171,7 +191,13 @@ async fn reservations_never_overlap_on(kind: Kind) {
         let url = format!("{}/api/v1/codes/reservations", s.base);
         let t = t.clone();
         tasks.push(tokio::spawn(async move {
-            let r = client.post(url).bearer_auth(t).json(&json!({ "holder_type": 1, "holder_code": "EO-1", "number": 7 })).send().await.unwrap();
+            let r = client
+                .post(url)
+                .bearer_auth(t)
+                .json(&json!({ "holder_type": 1, "holder_code": "EO-1", "number": 7 }))
+                .send()
+                .await
+                .unwrap();
             (r.status(), r.json::<Value>().await.unwrap())
         }));
     }
@@ -193,9 +219,16 @@ async fn reservations_never_overlap_on(kind: Kind) {
     assert_eq!(reserved.iter().collect::<HashSet<_>>().len(), reserved.len(), "a code was reserved twice");
 
     // asking for more than is left reserves nothing
-    let too_many = s.post("/api/v1/codes/reservations", &t, json!({ "holder_type": 1, "holder_code": "EO-1", "number": 2 })).await;
+    let too_many =
+        s.post("/api/v1/codes/reservations", &t, json!({ "holder_type": 1, "holder_code": "EO-1", "number": 2 })).await;
     assert_eq!((too_many.status, too_many.error_type()), (StatusCode::CONFLICT, "request_conflict"));
-    let last = s.post("/api/v1/codes/reservations", &t, json!({ "holder_type": 1, "holder_code": "EO-1", "number": 1, "batch_id": b2 })).await;
+    let last = s
+        .post(
+            "/api/v1/codes/reservations",
+            &t,
+            json!({ "holder_type": 1, "holder_code": "EO-1", "number": 1, "batch_id": b2 }),
+        )
+        .await;
     assert_eq!(last.status, StatusCode::CREATED, "{}", last.text);
     let after = last.position();
     let left = codes_of(&s, &b1, "available", after).await.len() + codes_of(&s, &b2, "available", after).await.len();
@@ -205,13 +238,24 @@ async fn reservations_never_overlap_on(kind: Kind) {
     assert_eq!(reserved_count, 120);
 
     // a batch of another holder, an unknown batch
-    let other = s.post("/api/v1/codes/reservations", &t, json!({ "holder_type": 2, "holder_code": "EO-1", "number": 1, "batch_id": b1 })).await;
-    assert_eq!((other.status, other.invalid_entries()), (StatusCode::UNPROCESSABLE_ENTITY, vec!["$.batch_id".to_string()]));
+    let other = s
+        .post(
+            "/api/v1/codes/reservations",
+            &t,
+            json!({ "holder_type": 2, "holder_code": "EO-1", "number": 1, "batch_id": b1 }),
+        )
+        .await;
+    assert_eq!(
+        (other.status, other.invalid_entries()),
+        (StatusCode::UNPROCESSABLE_ENTITY, vec!["$.batch_id".to_string()])
+    );
     let unknown = s
         .post("/api/v1/codes/reservations", &t, json!({ "holder_type": 1, "holder_code": "EO-1", "number": 1, "batch_id": "0194f1c2-0000-7000-8000-000000000000" }))
         .await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
-    let nobody = s.post("/api/v1/codes/reservations", &t, json!({ "holder_type": 4, "holder_code": "nowhere", "number": 1 })).await;
+    let nobody = s
+        .post("/api/v1/codes/reservations", &t, json!({ "holder_type": 4, "holder_code": "nowhere", "number": 1 }))
+        .await;
     assert_eq!(nobody.status, StatusCode::CONFLICT);
 }
 
@@ -221,12 +265,19 @@ async fn assignment_on(kind: Kind) {
     let t = s.token(ALL);
     let (batch, p) = generate(&s, "P-9", 10).await;
     let codes = codes_of(&s, &batch, "available", p).await;
-    let r = s.post("/api/v1/codes/reservations", &t, json!({ "holder_type": 1, "holder_code": "P-9", "number": 1 })).await;
+    let r =
+        s.post("/api/v1/codes/reservations", &t, json!({ "holder_type": 1, "holder_code": "P-9", "number": 1 })).await;
     let reserved = r.data()["codes"][0].as_str().unwrap().to_string();
     assert_eq!(reserved, codes[0], "reservations take the oldest codes first");
 
     // reserved -> assigned, with json_ext
-    let a = s.post(&format!("/api/v1/codes/{reserved}/assignment"), &t, json!({ "insuree_id": "ins-1", "json_ext": { "product_id": 4 } })).await;
+    let a = s
+        .post(
+            &format!("/api/v1/codes/{reserved}/assignment"),
+            &t,
+            json!({ "insuree_id": "ins-1", "json_ext": { "product_id": 4 } }),
+        )
+        .await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.text);
     assert_eq!(a.data()["status"], "assigned");
     assert_eq!(a.data()["insuree_id"], "ins-1");
@@ -250,15 +301,20 @@ async fn assignment_on(kind: Kind) {
     assert_eq!(u.status, StatusCode::NOT_FOUND, "{}", u.text);
     let i = s.post("/api/v1/codes/123456781/assignment", &t, json!({ "insuree_id": "ins-3" })).await;
     assert_eq!((i.status, i.invalid_entries()), (StatusCode::UNPROCESSABLE_ENTITY, vec!["code".to_string()]));
-    let e = s.post(&format!("/api/v1/codes/{}/assignment", codes[7]), &t, json!({ "insuree_id": "", "json_ext": [1] })).await;
+    let e = s
+        .post(&format!("/api/v1/codes/{}/assignment", codes[7]), &t, json!({ "insuree_id": "", "json_ext": [1] }))
+        .await;
     assert_eq!(e.invalid_entries(), vec!["$.insuree_id", "$.json_ext"]);
 
     // control number
-    let cn = s.post(&format!("/api/v1/codes/{reserved}/control-number"), &t, json!({ "control_number": "CN-77" })).await;
+    let cn =
+        s.post(&format!("/api/v1/codes/{reserved}/control-number"), &t, json!({ "control_number": "CN-77" })).await;
     assert_eq!((cn.status, cn.data()["control_number"].as_str()), (StatusCode::OK, Some("CN-77")));
-    let same = s.post(&format!("/api/v1/codes/{reserved}/control-number"), &t, json!({ "control_number": "CN-77" })).await;
+    let same =
+        s.post(&format!("/api/v1/codes/{reserved}/control-number"), &t, json!({ "control_number": "CN-77" })).await;
     assert_eq!(same.status, StatusCode::OK);
-    let other = s.post(&format!("/api/v1/codes/{reserved}/control-number"), &t, json!({ "control_number": "CN-78" })).await;
+    let other =
+        s.post(&format!("/api/v1/codes/{reserved}/control-number"), &t, json!({ "control_number": "CN-78" })).await;
     assert_eq!(other.status, StatusCode::CONFLICT);
     let bad = s.post(&format!("/api/v1/codes/{reserved}/control-number"), &t, json!({})).await;
     assert_eq!(bad.invalid_entries(), vec!["$.control_number"]);
@@ -267,9 +323,16 @@ async fn assignment_on(kind: Kind) {
     let detail = s.get(&format!("/api/v1/codes/{reserved}?after_position={}", cn.position()), &t).await;
     assert_eq!(detail.status, StatusCode::OK, "{}", detail.text);
     let d = detail.data();
-    assert_eq!((d["status"].as_str(), d["insuree_id"].as_str(), d["control_number"].as_str()), (Some("assigned"), Some("ins-1"), Some("CN-77")));
-    assert_eq!((d["holder_type"].as_i64(), d["holder_code"].as_str(), d["batch_id"].as_str()), (Some(1), Some("P-9"), Some(batch.as_str())));
-    let history: Vec<&str> = d["history"].as_array().unwrap().iter().map(|h| h["event_type"].as_str().unwrap()).collect();
+    assert_eq!(
+        (d["status"].as_str(), d["insuree_id"].as_str(), d["control_number"].as_str()),
+        (Some("assigned"), Some("ins-1"), Some("CN-77"))
+    );
+    assert_eq!(
+        (d["holder_type"].as_i64(), d["holder_code"].as_str(), d["batch_id"].as_str()),
+        (Some(1), Some("P-9"), Some(batch.as_str()))
+    );
+    let history: Vec<&str> =
+        d["history"].as_array().unwrap().iter().map(|h| h["event_type"].as_str().unwrap()).collect();
     assert_eq!(history, vec!["CodeBatchGenerated", "CodesReserved", "CodeAssigned", "ControlNumberLinked"]);
     for h in d["history"].as_array().unwrap() {
         assert_eq!(h["actor"]["user_id"], "user-1");
@@ -278,7 +341,9 @@ async fn assignment_on(kind: Kind) {
     }
     assert_eq!(s.get(&format!("/api/v1/codes/{unknown}"), &t).await.status, StatusCode::NOT_FOUND);
     assert_eq!(s.get("/api/v1/codes/12", &t).await.status, StatusCode::UNPROCESSABLE_ENTITY);
-    let counts = s.get(&format!("/api/v1/code-batches?holder_type=1&holder_code=P-9&after_position={}", cn.position()), &t).await;
+    let counts = s
+        .get(&format!("/api/v1/code-batches?holder_type=1&holder_code=P-9&after_position={}", cn.position()), &t)
+        .await;
     let b = &counts.data()[0];
     assert_eq!((b["available"].as_i64(), b["reserved"].as_i64(), b["assigned"].as_i64()), (Some(8), Some(0), Some(2)));
 }
@@ -362,7 +427,12 @@ async fn operations_on(kind: Kind) {
     assert_eq!(ready.body["projections"][0]["name"], "codes");
     assert!(ready.body["projections"][0]["position"].as_i64().unwrap() >= p);
     let metrics = s.request(reqwest::Method::GET, "/metrics", None, None).await;
-    for name in ["careledger_commands_total", "careledger_appends_total", "careledger_projection_lag", "careledger_projection_position"] {
+    for name in [
+        "careledger_commands_total",
+        "careledger_appends_total",
+        "careledger_projection_lag",
+        "careledger_projection_position",
+    ] {
         assert!(metrics.text.contains(name), "/metrics lacks {name}");
     }
     let spec = s.request(reqwest::Method::GET, "/api/v1/openapi.json", None, None).await;

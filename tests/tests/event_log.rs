@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use careledger_store::{
-    AppendRequest, EventMetadata, EventStore, ExpectedVersion, IdempotencyRecord, KeyClaim, NewEvent,
-    StoreError, StreamAppend,
+    AppendRequest, EventMetadata, EventStore, ExpectedVersion, IdempotencyRecord, KeyClaim, NewEvent, StoreError,
+    StreamAppend,
 };
 use careledger_tests::{Kind, TestDb, both_backends};
 use serde_json::json;
@@ -115,10 +115,8 @@ both_backends!(a_reader_never_passes_an_uncommitted_earlier_append, uncommitted_
 async fn uncommitted_earlier_append_on(kind: Kind) {
     let db = TestDb::new(kind).await;
     let store = db.store().await;
-    let early = store
-        .begin_append(&AppendRequest::single("t-o-1", ExpectedVersion::Any, vec![event(1)]))
-        .await
-        .unwrap();
+    let early =
+        store.begin_append(&AppendRequest::single("t-o-1", ExpectedVersion::Any, vec![event(1)])).await.unwrap();
     let late_store = store.clone();
     let late = tokio::spawn(async move {
         late_store.append(&AppendRequest::single("t-o-2", ExpectedVersion::Any, vec![event(2)])).await.unwrap()
@@ -129,10 +127,7 @@ async fn uncommitted_earlier_append_on(kind: Kind) {
     let early = early.commit().await.unwrap();
     let late = late.await.unwrap();
     let seen = store.read_all(0, 100).await.unwrap();
-    assert_eq!(
-        seen.iter().map(|e| e.position).collect::<Vec<_>>(),
-        vec![early.last_position(), late.last_position()]
-    );
+    assert_eq!(seen.iter().map(|e| e.position).collect::<Vec<_>>(), vec![early.last_position(), late.last_position()]);
 }
 
 /// Only appenders hold PostgreSQL readers back: a long writing transaction that is not an append

@@ -16,18 +16,23 @@ async fn activity(s: &TestServer) -> i64 {
     let t = s.token(ALL);
     let mut last = 0;
     for (holder, n) in [("A", 40), ("B", 25), ("A", 15)] {
-        let a = s.post("/api/v1/code-batches", &t, json!({ "holder_type": 2, "holder_code": holder, "number": n })).await;
+        let a =
+            s.post("/api/v1/code-batches", &t, json!({ "holder_type": 2, "holder_code": holder, "number": n })).await;
         assert_eq!(a.status, StatusCode::CREATED);
         last = a.position();
     }
     s.state().projections.wait_for(last, Duration::from_secs(10)).await;
-    let r = s.post("/api/v1/codes/reservations", &t, json!({ "holder_type": 2, "holder_code": "A", "number": 45 })).await;
+    let r =
+        s.post("/api/v1/codes/reservations", &t, json!({ "holder_type": 2, "holder_code": "A", "number": 45 })).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     let codes: Vec<String> = r.data()["codes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().into()).collect();
     for (i, code) in codes.iter().take(10).enumerate() {
-        let a = s.post(&format!("/api/v1/codes/{code}/assignment"), &t, json!({ "insuree_id": format!("ins-{i}") })).await;
+        let a =
+            s.post(&format!("/api/v1/codes/{code}/assignment"), &t, json!({ "insuree_id": format!("ins-{i}") })).await;
         assert_eq!(a.status, StatusCode::OK);
-        let c = s.post(&format!("/api/v1/codes/{code}/control-number"), &t, json!({ "control_number": format!("CN-{i}") })).await;
+        let c = s
+            .post(&format!("/api/v1/codes/{code}/control-number"), &t, json!({ "control_number": format!("CN-{i}") }))
+            .await;
         last = c.position();
     }
     assert!(s.state().projections.wait_for(last, Duration::from_secs(10)).await);
@@ -72,7 +77,8 @@ async fn several_gateways_never_issue_a_code_twice() {
     for _ in 0..2 {
         others.push(TestServer::serve(&s.db.url, |c| c.code_format.length = 6).await);
     }
-    let bases: Vec<String> = std::iter::once(s.base.clone()).chain(others.iter().map(|o| format!("http://{}", o.addr))).collect();
+    let bases: Vec<String> =
+        std::iter::once(s.base.clone()).chain(others.iter().map(|o| format!("http://{}", o.addr))).collect();
     let t = s.token(ALL);
     let mut tasks = Vec::new();
     for (i, base) in bases.iter().cycle().take(12).enumerate() {
@@ -105,8 +111,12 @@ async fn several_gateways_never_issue_a_code_twice() {
     )
     .unwrap();
     assert_eq!((codes, distinct), (36_000, 36_000));
-    let keys = careledger_store::sql_fetch_one!(conn.exec(), "SELECT COUNT(*) FROM unique_keys WHERE scope = 'chfid'", [], |row| row
-        .try_get::<i64, _>(0))
+    let keys = careledger_store::sql_fetch_one!(
+        conn.exec(),
+        "SELECT COUNT(*) FROM unique_keys WHERE scope = 'chfid'",
+        [],
+        |row| row.try_get::<i64, _>(0)
+    )
     .unwrap();
     assert_eq!(keys, 36_000);
     for o in others {

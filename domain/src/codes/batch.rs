@@ -88,11 +88,7 @@ impl CodeBatch {
 
     /// The texts of the `n` oldest available codes.
     pub fn oldest_available(&self, n: usize) -> Vec<String> {
-        self.available
-            .iter()
-            .take(n)
-            .map(|&i| self.format.render(self.slots[i as usize].number))
-            .collect()
+        self.available.iter().take(n).map(|&i| self.format.render(self.slots[i as usize].number)).collect()
     }
 
     fn slot_mut(&mut self, code: &str) -> Option<(u32, &mut CodeSlot)> {

@@ -59,8 +59,10 @@ impl GenerateCodes {
             format: self.format.clone(),
             created_at: ctx.now,
         });
-        events.extend(codes.chunks(CODES_PER_CHUNK).enumerate().map(|(i, chunk)| {
-            CodeEvent::CodesGenerated { batch_id: self.batch_id, chunk: i as u32, codes: chunk.to_vec() }
+        events.extend(codes.chunks(CODES_PER_CHUNK).enumerate().map(|(i, chunk)| CodeEvent::CodesGenerated {
+            batch_id: self.batch_id,
+            chunk: i as u32,
+            codes: chunk.to_vec(),
         }));
         Ok(events)
     }
@@ -76,10 +78,7 @@ impl GenerateCodes {
         while codes.len() < wanted {
             attempts += 1;
             if attempts > 50 * wanted + 1000 {
-                return Err(CodeError::CodeSpaceTooSmall {
-                    requested: self.number.into(),
-                    limit: codes.len() as u64,
-                });
+                return Err(CodeError::CodeSpaceTooSmall { requested: self.number.into(), limit: codes.len() as u64 });
             }
             let number = self.format.random_number(&mut rng);
             if !seen.insert(number) {
@@ -128,10 +127,7 @@ impl ReserveCodes {
             plan.push((batch_id, codes));
         }
         if remaining > 0 {
-            return Err(CodeError::NotEnoughCodes {
-                requested: self.number,
-                available: self.number - remaining,
-            });
+            return Err(CodeError::NotEnoughCodes { requested: self.number, available: self.number - remaining });
         }
         Ok(plan
             .into_iter()

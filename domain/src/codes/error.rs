@@ -46,8 +46,7 @@ impl CodeError {
             InvalidInsuree => Refusal::Invalid { entry: "$.insuree_id" },
             InvalidControlNumber => Refusal::Invalid { entry: "$.control_number" },
             BatchNotFound | UnknownCode => Refusal::NotFound,
-            BatchExists(_) | NotEnoughCodes { .. } | AlreadyAssigned
-            | ControlNumberAlreadyLinked => Refusal::Conflict,
+            BatchExists(_) | NotEnoughCodes { .. } | AlreadyAssigned | ControlNumberAlreadyLinked => Refusal::Conflict,
         }
     }
 }

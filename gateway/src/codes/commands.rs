@@ -5,10 +5,10 @@ use std::time::Instant;
 
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
+use careledger_domain::Ctx;
 use careledger_domain::codes::{
     AssignCode, CodeBatch, CodeError, CodeFormatExt, GenerateCodes, LinkControlNumber, ReserveCodes,
 };
-use careledger_domain::Ctx;
 use careledger_events::codes::{CodeEvent, batch_stream};
 use careledger_projections::codes::CodeQueries;
 use careledger_store::{AppendRequest, ExpectedVersion, KeyClaim, StoreError, StreamAppend};
@@ -184,7 +184,11 @@ pub async fn reserve(
                         codes.extend(c.iter().cloned());
                     }
                 }
-                request.streams.push(StreamAppend { stream, expected: ExpectedVersion::Exact(version), events: ctx.events(events) });
+                request.streams.push(StreamAppend {
+                    stream,
+                    expected: ExpectedVersion::Exact(version),
+                    events: ctx.events(events),
+                });
             }
             let answer = Envelope::created(json!({
                 "reservation_id": command.reservation_id,
@@ -260,7 +264,11 @@ async fn on_code(
         guard.advance(&events, version);
         let answer = Envelope::ok(code_view(&guard.state, code));
         let request = AppendRequest {
-            streams: vec![StreamAppend { stream: stream.clone(), expected: ExpectedVersion::Exact(version), events: ctx.events(&events) }],
+            streams: vec![StreamAppend {
+                stream: stream.clone(),
+                expected: ExpectedVersion::Exact(version),
+                events: ctx.events(&events),
+            }],
             claims: claims(&events),
             idempotency: None,
         };

@@ -94,7 +94,10 @@ pub async fn export(
         csv.push('\n');
     }
     let disposition = format!("attachment; filename=\"codes-{batch_id}.csv\"");
-    Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()), (header::CONTENT_DISPOSITION, disposition)], csv)
+    Ok((
+        [(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()), (header::CONTENT_DISPOSITION, disposition)],
+        csv,
+    )
         .into_response())
 }
 

@@ -13,9 +13,7 @@ use crate::http::envelope::{ApiError, Envelope};
 use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/streams/{stream}/events", get(stream_events))
-        .route("/api/v1/events", get(all_events))
+    Router::new().route("/api/v1/streams/{stream}/events", get(stream_events)).route("/api/v1/events", get(all_events))
 }
 
 /// `GET /api/v1/streams/{stream}/events?after_version=&limit=`

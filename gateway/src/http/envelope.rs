@@ -160,7 +160,9 @@ impl From<careledger_store::StoreError> for ApiError {
     fn from(e: careledger_store::StoreError) -> Self {
         use careledger_store::StoreError::*;
         match e {
-            WrongExpectedVersion { .. } | KeysTaken { .. } | IdempotencyKeyTaken(_) => ApiError::conflict(e.to_string()),
+            WrongExpectedVersion { .. } | KeysTaken { .. } | IdempotencyKeyTaken(_) => {
+                ApiError::conflict(e.to_string())
+            }
             DuplicateEvent(_) => ApiError::conflict(e.to_string()),
             TooManyEvents(_) => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()),
             _ => ApiError::internal(e.to_string()),
@@ -232,7 +234,8 @@ impl Envelope {
 
 impl IntoResponse for Envelope {
     fn into_response(self) -> Response {
-        let mut body = json!({ "meta": { "code": self.status.as_u16(), "request_id": request_id() }, "data": self.data });
+        let mut body =
+            json!({ "meta": { "code": self.status.as_u16(), "request_id": request_id() }, "data": self.data });
         if let Some(paging) = self.paging {
             body["paging"] = paging;
         }

@@ -39,7 +39,9 @@ async fn ready(State(state): State<AppState>) -> Response {
         }
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({ "status": "unavailable", "database": state.store.backend().name(), "error": e.to_string() })),
+            axum::Json(
+                json!({ "status": "unavailable", "database": state.store.backend().name(), "error": e.to_string() }),
+            ),
         )
             .into_response(),
     }

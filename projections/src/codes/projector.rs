@@ -85,8 +85,9 @@ async fn apply_one(tx: &mut Tx, recorded: &RecordedEvent, event: &CodeEvent) -> 
             history(tx, recorded, &json, detail).await?;
         }
         CodeEvent::CodeAssigned { batch_id, code, insuree_id, json_ext } => {
-            let before = sql_fetch_optional!(tx.exec(), "SELECT status FROM codes WHERE code = $1", [code.as_str()], |row| row
-                .try_get::<String, _>(0))?;
+            let before =
+                sql_fetch_optional!(tx.exec(), "SELECT status FROM codes WHERE code = $1", [code.as_str()], |row| row
+                    .try_get::<String, _>(0))?;
             sql_exec!(
                 tx.exec(),
                 "UPDATE codes SET status = 'assigned', insuree_id = $2, json_ext = $3 WHERE code = $1",
@@ -114,7 +115,13 @@ async fn apply_one(tx: &mut Tx, recorded: &RecordedEvent, event: &CodeEvent) -> 
     Ok(())
 }
 
-async fn bump(tx: &mut Tx, batch_id: &str, available: i64, reserved: i64, assigned: i64) -> Result<(), ProjectionError> {
+async fn bump(
+    tx: &mut Tx,
+    batch_id: &str,
+    available: i64,
+    reserved: i64,
+    assigned: i64,
+) -> Result<(), ProjectionError> {
     sql_exec!(
         tx.exec(),
         "UPDATE code_batches SET available = available + $2, reserved = reserved + $3, assigned = assigned + $4
@@ -125,7 +132,12 @@ async fn bump(tx: &mut Tx, batch_id: &str, available: i64, reserved: i64, assign
 }
 
 /// One history row per code of a JSON array of codes.
-async fn history(tx: &mut Tx, recorded: &RecordedEvent, codes: &str, detail: serde_json::Value) -> Result<(), ProjectionError> {
+async fn history(
+    tx: &mut Tx,
+    recorded: &RecordedEvent,
+    codes: &str,
+    detail: serde_json::Value,
+) -> Result<(), ProjectionError> {
     let sql = match tx.backend() {
         Backend::Postgres => {
             "INSERT INTO code_history (code, position, event_type, recorded_at, user_id, legal_entity_id, command, correlation_id, detail)

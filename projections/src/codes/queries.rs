@@ -95,7 +95,11 @@ impl CodeQueries<'_> {
 
     /// A holder's batches that still have available codes, oldest first: where reservations
     /// take codes from.
-    pub async fn batches_with_available(&self, holder_type: i64, holder_code: &str) -> Result<Vec<String>, ProjectionError> {
+    pub async fn batches_with_available(
+        &self,
+        holder_type: i64,
+        holder_code: &str,
+    ) -> Result<Vec<String>, ProjectionError> {
         let mut conn = self.0.acquire().await?;
         Ok(sql_fetch_all!(
             conn.exec(),
@@ -151,12 +155,9 @@ impl CodeQueries<'_> {
     /// Every code of a batch, in generation order (the printer's order file).
     pub async fn all_codes(&self, batch_id: &str) -> Result<Vec<String>, ProjectionError> {
         let mut conn = self.0.acquire().await?;
-        Ok(sql_fetch_all!(
-            conn.exec(),
-            "SELECT code FROM codes WHERE batch_id = $1 ORDER BY seq",
-            [batch_id],
-            |row| row.try_get::<String, _>(0)
-        )?)
+        Ok(sql_fetch_all!(conn.exec(), "SELECT code FROM codes WHERE batch_id = $1 ORDER BY seq", [batch_id], |row| {
+            row.try_get::<String, _>(0)
+        })?)
     }
 
     pub async fn code(&self, code: &str) -> Result<Option<CodeDetail>, ProjectionError> {

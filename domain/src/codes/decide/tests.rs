@@ -34,9 +34,7 @@ fn codes_of(events: &[CodeEvent]) -> Vec<String> {
     events
         .iter()
         .flat_map(|e| match e {
-            CodeEvent::CodesGenerated { codes, .. } | CodeEvent::CodesReserved { codes, .. } => {
-                codes.clone()
-            }
+            CodeEvent::CodesGenerated { codes, .. } | CodeEvent::CodesReserved { codes, .. } => codes.clone(),
             _ => vec![],
         })
         .collect()
@@ -51,10 +49,8 @@ fn generation_chunks_distinct_valid_non_sequential_codes() {
     assert_eq!(codes.iter().collect::<HashSet<_>>().len(), 25_000);
     assert!(codes.iter().all(|c| CodeFormat::default().is_valid(c)));
     assert!(matches!(&events[3], CodeEvent::CodesGenerated { chunk: 2, codes, .. } if codes.len() == 5_000));
-    let consecutive = codes
-        .windows(2)
-        .filter(|w| w[1].parse::<u64>().unwrap().abs_diff(w[0].parse::<u64>().unwrap()) < 100)
-        .count();
+    let consecutive =
+        codes.windows(2).filter(|w| w[1].parse::<u64>().unwrap().abs_diff(w[0].parse::<u64>().unwrap()) < 100).count();
     assert!(consecutive < 10, "codes look sequential: {consecutive} close neighbours");
     assert_eq!(CODES_PER_CHUNK, 10_000);
 }
@@ -89,10 +85,7 @@ fn generation_refuses_bad_input_and_existing_batches() {
     let mut small = cmd.clone();
     small.format = CodeFormat { length: 3, modulo: 7, prefix: String::new() };
     small.number = 10; // 90 codes in the space, a tenth is 9
-    assert!(matches!(
-        small.decide(&CodeBatch::default(), &ctx(1)),
-        Err(CodeError::CodeSpaceTooSmall { limit: 9, .. })
-    ));
+    assert!(matches!(small.decide(&CodeBatch::default(), &ctx(1)), Err(CodeError::CodeSpaceTooSmall { limit: 9, .. })));
 }
 
 #[test]
@@ -113,10 +106,7 @@ fn reservation_takes_the_oldest_available_codes_across_batches_all_or_nothing() 
     assert_eq!(a2.available_count(), 0);
 
     let too_many = ReserveCodes { number: 9, ..cmd.clone() };
-    assert_eq!(
-        too_many.decide(&[&a, &b]),
-        Err(CodeError::NotEnoughCodes { requested: 9, available: 8 })
-    );
+    assert_eq!(too_many.decide(&[&a, &b]), Err(CodeError::NotEnoughCodes { requested: 9, available: 8 }));
     let other_holder = ReserveCodes { holder_code: "PRN-2".into(), ..cmd };
     assert_eq!(other_holder.decide(&[&a]), Err(CodeError::HolderMismatch));
 }
@@ -125,11 +115,8 @@ fn reservation_takes_the_oldest_available_codes_across_batches_all_or_nothing() 
 fn assignment_moves_available_or_reserved_codes_and_is_idempotent_per_insuree() {
     let b = batch(4, 9);
     let codes = b.oldest_available(4);
-    let assign = |code: &str, insuree: &str| AssignCode {
-        code: code.into(),
-        insuree_id: insuree.into(),
-        json_ext: None,
-    };
+    let assign =
+        |code: &str, insuree: &str| AssignCode { code: code.into(), insuree_id: insuree.into(), json_ext: None };
     let events = assign(&codes[0], "ins-1").decide(&b).unwrap();
     let b = events.iter().fold(b, |s, e| s.evolve(e));
     assert_eq!(b.slot(&codes[0]).unwrap().status, CodeStatus::Assigned);
