@@ -29,6 +29,29 @@ pub async fn run(backend: &str, pg_admin: &str, writers: usize, seconds: f64) ->
     .map_err(|e| e.to_string())?;
     tx.commit().await.map_err(|e| e.to_string())?;
 
+    // the same single-event appends with every append in its own transaction, for the ratio of
+    // group commit to one commit per append (PostgreSQL; SQLite has one writer either way)
+    let mut own_transactions = None;
+    if backend == "postgres" {
+        let mut direct = options.clone();
+        direct.committers = 0;
+        let direct = EventStore::open(&direct).await.map_err(|e| e.to_string())?;
+        own_transactions = Some(
+            measure(writers, seconds, move |w, round| {
+                let store = direct.clone();
+                async move {
+                    let expected = ExpectedVersion::Exact(round as i64);
+                    store
+                        .append(&AppendRequest::single(format!("bench-own-{w}"), expected, vec![event(w, round)]))
+                        .await
+                        .map(|_| 1)
+                        .map_err(|e| e.to_string())
+                }
+            })
+            .await?,
+        );
+    }
+
     for batch in [1usize, 100] {
         let s = store.clone();
         let appended = measure(writers, seconds, move |w, round| {
@@ -57,7 +80,9 @@ pub async fn run(backend: &str, pg_admin: &str, writers: usize, seconds: f64) ->
             "events/s",
             json!({ "backend": backend, "writers": writers, "events_per_append": batch,
                     "target": if batch == 1 { 10_000 } else { 60_000 },
-                    "baseline_plain_insert_rows_per_s": plain, "ratio_to_baseline": appended / plain }),
+                    "baseline_plain_insert_rows_per_s": plain, "ratio_to_baseline": appended / plain,
+                    "committers": options.committers,
+                    "one_transaction_per_append_events_per_s": if batch == 1 { own_transactions } else { None } }),
         );
     }
 

@@ -77,6 +77,31 @@ pub struct ServeArgs {
     /// How often projectors look for events written by other processes, in milliseconds.
     #[arg(long, env = "CARELEDGER_POLL_MS", default_value_t = 20)]
     pub poll_ms: u64,
+    /// PostgreSQL: tasks that write the queued appends of concurrent commands together, one
+    /// transaction per batch (group commit); 0 gives every append its own transaction.
+    #[arg(long, env = "CARELEDGER_PG_COMMITTERS", default_value_t = 4)]
+    pub pg_committers: usize,
+    /// NATS server for the relay (e.g. `nats://127.0.0.1:4222`); without it no relay runs.
+    #[arg(long, env = "NATS_URL")]
+    pub nats_url: Option<String>,
+    /// JetStream stream the relay publishes to (created or updated at start).
+    #[arg(long, env = "CARELEDGER_NATS_STREAM", default_value = "CARELEDGER")]
+    pub nats_stream: String,
+    /// Replicas of that stream.
+    #[arg(long, env = "CARELEDGER_NATS_REPLICAS", default_value_t = 1)]
+    pub nats_replicas: usize,
+    /// Storage of that stream: `file` or `memory`.
+    #[arg(long, env = "CARELEDGER_NATS_STORAGE", default_value = "file", value_parser = ["file", "memory"])]
+    pub nats_storage: String,
+    /// JetStream's duplicate window for `Nats-Msg-Id`, in seconds.
+    #[arg(long, env = "CARELEDGER_NATS_DUPLICATE_WINDOW_S", default_value_t = 120)]
+    pub nats_duplicate_window_s: u64,
+    /// Unacknowledged publishes the relay keeps in flight at most.
+    #[arg(long, env = "CARELEDGER_RELAY_WINDOW", default_value_t = 1024)]
+    pub relay_window: usize,
+    /// How long the relay waits for a publish's acknowledgement, in milliseconds.
+    #[arg(long, env = "CARELEDGER_NATS_ACK_TIMEOUT_MS", default_value_t = 5000)]
+    pub nats_ack_timeout_ms: u64,
     /// Codes generated when a request names no number.
     #[arg(long, env = "CARELEDGER_CODES_DEFAULT_NUMBER", default_value_t = 1000)]
     pub codes_default_number: u32,
@@ -108,6 +133,9 @@ pub struct Config {
     pub query_wait: Duration,
     pub db_connections: u32,
     pub poll_interval: Duration,
+    pub pg_committers: usize,
+    /// The relay to NATS JetStream, when `NATS_URL` is set.
+    pub relay: Option<crate::relay::RelayConfig>,
     pub codes_default_number: u32,
     pub codes_max_number: u32,
     pub code_format: CodeFormat,
@@ -124,6 +152,16 @@ impl Config {
             query_wait: Duration::from_millis(serve.query_wait_ms),
             db_connections: serve.db_connections,
             poll_interval: Duration::from_millis(serve.poll_ms),
+            pg_committers: serve.pg_committers,
+            relay: serve.nats_url.as_ref().map(|url| crate::relay::RelayConfig {
+                url: url.clone(),
+                stream: serve.nats_stream.clone(),
+                replicas: serve.nats_replicas,
+                memory_storage: serve.nats_storage == "memory",
+                duplicate_window: Duration::from_secs(serve.nats_duplicate_window_s),
+                window: serve.relay_window.max(1),
+                ack_timeout: Duration::from_millis(serve.nats_ack_timeout_ms),
+            }),
             codes_default_number: serve.codes_default_number,
             codes_max_number: serve.codes_max_number,
             code_format: CodeFormat {
@@ -145,6 +183,8 @@ impl Config {
             query_wait: Duration::from_secs(5),
             db_connections: 16,
             poll_interval: Duration::from_millis(20),
+            pg_committers: 4,
+            relay: None,
             codes_default_number: 1000,
             codes_max_number: 1_000_000,
             code_format: CodeFormat::default(),

@@ -41,6 +41,7 @@ pub async fn open_store(config: &Config) -> Result<EventStore, String> {
     let mut options = StoreOptions::new(&config.database_url);
     options.max_connections = config.db_connections;
     options.poll_interval = config.poll_interval;
+    options.committers = config.pg_committers;
     let store =
         EventStore::open(&options).await.map_err(|e| format!("cannot open {}: {e}", redact(&config.database_url)))?;
     store.migrate().await.map_err(|e| format!("cannot migrate: {e}"))?;
@@ -65,6 +66,7 @@ pub struct RunningServer {
     pub state: AppState,
     shutdown: watch::Sender<bool>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// Projector tasks and the relay's: stopped with the server.
     projectors: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -96,13 +98,19 @@ pub async fn start(config: Config) -> Result<RunningServer, String> {
     let store = open_store(&config).await?;
     let projections = Projections::new(store.clone(), careledger_projections::all());
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let projectors = projections.spawn(shutdown_rx.clone());
+    let mut projectors = projections.spawn(shutdown_rx.clone());
+    let relay = config.relay.clone().map(|relay| {
+        let (task, status) = crate::relay::spawn(store.clone(), relay, shutdown_rx.clone());
+        projectors.push(task);
+        status
+    });
     let state = AppState {
         store,
         projections,
         keys: Keys::new(&config.jwt_secret),
         metrics: metrics_handle(),
         batches: Arc::new(AggregateCache::new(64)),
+        relay,
         config: Arc::new(config),
     };
     let listener = tokio::net::TcpListener::bind(state.config.addr)

@@ -26,6 +26,9 @@ pub enum StoreError {
     Contention(String),
     #[error("database: {0}")]
     Database(sqlx::Error),
+    /// A database failure shared by several appends of one group commit (none was written).
+    #[error("database: {0}")]
+    Backend(String),
     #[error("migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }

@@ -11,6 +11,7 @@
 
 mod error;
 mod exec;
+mod group_commit;
 mod postgres;
 mod sqlite;
 mod subscription;
@@ -134,11 +135,14 @@ pub struct StoreOptions {
     pub max_connections: u32,
     /// How often a subscription looks for events written by other processes.
     pub poll_interval: Duration,
+    /// PostgreSQL: tasks writing queued appends, each batch in one transaction (group commit);
+    /// 0 writes every append in its own transaction from the caller's task.
+    pub committers: usize,
 }
 
 impl StoreOptions {
     pub fn new(url: impl Into<String>) -> Self {
-        StoreOptions { url: url.into(), max_connections: 16, poll_interval: Duration::from_millis(20) }
+        StoreOptions { url: url.into(), max_connections: 16, poll_interval: Duration::from_millis(20), committers: 4 }
     }
 }
 
@@ -148,6 +152,7 @@ pub struct EventStore {
     db: Db,
     appended: watch::Sender<i64>,
     poll_interval: Duration,
+    group_commit: Option<std::sync::Arc<group_commit::GroupCommit>>,
 }
 
 impl EventStore {
@@ -155,7 +160,13 @@ impl EventStore {
     pub async fn open(options: &StoreOptions) -> Result<Self, StoreError> {
         let db = Db::connect(&options.url, options.max_connections).await?;
         let (appended, _) = watch::channel(0);
-        Ok(EventStore { db, appended, poll_interval: options.poll_interval })
+        let group_commit = match &db {
+            Db::Postgres(pool) if options.committers > 0 => Some(std::sync::Arc::new(
+                group_commit::GroupCommit::start(pool.clone(), appended.clone(), options.committers),
+            )),
+            _ => None,
+        };
+        Ok(EventStore { db, appended, poll_interval: options.poll_interval, group_commit })
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
@@ -172,19 +183,21 @@ impl EventStore {
 
     /// Appends atomically; on success wakes local subscribers.
     pub async fn append(&self, request: &AppendRequest) -> Result<AppendOutcome, StoreError> {
-        match &self.db {
-            // one round trip: the append is a single statement committing on its own
-            Db::Postgres(pool) => {
-                if request.event_count() > MAX_EVENTS_PER_APPEND {
-                    return Err(StoreError::TooManyEvents(request.event_count()));
-                }
-                let outcome = postgres::append(pool, request).await?;
+        if request.event_count() > MAX_EVENTS_PER_APPEND {
+            return Err(StoreError::TooManyEvents(request.event_count()));
+        }
+        match (&self.group_commit, &self.db) {
+            // serialised here, in the caller's task; written with the appends of other writers
+            (Some(group), _) => group.append(postgres::WireAppend::new(request)).await,
+            // one append, one statement committing on its own (one round trip)
+            (None, Db::Postgres(pool)) => {
+                let outcome = postgres::append(pool, &postgres::WireAppend::new(request)).await?;
                 if !outcome.positions.is_empty() {
-                    self.appended.send_replace(outcome.last_position());
+                    self.appended.send_modify(|seen| *seen = (*seen).max(outcome.last_position()));
                 }
                 Ok(outcome)
             }
-            Db::Sqlite { .. } => self.begin_append(request).await?.commit().await,
+            (None, Db::Sqlite { .. }) => self.begin_append(request).await?.commit().await,
         }
     }
 

@@ -33,113 +33,179 @@ async fn horizon(pool: &PgPool) -> Result<i64, StoreError> {
     Ok(sqlx::query_scalar(HORIZON).fetch_one(pool).await?)
 }
 
-/// An append committed on its own: one round trip (the statement is its own transaction).
-pub(crate) async fn append(pool: &PgPool, request: &AppendRequest) -> Result<AppendOutcome, StoreError> {
+/// An append as `careledger_append` takes it (JSON), serialised by the caller's task.
+pub(crate) struct WireAppend {
+    json: String,
+    bytes: usize,
+    event_ids: Vec<Uuid>,
+}
+
+impl WireAppend {
+    pub(crate) fn new(request: &AppendRequest) -> Self {
+        #[derive(serde::Serialize)]
+        struct Append<'a> {
+            streams: Vec<Stream<'a>>,
+            claims: Vec<Claim<'a>>,
+            idempotency: Option<Idempotency<'a>>,
+        }
+        #[derive(serde::Serialize)]
+        struct Stream<'a> {
+            stream: &'a str,
+            expected: i64,
+            events: Vec<Event<'a>>,
+        }
+        #[derive(serde::Serialize)]
+        struct Event<'a> {
+            id: Uuid,
+            #[serde(rename = "type")]
+            event_type: &'a str,
+            data: &'a serde_json::Value,
+            metadata: &'a crate::EventMetadata,
+        }
+        #[derive(serde::Serialize)]
+        struct Claim<'a> {
+            scope: &'a str,
+            owner: &'a str,
+            keys: &'a [String],
+        }
+        #[derive(serde::Serialize)]
+        struct Idempotency<'a> {
+            key: &'a str,
+            hash: &'a str,
+            status: u16,
+            body: &'a str,
+        }
+        let wire = Append {
+            streams: request
+                .streams
+                .iter()
+                .map(|s| Stream {
+                    stream: &s.stream,
+                    expected: match s.expected {
+                        ExpectedVersion::Any => -1,
+                        ExpectedVersion::Exact(v) => v,
+                    },
+                    events: s
+                        .events
+                        .iter()
+                        .map(|e| Event {
+                            id: e.event_id,
+                            event_type: &e.event_type,
+                            data: &e.data,
+                            metadata: &e.metadata,
+                        })
+                        .collect(),
+                })
+                .collect(),
+            claims: request.claims.iter().map(|c| Claim { scope: &c.scope, owner: &c.owner, keys: &c.keys }).collect(),
+            idempotency: request.idempotency.as_ref().map(|r| Idempotency {
+                key: &r.key,
+                hash: &r.request_hash,
+                status: r.status,
+                body: &r.body,
+            }),
+        };
+        let json = serde_json::to_string(&wire).unwrap_or_default();
+        let event_ids = request.streams.iter().flat_map(|s| s.events.iter().map(|e| e.event_id)).collect();
+        WireAppend { bytes: json.len(), json, event_ids }
+    }
+
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    pub(crate) fn events(&self) -> usize {
+        self.event_ids.len()
+    }
+}
+
+/// Writes `appends` with one `careledger_append` call on `conn`, which commits them when it is
+/// not inside a transaction. Each append gets its own answer; an `Err` of the whole call means
+/// none of them was written.
+pub(crate) async fn append_batch(
+    pool: &PgPool,
+    conn: &mut PgConnection,
+    appends: &[&WireAppend],
+) -> Result<Vec<Result<AppendOutcome, StoreError>>, StoreError> {
+    let mut json = String::with_capacity(appends.iter().map(|a| a.bytes + 1).sum::<usize>() + 2);
+    json.push('[');
+    for (i, a) in appends.iter().enumerate() {
+        if i > 0 {
+            json.push(',');
+        }
+        json.push_str(&a.json);
+    }
+    json.push(']');
+    let rows = sqlx::query("SELECT txid, first_index, versions, refusal, detail FROM careledger_append($1::jsonb, $2)")
+        .bind(json)
+        .bind(Utc::now())
+        .fetch_all(&mut *conn)
+        .await?;
+    if rows.len() != appends.len() {
+        return Err(StoreError::Backend(format!(
+            "careledger_append answered {} of {} appends",
+            rows.len(),
+            appends.len()
+        )));
+    }
+    let mut answers = Vec::with_capacity(rows.len());
+    for (row, append) in rows.iter().zip(appends) {
+        let refusal: Option<String> = row.try_get(3)?;
+        let answer = match refusal {
+            None => {
+                let txid: i64 = row.try_get(0)?;
+                let first: i32 = row.try_get(1)?;
+                let versions: Vec<i64> = row.try_get(2)?;
+                let base = (txid << INDEX_BITS) | i64::from(first);
+                let positions = (0..append.event_ids.len() as i64).map(|i| base + i).collect();
+                Ok(AppendOutcome { positions, versions })
+            }
+            Some(code) => Err(refused(pool, &code, &row.try_get::<String, _>(4)?, append).await),
+        };
+        answers.push(answer);
+    }
+    Ok(answers)
+}
+
+/// One append committed on its own: one statement, one round trip.
+pub(crate) async fn append(pool: &PgPool, append: &WireAppend) -> Result<AppendOutcome, StoreError> {
     let mut conn = pool.acquire().await?;
-    call_append(pool, &mut conn, request).await
+    let mut answers = append_batch(pool, &mut conn, &[append]).await?;
+    answers.pop().unwrap_or_else(|| Err(StoreError::Backend("no answer".into())))
 }
 
 /// An append written in a transaction left open for the caller to commit.
 pub(crate) async fn begin_append(pool: &PgPool, request: &AppendRequest) -> Result<(Tx, AppendOutcome), StoreError> {
+    let wire = WireAppend::new(request);
     let mut tx = pool.begin().await?;
-    let outcome = call_append(pool, &mut tx, request).await?;
+    let mut answers = append_batch(pool, &mut tx, &[&wire]).await?;
+    let outcome = answers.pop().unwrap_or_else(|| Err(StoreError::Backend("no answer".into())))?;
     Ok((Tx::Postgres(tx), outcome))
 }
 
-/// Calls `careledger_append` (migrations/postgres/0001_event_log.sql) and decodes its refusals.
-async fn call_append(
-    pool: &PgPool,
-    conn: &mut PgConnection,
-    request: &AppendRequest,
-) -> Result<AppendOutcome, StoreError> {
-    let count = request.event_count();
-    let (mut streams, mut expected, mut counts) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut ids, mut types, mut data, mut metadata) =
-        (Vec::with_capacity(count), Vec::with_capacity(count), Vec::with_capacity(count), Vec::with_capacity(count));
-    for append in &request.streams {
-        streams.push(append.stream.as_str());
-        expected.push(match append.expected {
-            ExpectedVersion::Any => -1,
-            ExpectedVersion::Exact(v) => v,
-        });
-        counts.push(append.events.len() as i32);
-        for event in &append.events {
-            ids.push(event.event_id);
-            types.push(event.event_type.as_str());
-            data.push(event.data.to_string());
-            metadata.push(serde_json::to_string(&event.metadata).unwrap_or_default());
-        }
-    }
-    let (mut scopes, mut owners, mut claim_counts, mut keys) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for claim in &request.claims {
-        scopes.push(claim.scope.as_str());
-        owners.push(claim.owner.as_str());
-        claim_counts.push(claim.keys.len() as i32);
-        keys.extend(claim.keys.iter().map(String::as_str));
-    }
-    let idem = request.idempotency.as_ref();
-    let row = sqlx::query(
-        "SELECT txid, versions FROM careledger_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
-    )
-    .bind(&streams)
-    .bind(&expected)
-    .bind(&counts)
-    .bind(&ids)
-    .bind(&types)
-    .bind(&data)
-    .bind(&metadata)
-    .bind(&scopes)
-    .bind(&owners)
-    .bind(&claim_counts)
-    .bind(&keys)
-    .bind(idem.map(|r| r.key.as_str()))
-    .bind(idem.map(|r| r.request_hash.as_str()))
-    .bind(idem.map(|r| i32::from(r.status)))
-    .bind(idem.map(|r| r.body.as_str()))
-    .bind(Utc::now())
-    .fetch_one(&mut *conn)
-    .await;
-    let row = match row {
-        Ok(row) => row,
-        Err(e) => return Err(refusal(pool, e, &ids).await),
-    };
-    let txid: i64 = row.try_get(0)?;
-    let versions: Vec<i64> = row.try_get(1)?;
-    let base = txid << INDEX_BITS;
-    Ok(AppendOutcome { positions: (0..count as i64).map(|i| base | i).collect(), versions })
-}
-
-/// What a failed `careledger_append` means for the caller.
-async fn refusal(pool: &PgPool, e: sqlx::Error, ids: &[Uuid]) -> StoreError {
-    let sqlx::Error::Database(db) = &e else { return e.into() };
-    let detail = || serde_json::from_str::<serde_json::Value>(db.message()).unwrap_or_default();
+/// What a refusal of `careledger_append` means for the caller.
+async fn refused(pool: &PgPool, code: &str, detail: &str, append: &WireAppend) -> StoreError {
+    let d = serde_json::from_str::<serde_json::Value>(detail).unwrap_or_default();
     let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
-    match db.code().as_deref() {
-        Some("CL001") => {
-            let d = detail();
-            StoreError::WrongExpectedVersion {
-                stream: text(&d["stream"]),
-                expected: d["expected"].as_i64().unwrap_or(0),
-                actual: d["actual"].as_i64().unwrap_or(0),
-            }
-        }
-        Some("CL002") => {
-            let d = detail();
-            let keys = d["keys"].as_array().map(|k| k.iter().map(text).collect()).unwrap_or_default();
-            StoreError::KeysTaken { scope: text(&d["scope"]), keys }
-        }
-        Some("CL003") => StoreError::IdempotencyKeyTaken(text(&detail()["key"])),
-        _ if db.is_unique_violation() && db.constraint() == Some("events_event_id_key") => {
-            match sqlx::query_scalar::<_, Uuid>("SELECT event_id FROM events WHERE event_id = ANY($1)")
-                .bind(ids)
-                .fetch_all(pool)
-                .await
-            {
-                Ok(taken) => StoreError::DuplicateEvent(taken.first().copied().unwrap_or_default()),
-                Err(e) => e.into(),
-            }
-        }
-        _ => e.into(),
+    match code {
+        "CL001" => StoreError::WrongExpectedVersion {
+            stream: text(&d["stream"]),
+            expected: d["expected"].as_i64().unwrap_or(0),
+            actual: d["actual"].as_i64().unwrap_or(0),
+        },
+        "CL002" => StoreError::KeysTaken {
+            scope: text(&d["scope"]),
+            keys: d["keys"].as_array().map(|k| k.iter().map(text).collect()).unwrap_or_default(),
+        },
+        "CL003" => StoreError::IdempotencyKeyTaken(text(&d["key"])),
+        _ => match sqlx::query_scalar::<_, Uuid>("SELECT event_id FROM events WHERE event_id = ANY($1)")
+            .bind(&append.event_ids)
+            .fetch_all(pool)
+            .await
+        {
+            Ok(taken) => StoreError::DuplicateEvent(taken.first().copied().unwrap_or_default()),
+            Err(e) => e.into(),
+        },
     }
 }
 

@@ -146,6 +146,75 @@ async fn other_writing_transactions_do_not_stall_readers() {
     other.rollback().await.unwrap();
 }
 
+both_backends!(concurrent_appends_get_their_own_answers, own_answers_on);
+/// Concurrent appends share transactions on PostgreSQL (group commit): a refused one must take
+/// nothing of the others with it, and each caller must get its own answer and positions.
+async fn own_answers_on(kind: Kind) {
+    let db = TestDb::new(kind).await;
+    let store = db.store().await;
+    let taken = event(0);
+    store
+        .append(&AppendRequest {
+            streams: vec![StreamAppend {
+                stream: "t-g-taken".into(),
+                expected: ExpectedVersion::Exact(0),
+                events: vec![taken.clone()],
+            }],
+            claims: vec![KeyClaim { scope: "t-g".into(), keys: vec!["held".into()], owner: "t-g-taken".into() }],
+            idempotency: None,
+        })
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..64i64 {
+        let store = store.clone();
+        let taken = taken.clone();
+        tasks.push(tokio::spawn(async move {
+            let stream = format!("t-g-{i}");
+            let request = match i % 4 {
+                0 => AppendRequest::single(&stream, ExpectedVersion::Exact(0), vec![event(i), event(i)]),
+                1 => AppendRequest::single(&stream, ExpectedVersion::Exact(3), vec![event(i)]),
+                2 => AppendRequest::single(&stream, ExpectedVersion::Any, vec![event(i), taken]),
+                _ => AppendRequest {
+                    streams: vec![StreamAppend {
+                        stream: stream.clone(),
+                        expected: ExpectedVersion::Any,
+                        events: vec![event(i)],
+                    }],
+                    claims: vec![KeyClaim {
+                        scope: "t-g".into(),
+                        keys: vec![format!("k{i}"), "held".into()],
+                        owner: stream,
+                    }],
+                    idempotency: None,
+                },
+            };
+            (i, store.append(&request).await)
+        }));
+    }
+    let mut positions = Vec::new();
+    for task in tasks {
+        let (i, answer) = task.await.unwrap();
+        match (i % 4, answer) {
+            (0, Ok(outcome)) => {
+                assert_eq!((outcome.positions.len(), outcome.versions.clone()), (2, vec![2]));
+                positions.extend(outcome.positions);
+            }
+            (1, Err(StoreError::WrongExpectedVersion { expected: 3, actual: 0, .. })) => {}
+            (2, Err(StoreError::DuplicateEvent(id))) => assert_eq!(id, taken.event_id),
+            (3, Err(StoreError::KeysTaken { keys, .. })) => assert_eq!(keys, vec!["held".to_string()]),
+            (kind, other) => panic!("append {i} (kind {kind}): {other:?}"),
+        }
+    }
+    let head = *positions.iter().max().unwrap();
+    careledger_tests::eventually_head(&store, head).await;
+    let log: Vec<i64> = store.read_all(0, 1000).await.unwrap().iter().map(|e| e.position).collect();
+    positions.sort();
+    assert_eq!(log[1..], positions[..], "the log holds exactly the accepted appends");
+    assert_eq!(store.count().await.unwrap(), 33);
+    assert_eq!(store.key_owner("t-g", "k3").await.unwrap(), None, "a refused append's keys are not kept");
+}
+
 both_backends!(concurrent_writers_and_a_tailing_reader, concurrent_writers_on);
 /// Many writers append (own streams and contended shared ones) while a subscriber tails the log:
 /// it must see every committed event exactly once, positions increasing, each stream in version
