@@ -232,3 +232,126 @@ impl TestServer {
 pub fn token(scope: &str) -> String {
     careledger_gateway::auth::Keys::new(SECRET).mint("user-1", scope, Some("le-1"), 3600).expect("token")
 }
+
+/// A private nats-server with JetStream on a free port, for the relay's fault tests. Killed on drop.
+pub struct NatsServer {
+    pub port: u16,
+    dir: PathBuf,
+    child: Option<std::process::Child>,
+}
+
+impl NatsServer {
+    pub async fn start() -> NatsServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
+        let dir = std::env::temp_dir().join(format!("careledger-nats-{}", Uuid::now_v7().simple()));
+        let mut server = NatsServer { port, dir, child: None };
+        server.restart().await;
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the server (again), on the same port and store directory.
+    pub async fn restart(&mut self) {
+        let binary = ["/usr/sbin/nats-server", "/usr/bin/nats-server"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .unwrap_or("nats-server");
+        let child = std::process::Command::new(binary)
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
+            .arg(&self.dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("nats-server is needed for this test (tests/run installs it): {e}"));
+        self.child = Some(child);
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("nats-server did not come up on port {}", self.port);
+    }
+
+    /// SIGKILL: the server dies mid-stream, as in a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// One message of the relay's JetStream stream, as a durable consumer receives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relayed {
+    pub msg_id: String,
+    pub stream: String,
+    pub position: i64,
+    pub subject: String,
+}
+
+/// Everything the stream holds, read through a new durable pull consumer (each message acked).
+pub async fn consume_all(url: &str, stream: &str, durable: &str) -> Vec<Relayed> {
+    use async_nats::jetstream::consumer::pull;
+    use futures::StreamExt;
+    let client = async_nats::connect(url).await.expect("connect to nats");
+    let js = async_nats::jetstream::new(client);
+    let mut nats_stream = js.get_stream(stream).await.expect("the relay's stream exists");
+    let total = nats_stream.info().await.expect("stream info").state.messages as usize;
+    let consumer = nats_stream
+        .get_or_create_consumer(durable, pull::Config { durable_name: Some(durable.to_string()), ..Default::default() })
+        .await
+        .expect("durable consumer");
+    let mut out = Vec::with_capacity(total);
+    while out.len() < total {
+        let mut batch = consumer
+            .fetch()
+            .max_messages(1000)
+            .expires(std::time::Duration::from_secs(2))
+            .messages()
+            .await
+            .expect("fetch");
+        let before = out.len();
+        while let Some(message) = batch.next().await {
+            let message = message.expect("message");
+            let header = |name: &str| {
+                message.headers.as_ref().and_then(|h| h.get(name)).map(|v| v.as_str().to_string()).unwrap_or_default()
+            };
+            out.push(Relayed {
+                msg_id: header("Nats-Msg-Id"),
+                stream: header("Careledger-Stream"),
+                position: header("Careledger-Position").parse().unwrap_or(-1),
+                subject: message.subject.to_string(),
+            });
+            message.ack().await.expect("ack");
+        }
+        assert!(out.len() > before, "the consumer stopped receiving at {} of {total}", out.len());
+    }
+    out
+}
+
+/// Every event of the log, in log order.
+pub async fn whole_log(store: &EventStore) -> Vec<careledger_store::RecordedEvent> {
+    let mut out = Vec::new();
+    loop {
+        let page = store
+            .read_all(out.last().map(|e: &careledger_store::RecordedEvent| e.position).unwrap_or(0), 1000)
+            .await
+            .expect("read the log");
+        if page.is_empty() {
+            return out;
+        }
+        out.extend(page);
+    }
+}

@@ -4,6 +4,7 @@ mod appends;
 mod generate;
 mod latency;
 mod rebuild;
+mod relay;
 mod service;
 
 use clap::{Parser, Subcommand};
@@ -53,6 +54,18 @@ enum Command {
         #[arg(long, default_value_t = 1_000_000)]
         events: usize,
     },
+    /// The relay to a private JetStream: catch-up of a backlog of N events vs raw publishing,
+    /// then commit-to-acknowledgement latency at an offered rate.
+    Relay {
+        #[arg(long, default_value = "postgres,sqlite")]
+        backends: String,
+        #[arg(long, default_value_t = 1_000_000)]
+        events: usize,
+        #[arg(long, default_value_t = 1000)]
+        rate: u32,
+        #[arg(long, default_value_t = 10)]
+        seconds: u32,
+    },
     /// A tiny run of every benchmark, to check they still work (figures meaningless).
     Smoke,
 }
@@ -94,12 +107,18 @@ async fn run(cli: Cli) -> Result<(), String> {
                 rebuild::run(&b, pg, events).await?;
             }
         }
+        Command::Relay { backends, events, rate, seconds } => {
+            for b in each(&backends) {
+                relay::run(&b, pg, events, rate, seconds).await?;
+            }
+        }
         Command::Smoke => {
             for b in ["sqlite", "postgres"] {
                 generate::run(b, pg, 2_000).await?;
                 appends::run(b, pg, 4, 0.3).await?;
                 latency::run(b, pg, 100, 1).await?;
                 rebuild::run(b, pg, 2_000).await?;
+                relay::run(b, pg, 2_000, 100, 1).await?;
             }
         }
     }

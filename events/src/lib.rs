@@ -14,6 +14,10 @@ mod envelope;
 
 pub use envelope::{Actor, EventMetadata, NewEvent, RecordedEvent};
 
+/// The bounded contexts whose events the log holds: the first part of every stream name and of
+/// every NATS subject `careledger.<context>.<EventType>`.
+pub const CONTEXTS: [&str; 5] = ["codes", "claims", "registry", "requisitions", "sync"];
+
 /// An event of one bounded context: knows its type name and how to become/come back from JSON.
 pub trait DomainEvent: Sized {
     /// The bounded context, first part of the NATS subject `careledger.<context>.<EventType>`.

@@ -19,4 +19,6 @@ pub struct AppState {
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     /// Recently used code batches, kept folded so a command on a big batch reads only new events.
     pub batches: Arc<AggregateCache<CodeBatch>>,
+    /// The relay's state, when one runs (`NATS_URL`).
+    pub relay: Option<tokio::sync::watch::Receiver<crate::relay::RelayStatus>>,
 }

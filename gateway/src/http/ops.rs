@@ -34,6 +34,7 @@ async fn ready(State(state): State<AppState>) -> Response {
                 "database": state.store.backend().name(),
                 "head": head,
                 "projections": projections,
+                "relay": state.relay.as_ref().map(|r| r.borrow().clone()),
             }))
             .into_response()
         }
