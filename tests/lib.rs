@@ -232,3 +232,6 @@ impl TestServer {
 pub fn token(scope: &str) -> String {
     careledger_gateway::auth::Keys::new(SECRET).mint("user-1", scope, Some("le-1"), 3600).expect("token")
 }
+
+/// Both permissions of requisition numbers (eHealth scopes).
+pub const REQUISITIONS: &str = "service_request:write service_request:read";

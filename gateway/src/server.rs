@@ -103,6 +103,7 @@ pub async fn start(config: Config) -> Result<RunningServer, String> {
         keys: Keys::new(&config.jwt_secret),
         metrics: metrics_handle(),
         batches: Arc::new(AggregateCache::new(64)),
+        encounters: Arc::new(AggregateCache::new(4096)),
         config: Arc::new(config),
     };
     let listener = tokio::net::TcpListener::bind(state.config.addr)

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use careledger_domain::codes::CodeBatch;
+use careledger_domain::requisitions::EncounterRequisition;
 use careledger_projections::Projections;
 use careledger_store::EventStore;
 
@@ -19,4 +20,7 @@ pub struct AppState {
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     /// Recently used code batches, kept folded so a command on a big batch reads only new events.
     pub batches: Arc<AggregateCache<CodeBatch>>,
+    /// Encounters whose requisition was asked for again, so that concurrent requests for one
+    /// encounter in this process take turns instead of conflicting.
+    pub encounters: Arc<AggregateCache<EncounterRequisition>>,
 }
