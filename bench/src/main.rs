@@ -4,6 +4,7 @@ mod appends;
 mod generate;
 mod latency;
 mod rebuild;
+mod requisitions;
 mod service;
 
 use clap::{Parser, Subcommand};
@@ -53,6 +54,15 @@ enum Command {
         #[arg(long, default_value_t = 1_000_000)]
         events: usize,
     },
+    /// Requisition numbers issued per second over HTTP by concurrent clients, vs plain inserts.
+    Requisitions {
+        #[arg(long, default_value = "postgres")]
+        backends: String,
+        #[arg(long, default_value_t = 32)]
+        writers: usize,
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+    },
     /// A tiny run of every benchmark, to check they still work (figures meaningless).
     Smoke,
 }
@@ -94,12 +104,18 @@ async fn run(cli: Cli) -> Result<(), String> {
                 rebuild::run(&b, pg, events).await?;
             }
         }
+        Command::Requisitions { backends, writers, seconds } => {
+            for b in each(&backends) {
+                requisitions::run(&b, pg, writers, seconds).await?;
+            }
+        }
         Command::Smoke => {
             for b in ["sqlite", "postgres"] {
                 generate::run(b, pg, 2_000).await?;
                 appends::run(b, pg, 4, 0.3).await?;
                 latency::run(b, pg, 100, 1).await?;
                 rebuild::run(b, pg, 2_000).await?;
+                requisitions::run(b, pg, 4, 0.3).await?;
             }
         }
     }
