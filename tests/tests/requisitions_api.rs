@@ -392,3 +392,45 @@ async fn openapi_describes_both_endpoints() {
     assert!(spec.body["paths"]["/api/v1/requisitions"]["post"].is_object(), "POST /api/v1/requisitions");
     assert!(spec.body["paths"]["/api/v1/requisitions/{requisition}"]["get"].is_object());
 }
+
+/// Three gateways on one PostgreSQL (their in-process locks do not see each other): concurrent
+/// requests for one encounter still agree on one number through the stream's expected version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn several_gateways_agree_on_one_number_per_encounter() {
+    let s = TestServer::start(Kind::Postgres).await;
+    let mut others = Vec::new();
+    for _ in 0..2 {
+        others.push(TestServer::serve(&s.db.url, |_| {}).await);
+    }
+    let bases: Vec<String> =
+        std::iter::once(s.base.clone()).chain(others.iter().map(|o| format!("http://{}", o.addr))).collect();
+    let t = s.token(REQUISITIONS);
+    let shared = Uuid::now_v7().to_string();
+    let mut tasks = Vec::new();
+    for (i, base) in bases.iter().cycle().take(36).enumerate() {
+        // every other request is for the shared encounter, the rest for encounters of their own
+        let encounter = if i % 2 == 0 { shared.clone() } else { Uuid::now_v7().to_string() };
+        let (client, url, t) = (s.client.clone(), format!("{base}/api/v1/requisitions"), t.clone());
+        tasks.push(tokio::spawn(async move {
+            let r = client.post(url).bearer_auth(t).json(&body(&encounter, Uuid::now_v7())).send().await.unwrap();
+            let status = r.status();
+            let body: Value = r.json().await.unwrap();
+            assert!(status.is_success(), "{status}: {body}");
+            (encounter, body["data"]["requisition"].as_str().unwrap().to_string())
+        }));
+    }
+    let mut numbers: HashMap<String, HashSet<String>> = HashMap::new();
+    for task in tasks {
+        let (encounter, number) = task.await.unwrap();
+        numbers.entry(encounter).or_default().insert(number);
+    }
+    assert_eq!(numbers.len(), 19);
+    assert!(numbers.values().all(|n| n.len() == 1), "an encounter got two numbers: {numbers:?}");
+    assert_eq!(numbers.values().flatten().collect::<HashSet<_>>().len(), 19);
+    let events = events_of(&s, &shared).await;
+    assert_eq!(events.len(), 18);
+    assert_eq!(events.iter().filter(|e| matches!(e, RequisitionEvent::RequisitionIssued { .. })).count(), 1);
+    for o in others {
+        o.stop().await;
+    }
+}
