@@ -95,7 +95,12 @@ pub struct ServeArgs {
     pub code_prefix: String,
     /// BLAKE2b key of requisition numbers (at most 64 bytes; eHealth publishes `random`).
     /// Servers sharing a database must share it.
-    #[arg(long, env = "CARELEDGER_REQUISITION_KEY", default_value = careledger_domain::requisitions::DEFAULT_KEY, hide_env_values = true)]
+    #[arg(
+        long,
+        env = "CARELEDGER_REQUISITION_KEY",
+        default_value = careledger_domain::requisitions::DEFAULT_KEY,
+        hide_env_values = true
+    )]
     pub requisition_key: String,
     /// Permission overrides, `operation=permission` separated by commas
     /// (operations: generate_codes, read_codes, reserve_codes, assign_code, link_control_number, audit,

@@ -434,3 +434,23 @@ async fn several_gateways_agree_on_one_number_per_encounter() {
         o.stop().await;
     }
 }
+
+/// The real binary refuses to start with a key BLAKE2b cannot take, saying which setting is wrong.
+#[test]
+fn serve_refuses_a_requisition_key_over_64_bytes() {
+    // target/<profile>/deps/<this test> -> target/<profile>/careledger
+    let exe = std::env::current_exe().unwrap();
+    let binary = exe.parent().and_then(|p| p.parent()).unwrap().join("careledger");
+    let dir = std::env::temp_dir().join(format!("careledger-key-{}", Uuid::now_v7().simple()));
+    let out = std::process::Command::new(binary)
+        .args(["serve", "--addr", "127.0.0.1:0"])
+        .env("CARELEDGER_DATA_DIR", &dir)
+        .env("CARELEDGER_REQUISITION_KEY", "k".repeat(65))
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("run careledger (build it with `cargo build -p careledger-gateway`)");
+    let _ = std::fs::remove_dir_all(&dir);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("CARELEDGER_REQUISITION_KEY") && err.contains("at most 64 bytes"), "{err}");
+}
