@@ -355,3 +355,5 @@ pub async fn whole_log(store: &EventStore) -> Vec<careledger_store::RecordedEven
         out.extend(page);
     }
 }
+/// Both permissions of requisition numbers (eHealth scopes).
+pub const REQUISITIONS: &str = "service_request:write service_request:read";

@@ -5,6 +5,7 @@ mod generate;
 mod latency;
 mod rebuild;
 mod relay;
+mod requisitions;
 mod service;
 
 use clap::{Parser, Subcommand};
@@ -66,6 +67,15 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         seconds: u32,
     },
+    /// Requisition numbers issued per second over HTTP by concurrent clients, vs plain inserts.
+    Requisitions {
+        #[arg(long, default_value = "postgres")]
+        backends: String,
+        #[arg(long, default_value_t = 32)]
+        writers: usize,
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+    },
     /// A tiny run of every benchmark, to check they still work (figures meaningless).
     Smoke,
 }
@@ -112,6 +122,11 @@ async fn run(cli: Cli) -> Result<(), String> {
                 relay::run(&b, pg, events, rate, seconds).await?;
             }
         }
+        Command::Requisitions { backends, writers, seconds } => {
+            for b in each(&backends) {
+                requisitions::run(&b, pg, writers, seconds).await?;
+            }
+        }
         Command::Smoke => {
             for b in ["sqlite", "postgres"] {
                 generate::run(b, pg, 2_000).await?;
@@ -119,6 +134,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 latency::run(b, pg, 100, 1).await?;
                 rebuild::run(b, pg, 2_000).await?;
                 relay::run(b, pg, 2_000, 100, 1).await?;
+                requisitions::run(b, pg, 4, 0.3).await?;
             }
         }
     }

@@ -4,6 +4,7 @@
 //! or [`Ctx`], so every rule can be tested without a database and replayed exactly.
 
 pub mod codes;
+pub mod requisitions;
 
 use chrono::{DateTime, Utc};
 

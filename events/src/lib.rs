@@ -11,6 +11,7 @@
 
 pub mod codes;
 mod envelope;
+pub mod requisitions;
 
 pub use envelope::{Actor, EventMetadata, NewEvent, RecordedEvent};
 
@@ -31,6 +32,28 @@ pub trait DomainEvent: Sized {
 
     /// Decodes a stored event; unknown types or shapes are an error, never a silent skip.
     fn decode(event_type: &str, data: &serde_json::Value) -> Result<Self, DecodeError>;
+}
+
+/// The data of an event enum tagged with `#[serde(tag = "type")]`. The tag is kept in the data
+/// too: a consumer holding only the data still knows its type.
+pub fn tagged_data<E: serde::Serialize>(event: &E) -> serde_json::Value {
+    serde_json::to_value(event).unwrap_or(serde_json::Value::Null)
+}
+
+/// Decodes a tagged event enum's data, refusing data whose tag is not `event_type`.
+pub fn decode_tagged<E: DomainEvent + serde::de::DeserializeOwned>(
+    event_type: &str,
+    data: &serde_json::Value,
+) -> Result<E, DecodeError> {
+    let event: E = serde_json::from_value(data.clone())
+        .map_err(|e| DecodeError { event_type: event_type.to_string(), reason: e.to_string() })?;
+    if event.event_type() != event_type {
+        return Err(DecodeError {
+            event_type: event_type.to_string(),
+            reason: format!("data holds a {}", event.event_type()),
+        });
+    }
+    Ok(event)
 }
 
 /// A stored event could not be decoded into the catalogue's types.

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use careledger_domain::requisitions::RequisitionKey;
 use careledger_events::codes::CodeFormat;
 use clap::Args;
 
@@ -117,8 +118,18 @@ pub struct ServeArgs {
     /// Text before the digits of every new code.
     #[arg(long, env = "CARELEDGER_CODE_PREFIX", default_value = "")]
     pub code_prefix: String,
+    /// BLAKE2b key of requisition numbers (at most 64 bytes; eHealth publishes `random`).
+    /// Servers sharing a database must share it.
+    #[arg(
+        long,
+        env = "CARELEDGER_REQUISITION_KEY",
+        default_value = careledger_domain::requisitions::DEFAULT_KEY,
+        hide_env_values = true
+    )]
+    pub requisition_key: String,
     /// Permission overrides, `operation=permission` separated by commas
-    /// (operations: generate_codes, read_codes, reserve_codes, assign_code, link_control_number, audit).
+    /// (operations: generate_codes, read_codes, reserve_codes, assign_code, link_control_number, audit,
+    /// issue_requisition, read_requisition).
     #[arg(long, env = "CARELEDGER_PERMISSIONS", default_value = "")]
     pub permissions: String,
 }
@@ -140,6 +151,7 @@ pub struct Config {
     pub codes_max_number: u32,
     pub code_format: CodeFormat,
     pub permissions: Permissions,
+    pub requisition_key: RequisitionKey,
 }
 
 impl Config {
@@ -170,6 +182,8 @@ impl Config {
                 prefix: serve.code_prefix.clone(),
             },
             permissions: Permissions::parse(&serve.permissions)?,
+            requisition_key: RequisitionKey::new(serve.requisition_key.as_bytes())
+                .map_err(|e| format!("CARELEDGER_REQUISITION_KEY: {e}"))?,
         })
     }
 
@@ -189,6 +203,7 @@ impl Config {
             codes_max_number: 1_000_000,
             code_format: CodeFormat::default(),
             permissions: Permissions::default(),
+            requisition_key: RequisitionKey::default(),
         }
     }
 }
@@ -197,13 +212,15 @@ impl Config {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Permissions(HashMap<&'static str, String>);
 
-pub const OPERATIONS: [(&str, &str); 6] = [
+pub const OPERATIONS: [(&str, &str); 8] = [
     ("generate_codes", "111101"),
     ("read_codes", "111102"),
     ("reserve_codes", "111101"),
     ("assign_code", "101102"),
     ("link_control_number", "101102"),
     ("audit", "audit:read"),
+    ("issue_requisition", "service_request:write"),
+    ("read_requisition", "service_request:read"),
 ];
 
 impl Default for Permissions {

@@ -12,6 +12,7 @@ pub mod config;
 pub mod handler;
 pub mod http;
 pub mod relay;
+pub mod requisitions;
 pub mod server;
 pub mod state;
 

@@ -111,6 +111,7 @@ pub async fn start(config: Config) -> Result<RunningServer, String> {
         metrics: metrics_handle(),
         batches: Arc::new(AggregateCache::new(64)),
         relay,
+        encounters: Arc::new(AggregateCache::new(4096)),
         config: Arc::new(config),
     };
     let listener = tokio::net::TcpListener::bind(state.config.addr)

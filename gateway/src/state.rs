@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use careledger_domain::codes::CodeBatch;
+use careledger_domain::requisitions::EncounterRequisition;
 use careledger_projections::Projections;
 use careledger_store::EventStore;
 
@@ -21,4 +22,7 @@ pub struct AppState {
     pub batches: Arc<AggregateCache<CodeBatch>>,
     /// The relay's state, when one runs (`NATS_URL`).
     pub relay: Option<tokio::sync::watch::Receiver<crate::relay::RelayStatus>>,
+    /// Encounters whose requisition was asked for again, so that concurrent requests for one
+    /// encounter in this process take turns instead of conflicting.
+    pub encounters: Arc<AggregateCache<EncounterRequisition>>,
 }

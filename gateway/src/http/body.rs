@@ -10,6 +10,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use careledger_events::codes::HolderType;
+use careledger_events::requisitions::EntityType;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
@@ -132,6 +133,18 @@ impl<'a> Fields<'a> {
                     "inclusion",
                     "expected 1 (printer), 2 (enrolment_officer), 3 (health_facility) or 4 (location)".into(),
                 );
+                None
+            }
+        }
+    }
+
+    pub fn entity_type(&mut self, name: &str) -> Option<EntityType> {
+        let value = self.get(name, true)?;
+        match value.as_str().and_then(EntityType::from_name) {
+            Some(t) => Some(t),
+            None => {
+                let names: Vec<&str> = EntityType::ALL.iter().map(|t| t.name()).collect();
+                self.fail(name, "inclusion", format!("expected one of: {}", names.join(", ")));
                 None
             }
         }
