@@ -4,6 +4,7 @@
 //! or [`Ctx`], so every rule can be tested without a database and replayed exactly.
 
 pub mod codes;
+pub mod registry;
 
 use chrono::{DateTime, Utc};
 
@@ -37,4 +38,6 @@ pub enum Refusal {
     NotFound,
     /// The command does not fit the current state.
     Conflict,
+    /// The caller may not act on this thing (it belongs to another legal entity).
+    Forbidden,
 }

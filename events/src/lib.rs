@@ -11,6 +11,7 @@
 
 pub mod codes;
 mod envelope;
+pub mod registry;
 
 pub use envelope::{Actor, EventMetadata, NewEvent, RecordedEvent};
 
