@@ -232,3 +232,11 @@ impl TestServer {
 pub fn token(scope: &str) -> String {
     careledger_gateway::auth::Keys::new(SECRET).mint("user-1", scope, Some("le-1"), 3600).expect("token")
 }
+
+/// Every permission of the eHealth registry (reference data, equipment) and the audit trail.
+pub const REGISTRY: &str = "legal_entity:write division:write equipment:write equipment:read audit:read";
+
+/// A token for the suite's secret acting for `client_id` (a legal entity), or for none.
+pub fn token_for(sub: &str, scope: &str, client_id: Option<&str>) -> String {
+    careledger_gateway::auth::Keys::new(SECRET).mint(sub, scope, client_id, 3600).expect("token")
+}

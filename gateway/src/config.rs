@@ -157,13 +157,17 @@ impl Config {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Permissions(HashMap<&'static str, String>);
 
-pub const OPERATIONS: [(&str, &str); 6] = [
+pub const OPERATIONS: [(&str, &str); 10] = [
     ("generate_codes", "111101"),
     ("read_codes", "111102"),
     ("reserve_codes", "111101"),
     ("assign_code", "101102"),
     ("link_control_number", "101102"),
     ("audit", "audit:read"),
+    ("write_legal_entity", "legal_entity:write"),
+    ("write_division", "division:write"),
+    ("write_equipment", "equipment:write"),
+    ("read_equipment", "equipment:read"),
 ];
 
 impl Default for Permissions {

@@ -11,6 +11,7 @@ pub mod codes;
 pub mod config;
 pub mod handler;
 pub mod http;
+pub mod registry;
 pub mod server;
 pub mod state;
 

@@ -25,6 +25,7 @@ pub fn router(state: AppState) -> Router {
     let max_body = state.config.max_body_bytes;
     Router::new()
         .merge(crate::codes::routes())
+        .merge(crate::registry::routes())
         .merge(audit::routes())
         .merge(ops::routes())
         .fallback(|| async { ApiError::not_found("No such resource") })
