@@ -1,6 +1,7 @@
 //! careledger benchmarks. Every figure is printed as one JSON line on stdout; see bench/README.md.
 
 mod appends;
+mod equipment;
 mod generate;
 mod latency;
 mod rebuild;
@@ -46,6 +47,16 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         seconds: u32,
     },
+    /// RegisterEquipment over HTTP from concurrent clients: registrations/s, latency, read-model lag,
+    /// vs plain INSERTs of equivalent rows.
+    Equipment {
+        #[arg(long, default_value = "postgres")]
+        backends: String,
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+    },
     /// Rebuild of all read models from a log of N events.
     Rebuild {
         #[arg(long, default_value = "sqlite,postgres")]
@@ -89,6 +100,11 @@ async fn run(cli: Cli) -> Result<(), String> {
                 latency::run(&b, pg, rate, seconds).await?;
             }
         }
+        Command::Equipment { backends, clients, seconds } => {
+            for b in each(&backends) {
+                equipment::run(&b, pg, clients, seconds).await?;
+            }
+        }
         Command::Rebuild { backends, events } => {
             for b in each(&backends) {
                 rebuild::run(&b, pg, events).await?;
@@ -100,6 +116,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 appends::run(b, pg, 4, 0.3).await?;
                 latency::run(b, pg, 100, 1).await?;
                 rebuild::run(b, pg, 2_000).await?;
+                equipment::run(b, pg, 4, 0.5).await?;
             }
         }
     }
