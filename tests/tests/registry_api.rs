@@ -421,22 +421,30 @@ both_backends!(idempotent_registration, idempotent_registration_on);
 async fn idempotent_registration_on(kind: Kind) {
     let s = TestServer::start(kind).await;
     let w = world(&s).await;
-    let send = || async {
+    let (s, w) = (&s, &w);
+    let send_with = |key: &'static str, external_id: &'static str| async move {
         let r = s
             .client
             .post(format!("{}/api/v1/equipment", s.base))
             .bearer_auth(&w.user)
-            .header("Idempotency-Key", "reg-1")
-            .json(&equipment(&w.div, "IDEM-1"))
+            .header("Idempotency-Key", key)
+            .json(&equipment(&w.div, external_id))
             .send()
             .await
             .unwrap();
         (r.status(), r.json::<Value>().await.unwrap())
     };
-    let (s1, b1) = send().await;
-    let (s2, b2) = send().await;
+    let (s1, b1) = send_with("reg-1", "IDEM-1").await;
+    let (s2, b2) = send_with("reg-1", "IDEM-1").await;
     assert_eq!((s1, s2), (StatusCode::CREATED, StatusCode::CREATED));
     assert_eq!(b1["data"], b2["data"], "a repeat answers the first answer, not a duplicate");
+    // concurrent repeats of a new key: both answer the one registration
+    let ((s1, b1), (s2, b2)) = tokio::join!(send_with("reg-2", "IDEM-2"), send_with("reg-2", "IDEM-2"));
+    assert_eq!((s1, s2), (StatusCode::CREATED, StatusCode::CREATED), "{b1} {b2}");
+    assert_eq!(b1["data"]["id"], b2["data"]["id"]);
+    // the same key for another request: 422
+    let (s3, b3) = send_with("reg-1", "IDEM-3").await;
+    assert_eq!(s3, StatusCode::UNPROCESSABLE_ENTITY, "{b3}");
 }
 
 both_backends!(division_links, division_links_on);

@@ -172,12 +172,13 @@ pub(crate) async fn execute<A>(
 where
     A: Aggregate<Event = RegistryEvent>,
 {
-    if let Some(answer) = run.ctx.earlier_answer(&state.store).await? {
-        return Ok(answer);
-    }
     let user = run.ctx.actor.user_id.clone();
     let decision = decision_ctx();
     for attempt in 0..MAX_ATTEMPTS {
+        // on a retry too: the writer that won may be a concurrent repeat of this very request
+        if let Some(answer) = run.ctx.earlier_answer(&state.store).await? {
+            return Ok(answer);
+        }
         let mut folded =
             if run.fresh && attempt == 0 { Folded::empty() } else { load::<A>(state, &run.stream).await? };
         let events = decide(&folded.state, &decision).map_err(refused)?;
@@ -201,6 +202,10 @@ where
         match run.ctx.commit(state, request, envelope).await {
             Ok((_, answer)) => return Ok(answer),
             Err(CommitError::Retry(StoreError::KeysTaken { .. })) => {
+                // a concurrent repeat of this very request took the key first
+                if let Some(answer) = run.ctx.earlier_answer(&state.store).await? {
+                    return Ok(answer);
+                }
                 return Err(refused(RegistryError::DuplicatedEquipment));
             }
             Err(CommitError::Retry(_)) => continue,
