@@ -357,3 +357,10 @@ pub async fn whole_log(store: &EventStore) -> Vec<careledger_store::RecordedEven
 }
 /// Both permissions of requisition numbers (eHealth scopes).
 pub const REQUISITIONS: &str = "service_request:write service_request:read";
+/// Every permission of the eHealth registry (reference data, equipment) and the audit trail.
+pub const REGISTRY: &str = "legal_entity:write division:write equipment:write equipment:read audit:read";
+
+/// A token for the suite's secret acting for `client_id` (a legal entity), or for none.
+pub fn token_for(sub: &str, scope: &str, client_id: Option<&str>) -> String {
+    careledger_gateway::auth::Keys::new(SECRET).mint(sub, scope, client_id, 3600).expect("token")
+}

@@ -112,7 +112,7 @@ pub async fn run(backend: &str, pg_admin: &str, writers: usize, seconds: f64) ->
 }
 
 /// Runs `op(writer, round)` in a loop on `writers` tasks for `seconds`; returns items per second.
-pub async fn measure<F, Fut>(writers: usize, seconds: f64, op: F) -> Result<f64, String>
+pub(crate) async fn measure<F, Fut>(writers: usize, seconds: f64, op: F) -> Result<f64, String>
 where
     F: Fn(usize, usize) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<usize, String>> + Send,

@@ -1,6 +1,7 @@
 //! careledger benchmarks. Every figure is printed as one JSON line on stdout; see bench/README.md.
 
 mod appends;
+mod equipment;
 mod generate;
 mod latency;
 mod rebuild;
@@ -47,6 +48,16 @@ enum Command {
         rate: u32,
         #[arg(long, default_value_t = 10)]
         seconds: u32,
+    },
+    /// RegisterEquipment over HTTP from concurrent clients: registrations/s, latency, read-model lag,
+    /// vs plain INSERTs of equivalent rows.
+    Equipment {
+        #[arg(long, default_value = "postgres")]
+        backends: String,
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
     },
     /// Rebuild of all read models from a log of N events.
     Rebuild {
@@ -112,6 +123,11 @@ async fn run(cli: Cli) -> Result<(), String> {
                 latency::run(&b, pg, rate, seconds).await?;
             }
         }
+        Command::Equipment { backends, clients, seconds } => {
+            for b in each(&backends) {
+                equipment::run(&b, pg, clients, seconds).await?;
+            }
+        }
         Command::Rebuild { backends, events } => {
             for b in each(&backends) {
                 rebuild::run(&b, pg, events).await?;
@@ -135,6 +151,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 rebuild::run(b, pg, 2_000).await?;
                 relay::run(b, pg, 2_000, 100, 1).await?;
                 requisitions::run(b, pg, 4, 0.3).await?;
+                equipment::run(b, pg, 4, 0.5).await?;
             }
         }
     }

@@ -5,6 +5,7 @@
 
 pub mod codes;
 pub mod requisitions;
+pub mod registry;
 
 use chrono::{DateTime, Utc};
 
@@ -38,4 +39,6 @@ pub enum Refusal {
     NotFound,
     /// The command does not fit the current state.
     Conflict,
+    /// The caller may not act on this thing (it belongs to another legal entity).
+    Forbidden,
 }

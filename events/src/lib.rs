@@ -12,6 +12,7 @@
 pub mod codes;
 mod envelope;
 pub mod requisitions;
+pub mod registry;
 
 pub use envelope::{Actor, EventMetadata, NewEvent, RecordedEvent};
 

@@ -212,7 +212,7 @@ impl Config {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Permissions(HashMap<&'static str, String>);
 
-pub const OPERATIONS: [(&str, &str); 8] = [
+pub const OPERATIONS: [(&str, &str); 12] = [
     ("generate_codes", "111101"),
     ("read_codes", "111102"),
     ("reserve_codes", "111101"),
@@ -221,6 +221,10 @@ pub const OPERATIONS: [(&str, &str); 8] = [
     ("audit", "audit:read"),
     ("issue_requisition", "service_request:write"),
     ("read_requisition", "service_request:read"),
+    ("write_legal_entity", "legal_entity:write"),
+    ("write_division", "division:write"),
+    ("write_equipment", "equipment:write"),
+    ("read_equipment", "equipment:read"),
 ];
 
 impl Default for Permissions {

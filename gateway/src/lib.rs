@@ -13,6 +13,7 @@ pub mod handler;
 pub mod http;
 pub mod relay;
 pub mod requisitions;
+pub mod registry;
 pub mod server;
 pub mod state;
 

@@ -8,6 +8,7 @@
 
 pub mod codes;
 mod error;
+pub mod registry;
 pub mod requisitions;
 mod runner;
 pub mod time;
@@ -17,5 +18,9 @@ pub use runner::{Projections, Projector, ProjectorStatus, dump_tables};
 
 /// Every projector of the service, in the order they are listed and rebuilt.
 pub fn all() -> Vec<std::sync::Arc<dyn Projector>> {
-    vec![std::sync::Arc::new(codes::CodesProjector), std::sync::Arc::new(requisitions::RequisitionsProjector)]
+    vec![
+        std::sync::Arc::new(codes::CodesProjector),
+        std::sync::Arc::new(requisitions::RequisitionsProjector),
+        std::sync::Arc::new(registry::RegistryProjector),
+    ]
 }

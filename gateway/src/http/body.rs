@@ -42,15 +42,17 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
 pub struct Fields<'a> {
     object: &'a Map<String, Value>,
     invalid: Vec<Invalid>,
+    /// The JSON path of `object`: `$`, or e.g. `$.udi[0]` for an item of an array.
+    prefix: String,
 }
 
 impl<'a> Fields<'a> {
     pub fn new(object: &'a Map<String, Value>) -> Self {
-        Fields { object, invalid: vec![] }
+        Fields { object, invalid: vec![], prefix: "$".into() }
     }
 
     fn fail(&mut self, name: &str, rule: &'static str, description: String) {
-        self.invalid.push(Invalid::field(format!("$.{name}"), rule, description));
+        self.invalid.push(Invalid::field(format!("{}.{name}", self.prefix), rule, description));
     }
 
     fn get(&mut self, name: &str, required: bool) -> Option<&'a Value> {
@@ -153,6 +155,79 @@ impl<'a> Fields<'a> {
     /// Ok when every field passed.
     pub fn finish(self) -> Result<(), ApiError> {
         if self.invalid.is_empty() { Ok(()) } else { Err(ApiError::invalid(self.invalid)) }
+    }
+}
+
+/// Checks for nested objects, enumerations, dates and booleans.
+impl<'a> Fields<'a> {
+    /// Checks the fields of an object inside the body, naming entries below `prefix` (e.g.
+    /// `$.udi[0]`); [`Fields::absorb`] takes its failures back into the body's answer.
+    pub fn nested(object: &'a Map<String, Value>, prefix: String) -> Self {
+        Fields { object, invalid: vec![], prefix }
+    }
+
+    pub fn absorb(&mut self, nested: Fields<'_>) {
+        self.invalid.extend(nested.invalid);
+    }
+
+    /// Records a failure of a rule checked outside this helper.
+    pub fn reject(&mut self, name: &str, rule: &'static str, description: impl Into<String>) {
+        self.fail(name, rule, description.into());
+    }
+
+    /// One of a list of names (`parse` gives the value of a name), e.g. `"ACTIVE"`.
+    pub fn one_of<T>(
+        &mut self,
+        name: &str,
+        required: bool,
+        parse: impl Fn(&str) -> Option<T>,
+        names: &str,
+    ) -> Option<T> {
+        let value = self.get(name, required)?;
+        match value.as_str().and_then(parse) {
+            Some(v) => Some(v),
+            None => {
+                self.fail(name, "inclusion", format!("value is not allowed in enum: expected one of {names}"));
+                None
+            }
+        }
+    }
+
+    /// A date `YYYY-MM-DD`.
+    pub fn date(&mut self, name: &str, required: bool) -> Option<chrono::NaiveDate> {
+        let value = self.get(name, required)?;
+        match value.as_str().and_then(|s| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()) {
+            Some(d) => Some(d),
+            None => {
+                self.fail(name, "format", "expected a date YYYY-MM-DD".into());
+                None
+            }
+        }
+    }
+
+    pub fn boolean(&mut self, name: &str, required: bool) -> Option<bool> {
+        match self.get(name, required)? {
+            Value::Bool(b) => Some(*b),
+            _ => {
+                self.fail(name, "cast", "expected a boolean".into());
+                None
+            }
+        }
+    }
+
+    /// An array of at most `max_items` items.
+    pub fn array(&mut self, name: &str, required: bool, max_items: usize) -> Option<&'a Vec<Value>> {
+        match self.get(name, required)? {
+            Value::Array(items) if items.len() <= max_items => Some(items),
+            Value::Array(_) => {
+                self.fail(name, "length", format!("expected at most {max_items} items"));
+                None
+            }
+            _ => {
+                self.fail(name, "cast", "expected an array".into());
+                None
+            }
+        }
     }
 }
 

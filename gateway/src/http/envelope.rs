@@ -110,6 +110,7 @@ impl ApiError {
             Refusal::Invalid { entry } => ApiError::invalid(vec![Invalid::field(entry, "invalid", message)]),
             Refusal::NotFound => ApiError::not_found(message),
             Refusal::Conflict => ApiError::conflict(message),
+            Refusal::Forbidden => ApiError::forbidden(message),
         }
     }
 

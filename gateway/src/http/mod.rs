@@ -26,6 +26,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(crate::codes::routes())
         .merge(crate::requisitions::routes())
+        .merge(crate::registry::routes())
         .merge(audit::routes())
         .merge(ops::routes())
         .fallback(|| async { ApiError::not_found("No such resource") })
