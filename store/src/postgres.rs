@@ -240,31 +240,20 @@ pub(crate) async fn stream_version(pool: &PgPool, stream: &str) -> Result<i64, S
 
 pub(crate) async fn read_all(pool: &PgPool, after: i64, limit: i64) -> Result<Vec<RecordedEvent>, StoreError> {
     let horizon = horizon(pool).await?;
-    let rows = sqlx::query(
-        "SELECT position, event_id, stream, version, event_type, data::text, metadata::text, recorded_at
-         FROM events
-         WHERE position > $1 AND position < $3 AND transaction_id < $4::text::xid8
-         ORDER BY position LIMIT $2",
-    )
-    .bind(after)
-    .bind(limit)
-    .bind(horizon << INDEX_BITS)
-    .bind(horizon)
-    .fetch_all(pool)
-    .await?;
+    // a function that pins the plan to the primary-key walk (migrations/postgres/0006)
+    let rows = sqlx::query("SELECT * FROM careledger_read_all($1, $2, $3)")
+        .bind(after)
+        .bind(limit.clamp(0, i64::from(i32::MAX)) as i32)
+        .bind(horizon)
+        .fetch_all(pool)
+        .await?;
     rows.iter().map(decode).collect()
 }
 
 pub(crate) async fn head(pool: &PgPool) -> Result<i64, StoreError> {
     let horizon = horizon(pool).await?;
-    let head: Option<i64> = sqlx::query_scalar(
-        "SELECT position FROM events WHERE position < $1 AND transaction_id < $2::text::xid8
-         ORDER BY position DESC LIMIT 1",
-    )
-    .bind(horizon << INDEX_BITS)
-    .bind(horizon)
-    .fetch_optional(pool)
-    .await?;
+    let head: Option<i64> =
+        sqlx::query_scalar("SELECT careledger_head($1)").bind(horizon).fetch_one(pool).await?;
     Ok(head.unwrap_or(0))
 }
 
