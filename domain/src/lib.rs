@@ -4,8 +4,8 @@
 //! or [`Ctx`], so every rule can be tested without a database and replayed exactly.
 
 pub mod codes;
-pub mod requisitions;
 pub mod registry;
+pub mod requisitions;
 
 use chrono::{DateTime, Utc};
 

@@ -11,8 +11,8 @@
 
 pub mod codes;
 mod envelope;
-pub mod requisitions;
 pub mod registry;
+pub mod requisitions;
 
 pub use envelope::{Actor, EventMetadata, NewEvent, RecordedEvent};
 

@@ -11,9 +11,9 @@ pub mod codes;
 pub mod config;
 pub mod handler;
 pub mod http;
+pub mod registry;
 pub mod relay;
 pub mod requisitions;
-pub mod registry;
 pub mod server;
 pub mod state;
 

@@ -252,8 +252,7 @@ pub(crate) async fn read_all(pool: &PgPool, after: i64, limit: i64) -> Result<Ve
 
 pub(crate) async fn head(pool: &PgPool) -> Result<i64, StoreError> {
     let horizon = horizon(pool).await?;
-    let head: Option<i64> =
-        sqlx::query_scalar("SELECT careledger_head($1)").bind(horizon).fetch_one(pool).await?;
+    let head: Option<i64> = sqlx::query_scalar("SELECT careledger_head($1)").bind(horizon).fetch_one(pool).await?;
     Ok(head.unwrap_or(0))
 }
 

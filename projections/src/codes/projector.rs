@@ -6,7 +6,7 @@
 
 use careledger_events::codes::CodeEvent;
 use careledger_events::{DomainEvent, RecordedEvent};
-use careledger_store::{Backend, Tx, sql_exec, sql_fetch_optional};
+use careledger_store::{Backend, Tx, sql_exec, sql_fetch_all};
 use futures::future::BoxFuture;
 
 use crate::time::text;
@@ -25,13 +25,22 @@ impl Projector for CodesProjector {
 
     fn apply<'a>(&'a self, tx: &'a mut Tx, events: &'a [RecordedEvent]) -> BoxFuture<'a, Result<(), ProjectionError>> {
         Box::pin(async move {
+            // consecutive assignments are applied together: a few statements for the run instead
+            // of four round trips each (at 1,000 assignments/s the projector fell behind)
+            let mut assignments: Vec<(&RecordedEvent, CodeEvent)> = Vec::new();
             for event in events {
                 if careledger_events::stream_context(&event.stream) != CodeEvent::CONTEXT {
                     continue;
                 }
-                apply_one(tx, event, &event.decode::<CodeEvent>()?).await?;
+                let decoded = event.decode::<CodeEvent>()?;
+                if matches!(decoded, CodeEvent::CodeAssigned { .. }) {
+                    assignments.push((event, decoded));
+                    continue;
+                }
+                assign_all(tx, &std::mem::take(&mut assignments)).await?;
+                apply_one(tx, event, &decoded).await?;
             }
-            Ok(())
+            assign_all(tx, &assignments).await
         })
     }
 }
@@ -84,24 +93,7 @@ async fn apply_one(tx: &mut Tx, recorded: &RecordedEvent, event: &CodeEvent) -> 
             let detail = serde_json::json!({ "reservation_id": reservation_id });
             history(tx, recorded, &json, detail).await?;
         }
-        CodeEvent::CodeAssigned { batch_id, code, insuree_id, json_ext } => {
-            let before =
-                sql_fetch_optional!(tx.exec(), "SELECT status FROM codes WHERE code = $1", [code.as_str()], |row| row
-                    .try_get::<String, _>(0))?;
-            sql_exec!(
-                tx.exec(),
-                "UPDATE codes SET status = 'assigned', insuree_id = $2, json_ext = $3 WHERE code = $1",
-                [code.as_str(), insuree_id.as_str(), json_ext.as_ref().map(|j| j.to_string())]
-            )?;
-            let (available, reserved) = match before.as_deref() {
-                Some("available") => (-1, 0),
-                Some("reserved") => (0, -1),
-                _ => (0, 0),
-            };
-            bump(tx, &batch_id.to_string(), available, reserved, 1).await?;
-            let detail = serde_json::json!({ "insuree_id": insuree_id });
-            history(tx, recorded, &serde_json::to_string(&[code]).unwrap_or_default(), detail).await?;
-        }
+        CodeEvent::CodeAssigned { .. } => assign_all(tx, &[(recorded, event.clone())]).await?,
         CodeEvent::ControlNumberLinked { code, control_number, .. } => {
             sql_exec!(
                 tx.exec(),
@@ -113,6 +105,61 @@ async fn apply_one(tx: &mut Tx, recorded: &RecordedEvent, event: &CodeEvent) -> 
         }
     }
     Ok(())
+}
+
+/// A run of `CodeAssigned` events (each code at most once: a code is assigned once).
+async fn assign_all(tx: &mut Tx, run: &[(&RecordedEvent, CodeEvent)]) -> Result<(), ProjectionError> {
+    if run.is_empty() {
+        return Ok(());
+    }
+    let pg = tx.backend() == Backend::Postgres;
+    let mut rows = Vec::with_capacity(run.len());
+    let mut history_rows = Vec::with_capacity(run.len());
+    for (recorded, event) in run {
+        if let CodeEvent::CodeAssigned { code, insuree_id, json_ext, .. } = event {
+            rows.push(serde_json::json!({
+                "code": code, "insuree_id": insuree_id, "json_ext": json_ext.as_ref().map(|j| j.to_string()),
+            }));
+            history_rows.push(history_row(recorded, code, serde_json::json!({ "insuree_id": insuree_id })));
+        }
+    }
+    let rows = serde_json::Value::Array(rows).to_string();
+    // the counters move by the status each code had before
+    let before_sql = if pg {
+        "SELECT c.code, c.status FROM codes c JOIN jsonb_array_elements($1::jsonb) r ON c.code = r->>'code'"
+    } else {
+        "SELECT c.code, c.status FROM codes c JOIN json_each($1) r ON c.code = json_extract(r.value, '$.code')"
+    };
+    let before: std::collections::HashMap<String, String> =
+        sql_fetch_all!(tx.exec(), before_sql, [rows.as_str()], |row| Ok((row.try_get(0)?, row.try_get(1)?)))?
+            .into_iter()
+            .collect();
+    let update = if pg {
+        "UPDATE codes c SET status = 'assigned', insuree_id = r->>'insuree_id', json_ext = r->>'json_ext'
+         FROM jsonb_array_elements($1::jsonb) r WHERE c.code = r->>'code'"
+    } else {
+        "UPDATE codes SET status = 'assigned', insuree_id = r.insuree_id, json_ext = r.json_ext
+         FROM (SELECT json_extract(value, '$.code') AS code, json_extract(value, '$.insuree_id') AS insuree_id,
+                      json_extract(value, '$.json_ext') AS json_ext FROM json_each($1)) AS r
+         WHERE codes.code = r.code"
+    };
+    sql_exec!(tx.exec(), update, [rows.as_str()])?;
+    let mut counters: std::collections::BTreeMap<String, (i64, i64, i64)> = Default::default();
+    for (_, event) in run {
+        if let CodeEvent::CodeAssigned { batch_id, code, .. } = event {
+            let c = counters.entry(batch_id.to_string()).or_default();
+            match before.get(code.as_str()).map(String::as_str) {
+                Some("available") => c.0 -= 1,
+                Some("reserved") => c.1 -= 1,
+                _ => {}
+            }
+            c.2 += 1;
+        }
+    }
+    for (batch_id, (available, reserved, assigned)) in counters {
+        bump(tx, &batch_id, available, reserved, assigned).await?;
+    }
+    insert_history(tx, &history_rows).await
 }
 
 async fn bump(
@@ -128,6 +175,38 @@ async fn bump(
          WHERE batch_id = $1",
         [batch_id, available, reserved, assigned]
     )?;
+    Ok(())
+}
+
+/// A history row as `insert_history` takes it.
+fn history_row(recorded: &RecordedEvent, code: &str, detail: serde_json::Value) -> serde_json::Value {
+    let m = &recorded.metadata;
+    serde_json::json!({
+        "code": code, "position": recorded.position, "event_type": recorded.event_type,
+        "recorded_at": text(&recorded.recorded_at), "user_id": m.actor.user_id, "legal_entity_id": m.actor.legal_entity_id,
+        "command": m.command, "correlation_id": m.correlation_id.to_string(), "detail": detail.to_string(),
+    })
+}
+
+/// History rows of several events in one statement.
+async fn insert_history(tx: &mut Tx, rows: &[serde_json::Value]) -> Result<(), ProjectionError> {
+    let sql = match tx.backend() {
+        Backend::Postgres => {
+            "INSERT INTO code_history (code, position, event_type, recorded_at, user_id, legal_entity_id, command, correlation_id, detail)
+             SELECT r->>'code', (r->>'position')::bigint, r->>'event_type', r->>'recorded_at', r->>'user_id',
+                    r->>'legal_entity_id', r->>'command', r->>'correlation_id', r->>'detail'
+             FROM jsonb_array_elements($1::jsonb) r"
+        }
+        Backend::Sqlite => {
+            "INSERT INTO code_history (code, position, event_type, recorded_at, user_id, legal_entity_id, command, correlation_id, detail)
+             SELECT json_extract(value, '$.code'), json_extract(value, '$.position'), json_extract(value, '$.event_type'),
+                    json_extract(value, '$.recorded_at'), json_extract(value, '$.user_id'),
+                    json_extract(value, '$.legal_entity_id'), json_extract(value, '$.command'),
+                    json_extract(value, '$.correlation_id'), json_extract(value, '$.detail')
+             FROM json_each($1) WHERE true"
+        }
+    };
+    sql_exec!(tx.exec(), sql, [serde_json::Value::Array(rows.to_vec()).to_string()])?;
     Ok(())
 }
 
