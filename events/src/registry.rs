@@ -260,19 +260,11 @@ impl DomainEvent for RegistryEvent {
 
     fn to_data(&self) -> serde_json::Value {
         // The tag is kept in the data too: a consumer holding only the data still knows its type.
-        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+        crate::tagged_data(self)
     }
 
     fn decode(event_type: &str, data: &serde_json::Value) -> Result<Self, DecodeError> {
-        let event: RegistryEvent = serde_json::from_value(data.clone())
-            .map_err(|e| DecodeError { event_type: event_type.to_string(), reason: e.to_string() })?;
-        if event.event_type() != event_type {
-            return Err(DecodeError {
-                event_type: event_type.to_string(),
-                reason: format!("data holds a {}", event.event_type()),
-            });
-        }
-        Ok(event)
+        crate::decode_tagged(event_type, data)
     }
 }
 
