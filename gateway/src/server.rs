@@ -95,6 +95,8 @@ impl RunningServer {
 
 /// Opens the store, starts the projectors and serves HTTP on `config.addr` (port 0: any free).
 pub async fn start(config: Config) -> Result<RunningServer, String> {
+    // the recorder first: what projectors and the relay record as soon as they start must count
+    let metrics = metrics_handle();
     let store = open_store(&config).await?;
     let projections = Projections::new(store.clone(), careledger_projections::all());
     let (shutdown, shutdown_rx) = watch::channel(false);
@@ -108,7 +110,7 @@ pub async fn start(config: Config) -> Result<RunningServer, String> {
         store,
         projections,
         keys: Keys::new(&config.jwt_secret),
-        metrics: metrics_handle(),
+        metrics,
         batches: Arc::new(AggregateCache::new(64)),
         relay,
         encounters: Arc::new(AggregateCache::new(4096)),
