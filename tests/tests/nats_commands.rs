@@ -435,3 +435,21 @@ async fn a_stopping_gateway_answers_what_it_took() {
     let (replies, ()) = tokio::join!(replies, stopping);
     assert!(replies.iter().all(|(_, status)| *status == 201), "{replies:?}");
 }
+
+/// An answer larger than NATS' maximum payload (1 MiB by default): the command took effect, and
+/// the reply says so with its position instead of leaving the requester to time out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_answer_too_large_for_a_message_says_so() {
+    let nats_server = NatsServer::start().await;
+    let (s, nats) = start(Kind::Sqlite, &nats_server).await;
+    let t = token_for("user-1", ALL, Some("le-1"));
+    let generate = json!({ "holder_type": 1, "holder_code": "BIG", "number": 100_000 });
+    let generated = Message::new("codes", "GenerateCodes", &t, generate).over_nats(&nats).await;
+    assert_eq!(generated.status, 201, "{}", generated.body);
+    let reserve = json!({ "holder_type": 1, "holder_code": "BIG", "number": 100_000 });
+    let reserved = Message::new("codes", "ReserveCodes", &t, reserve).over_nats(&nats).await;
+    assert_eq!(reserved.status, 500, "{}", reserved.body);
+    let message = reserved.body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("the command was executed"), "{message}");
+    assert_eq!(reserved.position, Some(head(&s).await), "the reply names the position the command reached");
+}

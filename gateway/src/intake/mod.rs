@@ -17,12 +17,14 @@ pub mod message;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use async_nats::client::PublishErrorKind;
 use async_nats::connection::State;
 use axum::Router;
 use futures::StreamExt;
 use tokio::sync::{Semaphore, watch};
 use tower::ServiceExt;
 
+use crate::http::envelope::{ApiError, POSITION_HEADER};
 use commands::{NatsCommand, SUBJECT_PREFIX};
 
 /// How the intake reaches NATS.
@@ -171,8 +173,26 @@ async fn take(
     metrics::counter!("careledger_nats_commands_total", "command" => name, "status" => code.as_str().to_string())
         .increment(1);
     metrics::histogram!("careledger_nats_command_seconds", "command" => name).record(started.elapsed().as_secs_f64());
-    if let Err(error) = client.publish_with_headers(reply_to, headers, body).await {
-        tracing::warn!(%error, subject = %message.subject, "cannot send a command's reply");
+    let size = body.len();
+    match client.publish_with_headers(reply_to.clone(), headers.clone(), body).await {
+        Err(error) if error.kind() == PublishErrorKind::MaxPayloadExceeded => {
+            // the command took effect; only its answer does not fit in a message (a reservation
+            // of very many codes): say so, with the position it reached, rather than stay silent
+            let position = message::header(Some(&headers), POSITION_HEADER).unwrap_or("none").to_string();
+            let error = ApiError::internal(format!(
+                "The answer ({size} bytes, status {code}) is larger than NATS' maximum payload; the command was \
+                 executed (position {position}): read its result over HTTP, or send smaller commands"
+            ));
+            let (_, mut refusal, body) = message::refusal(&error, Some(&headers));
+            if let Some(position) = message::header(Some(&headers), POSITION_HEADER) {
+                refusal.insert("Careledger-Position", position);
+            }
+            if let Err(error) = client.publish_with_headers(reply_to, refusal, body).await {
+                tracing::warn!(%error, subject = %message.subject, "cannot send a command's reply");
+            }
+        }
+        Err(error) => tracing::warn!(%error, subject = %message.subject, "cannot send a command's reply"),
+        Ok(()) => {}
     }
     status.send_modify(|s| {
         s.in_flight = s.in_flight.saturating_sub(1);
@@ -189,11 +209,8 @@ async fn answer(
     let headers = message.headers.as_ref();
     let Some(command) = command else {
         let names: Vec<String> = commands::COMMANDS.iter().map(NatsCommand::subject).collect();
-        let error = crate::http::envelope::ApiError::not_found(format!(
-            "No such command: {}. Commands: {}",
-            message.subject,
-            names.join(", ")
-        ));
+        let error =
+            ApiError::not_found(format!("No such command: {}. Commands: {}", message.subject, names.join(", ")));
         return message::refusal(&error, headers);
     };
     match message::request(command, headers, message.payload.clone()) {
