@@ -4,6 +4,7 @@ mod appends;
 mod equipment;
 mod generate;
 mod latency;
+mod nats_commands;
 mod rebuild;
 mod relay;
 mod requisitions;
@@ -87,6 +88,16 @@ enum Command {
         #[arg(long, default_value_t = 10.0)]
         seconds: f64,
     },
+    /// IssueRequisition from concurrent clients over NATS request/reply, then over HTTP:
+    /// throughput and p50/p99 of each, and the ratio.
+    NatsCommands {
+        #[arg(long, default_value = "postgres")]
+        backends: String,
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+    },
     /// A tiny run of every benchmark, to check they still work (figures meaningless).
     Smoke,
 }
@@ -143,6 +154,11 @@ async fn run(cli: Cli) -> Result<(), String> {
                 requisitions::run(&b, pg, writers, seconds).await?;
             }
         }
+        Command::NatsCommands { backends, clients, seconds } => {
+            for b in each(&backends) {
+                nats_commands::run(&b, pg, clients, seconds).await?;
+            }
+        }
         Command::Smoke => {
             for b in ["sqlite", "postgres"] {
                 generate::run(b, pg, 2_000).await?;
@@ -152,6 +168,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 relay::run(b, pg, 2_000, 100, 1).await?;
                 requisitions::run(b, pg, 4, 0.3).await?;
                 equipment::run(b, pg, 4, 0.5).await?;
+                nats_commands::run(b, pg, 4, 0.3).await?;
             }
         }
     }
