@@ -129,6 +129,24 @@ async fn wait_subscribed(s: &TestServer, subscribed: bool) {
     }
 }
 
+/// GenerateCodes over NATS, which must be answered 201.
+async fn generated(nats: &async_nats::Client, token: &str, holder: &str, number: u32) -> Reply {
+    let body = json!({ "holder_type": 1, "holder_code": holder, "number": number });
+    let reply = Message::new("codes", "GenerateCodes", token, body).over_nats(nats).await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    reply
+}
+
+/// `count` GenerateCodes for holders `<prefix>-<i>`, to send at once.
+fn generations<'a>(token: &'a str, prefix: &str, count: usize, number: u32) -> Vec<Message<'a>> {
+    (0..count)
+        .map(|i| {
+            let body = json!({ "holder_type": 1, "holder_code": format!("{prefix}-{i}"), "number": number });
+            Message::new("codes", "GenerateCodes", token, body)
+        })
+        .collect()
+}
+
 async fn head(s: &TestServer) -> i64 {
     s.state().store.head().await.expect("head")
 }
@@ -216,11 +234,7 @@ async fn refusals_on(kind: Kind) {
     let nats_server = NatsServer::start().await;
     let (s, nats) = start(kind, &nats_server).await;
     let t = token_for("user-1", ALL, Some("le-1"));
-    let generated =
-        Message::new("codes", "GenerateCodes", &t, json!({ "holder_type": 1, "holder_code": "N-1", "number": 3 }))
-            .over_nats(&nats)
-            .await;
-    assert_eq!(generated.status, 201, "{}", generated.body);
+    generated(&nats, &t, "N-1", 3).await;
     let reserved =
         Message::new("codes", "ReserveCodes", &t, json!({ "holder_type": 1, "holder_code": "N-1", "number": 1 }))
             .over_nats(&nats)
@@ -344,8 +358,7 @@ async fn malformed_on(kind: Kind) {
     }
     assert_eq!(head(&s).await, before, "no malformed message appended anything");
     // and the intake goes on serving
-    let fine = Message::new("codes", "GenerateCodes", &t, body).over_nats(&nats).await;
-    assert_eq!(fine.status, 201, "{}", fine.body);
+    generated(&nats, &t, "N-1", 3).await;
 }
 
 /// Two gateways on one database in the default queue group: each command runs on one of them.
@@ -356,16 +369,7 @@ async fn gateways_in_a_queue_group_run_each_command_once() {
     let second = TestServer::serve(&s.db.url, |c| c.intake = Some(IntakeConfig::new(nats_server.url()))).await;
     let before = head(&s).await;
     let t = token_for("user-1", ALL, Some("le-1"));
-    let sends: Vec<Message> = (0..20)
-        .map(|i| {
-            Message::new(
-                "codes",
-                "GenerateCodes",
-                &t,
-                json!({ "holder_type": 1, "holder_code": format!("Q-{i}"), "number": 2 }),
-            )
-        })
-        .collect();
+    let sends = generations(&t, "Q", 20, 2);
     // wait for the second gateway's subscription, then send them all at once
     let deadline = Instant::now() + Duration::from_secs(20);
     while !second.state.intake.as_ref().is_some_and(|i| i.borrow().subscribed) {
@@ -396,11 +400,7 @@ async fn ready_follows_the_connection() {
     wait_subscribed(&s, true).await;
     let nats = async_nats::connect(nats_server.url()).await.expect("connect");
     let t = token_for("user-1", ALL, Some("le-1"));
-    let again =
-        Message::new("codes", "GenerateCodes", &t, json!({ "holder_type": 1, "holder_code": "R", "number": 2 }))
-            .over_nats(&nats)
-            .await;
-    assert_eq!(again.status, 201, "{}", again.body);
+    generated(&nats, &t, "R", 2).await;
 }
 
 /// A gateway stopped while commands run answers them before it closes the store.
@@ -409,16 +409,7 @@ async fn a_stopping_gateway_answers_what_it_took() {
     let nats_server = NatsServer::start().await;
     let (mut s, nats) = start(Kind::Postgres, &nats_server).await;
     let t = token_for("user-1", ALL, Some("le-1"));
-    let sends: Vec<Message> = (0..16)
-        .map(|i| {
-            Message::new(
-                "codes",
-                "GenerateCodes",
-                &t,
-                json!({ "holder_type": 1, "holder_code": format!("S-{i}"), "number": 2000 }),
-            )
-        })
-        .collect();
+    let sends = generations(&t, "S", 16, 2000);
     let replies = async {
         let mut out = vec![];
         for (i, r) in
@@ -443,9 +434,7 @@ async fn an_answer_too_large_for_a_message_says_so() {
     let nats_server = NatsServer::start().await;
     let (s, nats) = start(Kind::Sqlite, &nats_server).await;
     let t = token_for("user-1", ALL, Some("le-1"));
-    let generate = json!({ "holder_type": 1, "holder_code": "BIG", "number": 100_000 });
-    let generated = Message::new("codes", "GenerateCodes", &t, generate).over_nats(&nats).await;
-    assert_eq!(generated.status, 201, "{}", generated.body);
+    generated(&nats, &t, "BIG", 100_000).await;
     let reserve = json!({ "holder_type": 1, "holder_code": "BIG", "number": 100_000 });
     let reserved = Message::new("codes", "ReserveCodes", &t, reserve).over_nats(&nats).await;
     assert_eq!(reserved.status, 500, "{}", reserved.body);
