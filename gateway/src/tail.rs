@@ -64,7 +64,9 @@ fn line(message: &async_nats::Message) -> Value {
 }
 
 /// Prints events until SIGINT/SIGTERM or until stdout is closed.
-pub async fn run(args: TailArgs, stop: impl std::future::Future<Output = ()>) -> Result<(), String> {
+pub async fn run(args: TailArgs, stop: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), String> {
+    // listening for the signal from the start: a SIGINT while connecting still ends the run cleanly
+    let mut stop = tokio::spawn(stop);
     let client = async_nats::ConnectOptions::new()
         .name("careledger tail")
         .connection_timeout(Duration::from_secs(5))
@@ -89,7 +91,6 @@ pub async fn run(args: TailArgs, stop: impl std::future::Future<Output = ()>) ->
     }
     .map_err(|e| format!("cannot create the consumer: {e}"))?;
 
-    tokio::pin!(stop);
     let mut stopping = false;
     let mut stdout = std::io::stdout().lock();
     while !stopping {

@@ -112,22 +112,27 @@ async fn run(
 
     let permits = Arc::new(Semaphore::new(concurrency));
     let mut tick = tokio::time::interval(Duration::from_millis(250));
+    // the connection's state, as `/ready` shows it, is looked at while waiting for anything
+    let refresh = || {
+        let connected = client.connection_state() == State::Connected;
+        status.send_if_modified(|s| {
+            let changed = s.connected != connected;
+            s.update(|s| s.connected = connected);
+            changed
+        });
+    };
     'taking: loop {
-        let permit = tokio::select! {
-            permit = permits.clone().acquire_owned() => permit.map_err(|e| e.to_string())?,
-            _ = shutdown.wait_for(|stop| *stop) => break 'taking,
+        let permit = loop {
+            tokio::select! {
+                permit = permits.clone().acquire_owned() => break permit.map_err(|e| e.to_string())?,
+                _ = tick.tick() => refresh(),
+                _ = shutdown.wait_for(|stop| *stop) => break 'taking,
+            }
         };
         let message = loop {
             tokio::select! {
                 message = subscriber.next() => break message,
-                _ = tick.tick() => {
-                    let connected = client.connection_state() == State::Connected;
-                    status.send_if_modified(|s| {
-                        let changed = s.connected != connected;
-                        s.update(|s| s.connected = connected);
-                        changed
-                    });
-                }
+                _ = tick.tick() => refresh(),
                 _ = shutdown.wait_for(|stop| *stop) => break 'taking,
             }
         };
