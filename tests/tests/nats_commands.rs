@@ -442,3 +442,31 @@ async fn an_answer_too_large_for_a_message_says_so() {
     assert!(message.contains("the command was executed"), "{message}");
     assert_eq!(reserved.position, Some(head(&s).await), "the reply names the position the command reached");
 }
+
+/// No more commands run at once than the intake's concurrency; the rest wait their turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrency_is_bounded() {
+    let nats_server = NatsServer::start().await;
+    let s = TestServer::start_with(Kind::Sqlite, |c| {
+        c.intake = Some(IntakeConfig { concurrency: 2, ..IntakeConfig::new(nats_server.url()) })
+    })
+    .await;
+    wait_subscribed(&s, true).await;
+    let nats = async_nats::connect(nats_server.url()).await.expect("connect");
+    let mut intake = s.state().intake.clone().expect("an intake");
+    let watcher = tokio::spawn(async move {
+        let mut most = 0;
+        while intake.changed().await.is_ok() {
+            most = most.max(intake.borrow_and_update().in_flight);
+        }
+        most
+    });
+    let t = token_for("user-1", ALL, Some("le-1"));
+    let sends = generations(&t, "C", 12, 300);
+    let replies = futures::future::join_all(sends.iter().map(|send| send.over_nats(&nats))).await;
+    assert!(replies.iter().all(|r| r.status == 201), "{replies:?}");
+    let mut s = s;
+    s.stop().await;
+    let most = watcher.await.expect("watcher");
+    assert!((1..=2).contains(&most), "at most 2 commands ran at once, not {most}");
+}
