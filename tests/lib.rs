@@ -341,6 +341,37 @@ pub async fn consume_all(url: &str, stream: &str, durable: &str) -> Vec<Relayed>
     out
 }
 
+/// Waits until the relay's stream `CARELEDGER` holds `count` messages (or 60 s have passed).
+pub async fn wait_for_messages(url: &str, count: usize, diagnose: impl Fn() -> String) {
+    let client = async_nats::connect(url).await.expect("connect");
+    let js = async_nats::jetstream::new(client);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut held = 0;
+    loop {
+        if let Ok(mut stream) = js.get_stream("CARELEDGER").await
+            && let Ok(info) = stream.info().await
+        {
+            held = info.state.messages as usize;
+            if held >= count {
+                return;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stream holds {held} of {count} messages after 60 s; {}",
+            diagnose()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// The `careledger` binary next to the test binary (built by `cargo build --workspace --bins`).
+pub fn careledger_binary() -> PathBuf {
+    // target/<profile>/deps/<this test> -> target/<profile>/careledger
+    let exe = std::env::current_exe().expect("test binary");
+    exe.parent().and_then(|p| p.parent()).expect("target dir").join("careledger")
+}
+
 /// Every event of the log, in log order.
 pub async fn whole_log(store: &EventStore) -> Vec<careledger_store::RecordedEvent> {
     let mut out = Vec::new();

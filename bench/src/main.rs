@@ -4,6 +4,7 @@ mod appends;
 mod equipment;
 mod generate;
 mod latency;
+mod nats_commands;
 mod rebuild;
 mod relay;
 mod requisitions;
@@ -51,14 +52,7 @@ enum Command {
     },
     /// RegisterEquipment over HTTP from concurrent clients: registrations/s, latency, read-model lag,
     /// vs plain INSERTs of equivalent rows.
-    Equipment {
-        #[arg(long, default_value = "postgres")]
-        backends: String,
-        #[arg(long, default_value_t = 16)]
-        clients: usize,
-        #[arg(long, default_value_t = 10.0)]
-        seconds: f64,
-    },
+    Equipment(Clients),
     /// Rebuild of all read models from a log of N events.
     Rebuild {
         #[arg(long, default_value = "sqlite,postgres")]
@@ -87,8 +81,22 @@ enum Command {
         #[arg(long, default_value_t = 10.0)]
         seconds: f64,
     },
+    /// IssueRequisition from concurrent clients over NATS request/reply, then over HTTP:
+    /// throughput and p50/p99 of each, and the ratio.
+    NatsCommands(Clients),
     /// A tiny run of every benchmark, to check they still work (figures meaningless).
     Smoke,
+}
+
+/// Closed-loop runs of concurrent clients against an in-process server.
+#[derive(clap::Args)]
+struct Clients {
+    #[arg(long, default_value = "postgres")]
+    backends: String,
+    #[arg(long, default_value_t = 16)]
+    clients: usize,
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
 }
 
 #[tokio::main]
@@ -123,7 +131,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 latency::run(&b, pg, rate, seconds).await?;
             }
         }
-        Command::Equipment { backends, clients, seconds } => {
+        Command::Equipment(Clients { backends, clients, seconds }) => {
             for b in each(&backends) {
                 equipment::run(&b, pg, clients, seconds).await?;
             }
@@ -143,6 +151,11 @@ async fn run(cli: Cli) -> Result<(), String> {
                 requisitions::run(&b, pg, writers, seconds).await?;
             }
         }
+        Command::NatsCommands(Clients { backends, clients, seconds }) => {
+            for b in each(&backends) {
+                nats_commands::run(&b, pg, clients, seconds).await?;
+            }
+        }
         Command::Smoke => {
             for b in ["sqlite", "postgres"] {
                 generate::run(b, pg, 2_000).await?;
@@ -152,6 +165,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 relay::run(b, pg, 2_000, 100, 1).await?;
                 requisitions::run(b, pg, 4, 0.3).await?;
                 equipment::run(b, pg, 4, 0.5).await?;
+                nats_commands::run(b, pg, 4, 0.3).await?;
             }
         }
     }

@@ -187,14 +187,14 @@ async fn raw_publish(url: &str, events: usize, window: usize) -> Result<f64, Str
 }
 
 /// A nats-server with JetStream on a free port and a temporary store, stopped on drop.
-struct PrivateNats {
+pub(crate) struct PrivateNats {
     port: u16,
     dir: std::path::PathBuf,
     child: std::process::Child,
 }
 
 impl PrivateNats {
-    async fn start() -> Result<PrivateNats, String> {
+    pub(crate) async fn start() -> Result<PrivateNats, String> {
         let port =
             std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
         let dir = std::env::temp_dir().join(format!("careledger-bench-nats-{}", Uuid::now_v7().simple()));
@@ -219,7 +219,7 @@ impl PrivateNats {
         Err(format!("nats-server did not come up on port {port}"))
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
     }
 }

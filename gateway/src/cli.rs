@@ -1,4 +1,4 @@
-//! The `careledger` command line: serve, migrate, token, projections rebuild/status.
+//! The `careledger` command line: serve, migrate, token, projections rebuild/status, tail.
 
 use std::process::ExitCode;
 
@@ -37,6 +37,9 @@ enum Command {
         #[arg(long, default_value_t = 3600)]
         ttl: u64,
     },
+    /// Print the events the relay published to JetStream as JSON lines (one per event), acking
+    /// each once printed; with --durable a later run resumes where this one stopped.
+    Tail(crate::tail::TailArgs),
     /// Read models: rebuild from the log, or show where they are.
     Projections {
         #[command(subcommand)]
@@ -105,6 +108,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             println!("{token}");
             Ok(())
         }
+        Command::Tail(args) => crate::tail::run(args, shutdown_signal()).await,
         Command::Projections { command } => {
             let config = Config::for_database(&cli.storage.database_url(), "");
             let store = crate::server::open_store(&config).await?;

@@ -82,7 +82,8 @@ pub struct ServeArgs {
     /// transaction per batch (group commit); 0 gives every append its own transaction.
     #[arg(long, env = "CARELEDGER_PG_COMMITTERS", default_value_t = 4)]
     pub pg_committers: usize,
-    /// NATS server for the relay (e.g. `nats://127.0.0.1:4222`); without it no relay runs.
+    /// NATS server for the relay and the command intake (e.g. `nats://127.0.0.1:4222`); without
+    /// it neither runs.
     #[arg(long, env = "NATS_URL")]
     pub nats_url: Option<String>,
     /// JetStream stream the relay publishes to (created or updated at start).
@@ -103,6 +104,13 @@ pub struct ServeArgs {
     /// How long the relay waits for a publish's acknowledgement, in milliseconds.
     #[arg(long, env = "CARELEDGER_NATS_ACK_TIMEOUT_MS", default_value_t = 5000)]
     pub nats_ack_timeout_ms: u64,
+    /// Queue group of the command intake (`careledger.commands.>`): gateways in one group share
+    /// the commands, each taken by one of them.
+    #[arg(long, env = "CARELEDGER_NATS_COMMANDS_QUEUE", default_value = "careledger")]
+    pub nats_commands_queue: String,
+    /// Commands over NATS run at once at most; 0 turns the intake off (the relay still runs).
+    #[arg(long, env = "CARELEDGER_NATS_COMMANDS_CONCURRENCY", default_value_t = 64)]
+    pub nats_commands_concurrency: usize,
     /// Codes generated when a request names no number.
     #[arg(long, env = "CARELEDGER_CODES_DEFAULT_NUMBER", default_value_t = 1000)]
     pub codes_default_number: u32,
@@ -147,6 +155,8 @@ pub struct Config {
     pub pg_committers: usize,
     /// The relay to NATS JetStream, when `NATS_URL` is set.
     pub relay: Option<crate::relay::RelayConfig>,
+    /// Commands over NATS, when `NATS_URL` is set (and the concurrency is not 0).
+    pub intake: Option<crate::intake::IntakeConfig>,
     pub codes_default_number: u32,
     pub codes_max_number: u32,
     pub code_format: CodeFormat,
@@ -174,6 +184,13 @@ impl Config {
                 window: serve.relay_window.max(1),
                 ack_timeout: Duration::from_millis(serve.nats_ack_timeout_ms),
             }),
+            intake: serve.nats_url.as_ref().filter(|_| serve.nats_commands_concurrency > 0).map(|url| {
+                crate::intake::IntakeConfig {
+                    url: url.clone(),
+                    queue: serve.nats_commands_queue.clone(),
+                    concurrency: serve.nats_commands_concurrency,
+                }
+            }),
             codes_default_number: serve.codes_default_number,
             codes_max_number: serve.codes_max_number,
             code_format: CodeFormat {
@@ -199,6 +216,7 @@ impl Config {
             poll_interval: Duration::from_millis(20),
             pg_committers: 4,
             relay: None,
+            intake: None,
             codes_default_number: 1000,
             codes_max_number: 1_000_000,
             code_format: CodeFormat::default(),

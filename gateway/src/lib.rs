@@ -11,11 +11,13 @@ pub mod codes;
 pub mod config;
 pub mod handler;
 pub mod http;
+pub mod intake;
 pub mod registry;
 pub mod relay;
 pub mod requisitions;
 pub mod server;
 pub mod state;
+pub mod tail;
 
 pub use config::Config;
 pub use server::{RunningServer, start};

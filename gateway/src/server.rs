@@ -106,6 +106,7 @@ pub async fn start(config: Config) -> Result<RunningServer, String> {
         projectors.push(task);
         status
     });
+    let intake = config.intake.as_ref().map(crate::intake::status_channel);
     let state = AppState {
         store,
         projections,
@@ -113,6 +114,7 @@ pub async fn start(config: Config) -> Result<RunningServer, String> {
         metrics,
         batches: Arc::new(AggregateCache::new(64)),
         relay,
+        intake: intake.as_ref().map(|(_, rx)| rx.clone()),
         encounters: Arc::new(AggregateCache::new(4096)),
         config: Arc::new(config),
     };
@@ -121,6 +123,10 @@ pub async fn start(config: Config) -> Result<RunningServer, String> {
         .map_err(|e| format!("cannot listen on {}: {e}", state.config.addr))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let router = crate::http::router(state.clone());
+    if let (Some(config), Some((status, _))) = (state.config.intake.clone(), intake) {
+        // commands over NATS go through this same router: one set of rules for both ways in
+        projectors.push(crate::intake::spawn(router.clone(), config, status, shutdown_rx.clone()));
+    }
     let mut stop = shutdown_rx;
     let server = tokio::spawn(async move {
         axum::serve(listener, router)

@@ -22,6 +22,8 @@ pub struct AppState {
     pub batches: Arc<AggregateCache<CodeBatch>>,
     /// The relay's state, when one runs (`NATS_URL`).
     pub relay: Option<tokio::sync::watch::Receiver<crate::relay::RelayStatus>>,
+    /// The command intake's state, when one runs (`NATS_URL`).
+    pub intake: Option<tokio::sync::watch::Receiver<crate::intake::IntakeStatus>>,
     /// Encounters whose requisition was asked for again, so that concurrent requests for one
     /// encounter in this process take turns instead of conflicting.
     pub encounters: Arc<AggregateCache<EncounterRequisition>>,

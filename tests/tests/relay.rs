@@ -6,7 +6,10 @@ use std::time::{Duration, Instant};
 
 use careledger_gateway::relay::RelayConfig;
 use careledger_store::RecordedEvent;
-use careledger_tests::{ALL, Kind, NatsServer, Relayed, TestServer, both_backends, consume_all, whole_log};
+use careledger_tests::{
+    ALL, Kind, NatsServer, Relayed, TestServer, both_backends, careledger_binary, consume_all, wait_for_messages,
+    whole_log,
+};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -58,26 +61,6 @@ fn assert_exactly_the_log(relayed: &[Relayed], log: &[RecordedEvent]) {
 
 fn relay_status(s: &TestServer) -> String {
     format!("relay: {:?}", s.state().relay.as_ref().map(|r| r.borrow().clone()))
-}
-
-/// Waits until the stream holds `count` messages (or 60 s have passed).
-async fn wait_for_messages(url: &str, count: usize, diagnose: impl Fn() -> String) {
-    let client = async_nats::connect(url).await.expect("connect");
-    let js = async_nats::jetstream::new(client);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut held = 0;
-    loop {
-        if let Ok(mut stream) = js.get_stream("CARELEDGER").await
-            && let Ok(info) = stream.info().await
-        {
-            held = info.state.messages as usize;
-            if held >= count {
-                return;
-            }
-        }
-        assert!(Instant::now() < deadline, "the stream holds {held} of {count} messages after 60 s; {}", diagnose());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 both_backends!(every_event_reaches_jetstream_once_in_order, every_event_on);
@@ -143,15 +126,9 @@ async fn nats_going_away_on(kind: Kind) {
     assert_exactly_the_log(&relayed, &log);
 }
 
-fn binary() -> std::path::PathBuf {
-    // target/<profile>/deps/<this test> -> target/<profile>/careledger
-    let exe = std::env::current_exe().expect("test binary");
-    exe.parent().and_then(|p| p.parent()).expect("target dir").join("careledger")
-}
-
 fn spawn_relaying_service(db_url: &str, nats: &NatsServer, data_dir: &std::path::Path) -> std::process::Child {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    std::process::Command::new(binary())
+    std::process::Command::new(careledger_binary())
         .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
         .env("CARELEDGER_DATA_DIR", data_dir)
         .env("DATABASE_URL", db_url)

@@ -35,6 +35,7 @@ async fn ready(State(state): State<AppState>) -> Response {
                 "head": head,
                 "projections": projections,
                 "relay": state.relay.as_ref().map(|r| r.borrow().clone()),
+                "commands": state.intake.as_ref().map(|r| r.borrow().clone()),
             }))
             .into_response()
         }
