@@ -3,6 +3,8 @@
 //! PostgreSQL tests need a server; `CARELEDGER_TEST_PG` names an admin URL (default
 //! `postgres://postgres@127.0.0.1:5432/test`). Each test gets its own database, dropped after.
 
+pub mod scenario;
+
 use std::path::PathBuf;
 
 use careledger_store::{EventStore, StoreOptions};

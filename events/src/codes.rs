@@ -6,6 +6,7 @@
 //! not one 10 MiB event nor a million tiny ones.
 
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use uuid::Uuid;
 
@@ -64,6 +65,22 @@ impl Serialize for HolderType {
     }
 }
 
+/// As written: the number (names are accepted on reading, but never written).
+impl JsonSchema for HolderType {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "HolderType".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let codes: Vec<i64> = HolderType::ALL.iter().map(|h| h.code()).collect();
+        schemars::json_schema!({
+            "description": "1 printer, 2 enrolment officer, 3 health facility, 4 location",
+            "type": "integer",
+            "enum": codes,
+        })
+    }
+}
+
 impl<'de> Deserialize<'de> for HolderType {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let v = serde_json::Value::deserialize(d)?;
@@ -77,7 +94,7 @@ impl<'de> Deserialize<'de> for HolderType {
 }
 
 /// The CHFID scheme the codes of a batch follow.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct CodeFormat {
     /// Digits in a code, check digit included (default 9).
     pub length: u32,
@@ -95,7 +112,7 @@ impl Default for CodeFormat {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type")]
 pub enum CodeEvent {
     /// A batch was ordered: its codes follow in `CodesGenerated` events of the same stream.

@@ -2,11 +2,12 @@
 //! command that caused it adds (who, why, in answer to what).
 
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// Who caused an event: the token's `sub` and, where the caller acts for one, its legal entity.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Actor {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_id: Option<String>,
@@ -15,7 +16,7 @@ pub struct Actor {
 }
 
 /// What the command handler records with every event it appends.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct EventMetadata {
     /// Shared by every event caused, directly or not, by one request.
     pub correlation_id: Uuid,
@@ -39,7 +40,7 @@ pub struct NewEvent {
 }
 
 /// An event as the log holds it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RecordedEvent {
     /// Place in the global log. Increasing in the order readers see events; not dense.
     pub position: i64,

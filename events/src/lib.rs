@@ -13,6 +13,7 @@ pub mod codes;
 mod envelope;
 pub mod registry;
 pub mod requisitions;
+pub mod schema;
 
 pub use envelope::{Actor, EventMetadata, NewEvent, RecordedEvent};
 
@@ -21,7 +22,9 @@ pub use envelope::{Actor, EventMetadata, NewEvent, RecordedEvent};
 pub const CONTEXTS: [&str; 5] = ["codes", "claims", "registry", "requisitions", "sync"];
 
 /// An event of one bounded context: knows its type name and how to become/come back from JSON.
-pub trait DomainEvent: Sized {
+/// Every such enum describes itself as a JSON Schema (see [`schema`]): an event type without a
+/// published schema cannot be written.
+pub trait DomainEvent: Sized + schemars::JsonSchema {
     /// The bounded context, first part of the NATS subject `careledger.<context>.<EventType>`.
     const CONTEXT: &'static str;
 

@@ -11,6 +11,7 @@
 //! domain, the gateway's request checks and the OpenAPI description all follow these lists.
 
 use chrono::{DateTime, NaiveDate, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -21,7 +22,7 @@ use crate::{DecodeError, DomainEvent};
 macro_rules! value_list {
     ($(#[$doc:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
         pub enum $name {
             $(#[serde(rename = $text)] $variant),+
         }
@@ -127,7 +128,7 @@ value_list!(
 );
 
 /// A unique device identifier of the equipment (eHealth `udi`: `[{type, value, assigner_name}]`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Udi {
     /// The identifier's kind, a dictionary code (eHealth's example: `default`).
     #[serde(rename = "type")]
@@ -138,7 +139,7 @@ pub struct Udi {
 }
 
 /// Everything an equipment is registered with.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct EquipmentRegistration {
     pub equipment_id: Uuid,
     /// The legal entity of the registering user (the token's `client_id`).
@@ -171,7 +172,7 @@ pub struct EquipmentRegistration {
     pub registered_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type")]
 pub enum RegistryEvent {
     /// A legal entity entered the register (reference data for the equipment checks).

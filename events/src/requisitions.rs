@@ -6,6 +6,7 @@
 //! number); each further entity of the encounter is added to it.
 
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use uuid::Uuid;
 
@@ -39,6 +40,17 @@ impl Serialize for EntityType {
     }
 }
 
+impl JsonSchema for EntityType {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "EntityType".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let names: Vec<&str> = EntityType::ALL.iter().map(|t| t.name()).collect();
+        schemars::json_schema!({ "type": "string", "enum": names })
+    }
+}
+
 impl<'de> Deserialize<'de> for EntityType {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let name = String::deserialize(d)?;
@@ -46,7 +58,7 @@ impl<'de> Deserialize<'de> for EntityType {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type")]
 pub enum RequisitionEvent {
     /// The encounter got its number, made from the encounter id and `salt` (empty unless the

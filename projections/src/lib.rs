@@ -6,6 +6,7 @@
 //! never apply an event twice (the checkpoint row is locked and compared before applying).
 //! Read models are disposable: [`Projections::rebuild`] empties them and replays from zero.
 
+pub mod audit;
 pub mod codes;
 mod error;
 pub mod registry;
@@ -22,5 +23,6 @@ pub fn all() -> Vec<std::sync::Arc<dyn Projector>> {
         std::sync::Arc::new(codes::CodesProjector),
         std::sync::Arc::new(requisitions::RequisitionsProjector),
         std::sync::Arc::new(registry::RegistryProjector),
+        std::sync::Arc::new(audit::AuditProjector),
     ]
 }

@@ -248,6 +248,18 @@ impl EventStore {
         }
     }
 
+    /// The events at these positions (positions a reader has already seen, e.g. from a read
+    /// model), in position order; positions holding no event are left out.
+    pub async fn read_positions(&self, positions: &[i64]) -> Result<Vec<RecordedEvent>, StoreError> {
+        if positions.is_empty() {
+            return Ok(vec![]);
+        }
+        match &self.db {
+            Db::Sqlite { reader, .. } => sqlite::read_positions(reader, positions).await,
+            Db::Postgres(pool) => postgres::read_positions(pool, positions).await,
+        }
+    }
+
     /// The position of the newest event readers may read (0 for an empty log).
     pub async fn head(&self) -> Result<i64, StoreError> {
         match &self.db {

@@ -250,6 +250,17 @@ pub(crate) async fn read_all(pool: &PgPool, after: i64, limit: i64) -> Result<Ve
     rows.iter().map(decode).collect()
 }
 
+pub(crate) async fn read_positions(pool: &PgPool, positions: &[i64]) -> Result<Vec<RecordedEvent>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT position, event_id, stream, version, event_type, data::text, metadata::text, recorded_at
+         FROM events WHERE position = ANY($1) ORDER BY position",
+    )
+    .bind(positions)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(decode).collect()
+}
+
 pub(crate) async fn head(pool: &PgPool) -> Result<i64, StoreError> {
     let horizon = horizon(pool).await?;
     let head: Option<i64> = sqlx::query_scalar("SELECT careledger_head($1)").bind(horizon).fetch_one(pool).await?;

@@ -155,6 +155,17 @@ pub(crate) async fn read_all(reader: &SqlitePool, after: i64, limit: i64) -> Res
     rows.iter().map(decode).collect()
 }
 
+pub(crate) async fn read_positions(reader: &SqlitePool, positions: &[i64]) -> Result<Vec<RecordedEvent>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT position, event_id, stream, version, event_type, data, metadata, recorded_at FROM events
+         WHERE position IN (SELECT value FROM json_each($1)) ORDER BY position",
+    )
+    .bind(serde_json::to_string(positions).unwrap_or_default())
+    .fetch_all(reader)
+    .await?;
+    rows.iter().map(decode).collect()
+}
+
 pub(crate) async fn head(reader: &SqlitePool) -> Result<i64, StoreError> {
     let head: Option<i64> = sqlx::query_scalar("SELECT MAX(position) FROM events").fetch_one(reader).await?;
     Ok(head.unwrap_or(0))

@@ -447,6 +447,8 @@ async fn operations_on(kind: Kind) {
         "/api/v1/codes/{code}",
         "/api/v1/streams/{stream}/events",
         "/api/v1/events",
+        "/api/v1/events/schema",
+        "/api/v1/audit",
         "/health",
         "/ready",
         "/metrics",

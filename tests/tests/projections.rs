@@ -54,6 +54,22 @@ async fn rebuild_on(kind: Kind) {
     assert_eq!(before, after, "a rebuild must give identical tables");
 }
 
+// The audit read model too: every context's events, rebuilt to identical rows.
+both_backends!(audit_rebuild_gives_identical_tables, audit_rebuild_on);
+async fn audit_rebuild_on(kind: Kind) {
+    let s = TestServer::start(kind).await;
+    let scenario = careledger_tests::scenario::every_event_type(&s).await;
+    assert!(s.state().projections.wait_for(scenario.last, Duration::from_secs(10)).await);
+    let db = s.state().store.db().clone();
+    let before = dump_tables(&db, &["audit_events"]).await.unwrap();
+    let events = s.state().store.count().await.unwrap();
+    assert!(before.starts_with(&format!("## audit_events ({events} rows)")), "{}", &before[..200.min(before.len())]);
+    let projections = Projections::new(s.state().store.clone(), careledger_projections::all());
+    projections.rebuild("audit", &|_, _| {}).await.unwrap();
+    let after = dump_tables(&db, &["audit_events"]).await.unwrap();
+    assert_eq!(before, after, "a rebuild must give identical tables");
+}
+
 both_backends!(a_restart_resumes_from_the_checkpoint, restart_on);
 async fn restart_on(kind: Kind) {
     let mut s = TestServer::start(kind).await;
@@ -200,6 +216,7 @@ async fn the_cli_serves_mints_tokens_and_rebuilds() {
     let (ok, out, err) = careledger(&dir, &["projections", "rebuild"]);
     assert!(ok, "{err}");
     assert!(out.contains("codes: rebuilt to position 2"), "{out}");
+    assert!(out.contains("audit: rebuilt to position 2"), "{out}");
     let (ok, _, err) = careledger(&dir, &["projections", "rebuild", "nope"]);
     assert!(!ok && err.contains("no projector named nope"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);

@@ -271,6 +271,24 @@ impl<'a> Params<'a> {
         }
     }
 
+    /// Parameters outside `allowed` are refused.
+    pub fn only(&mut self, allowed: &[&str]) {
+        let mut unknown: Vec<&String> = self.params.keys().filter(|k| !allowed.contains(&k.as_str())).collect();
+        unknown.sort();
+        for name in unknown {
+            self.fail(name, "schema", "parameter is not allowed");
+        }
+    }
+
+    pub fn uuid(&mut self, name: &str) -> Option<Uuid> {
+        let s = self.string(name, false)?;
+        let parsed = Uuid::parse_str(&s).ok();
+        if parsed.is_none() {
+            self.fail(name, "format", "expected a UUID");
+        }
+        parsed
+    }
+
     pub fn holder_type(&mut self, name: &str) -> Option<HolderType> {
         let s = self.string(name, true)?;
         let parsed = HolderType::from_name(&s);

@@ -2,8 +2,10 @@
 //! passes (request id, tracing, body limit, panic catching) and answered in one envelope.
 
 pub mod audit;
+pub mod audit_search;
 pub mod body;
 pub mod envelope;
+pub mod event_schema;
 pub mod ops;
 
 use axum::Router;
@@ -28,6 +30,8 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::requisitions::routes())
         .merge(crate::registry::routes())
         .merge(audit::routes())
+        .merge(audit_search::routes())
+        .merge(event_schema::routes())
         .merge(ops::routes())
         .fallback(|| async { ApiError::not_found("No such resource") })
         .method_not_allowed_fallback(|| async { ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed") })
