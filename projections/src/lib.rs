@@ -6,6 +6,8 @@
 //! never apply an event twice (the checkpoint row is locked and compared before applying).
 //! Read models are disposable: [`Projections::rebuild`] empties them and replays from zero.
 
+mod bulk;
+pub mod claims;
 pub mod codes;
 mod error;
 pub mod registry;
@@ -22,5 +24,6 @@ pub fn all() -> Vec<std::sync::Arc<dyn Projector>> {
         std::sync::Arc::new(codes::CodesProjector),
         std::sync::Arc::new(requisitions::RequisitionsProjector),
         std::sync::Arc::new(registry::RegistryProjector),
+        std::sync::Arc::new(claims::ClaimsProjector),
     ]
 }
