@@ -236,6 +236,17 @@ pub enum CommitError {
     Failed(ApiError),
 }
 
+/// Runs a handler, counting its outcome and time under the command's name.
+pub async fn counted(
+    command: &'static str,
+    handler: impl Future<Output = Result<Envelope, ApiError>>,
+) -> Result<Envelope, ApiError> {
+    let started = std::time::Instant::now();
+    let result = handler.await;
+    record_outcome(command, &result, started);
+    result
+}
+
 /// Counts a finished command by outcome.
 pub fn record_outcome(command: &'static str, result: &Result<Envelope, ApiError>, started: std::time::Instant) {
     let outcome = match result {

@@ -114,6 +114,7 @@ pub async fn start(config: Config) -> Result<RunningServer, String> {
         batches: Arc::new(AggregateCache::new(64)),
         relay,
         encounters: Arc::new(AggregateCache::new(4096)),
+        claims: Arc::new(AggregateCache::new(16384)),
         config: Arc::new(config),
     };
     let listener = tokio::net::TcpListener::bind(state.config.addr)

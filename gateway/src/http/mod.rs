@@ -27,6 +27,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::codes::routes())
         .merge(crate::requisitions::routes())
         .merge(crate::registry::routes())
+        .merge(crate::claims::routes())
         .merge(audit::routes())
         .merge(ops::routes())
         .fallback(|| async { ApiError::not_found("No such resource") })
