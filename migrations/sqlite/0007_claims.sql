@@ -25,6 +25,8 @@ CREATE TABLE claims_medical_register (
     updated_by     TEXT,
     PRIMARY KEY (kind, code)
 );
+-- a submission asks for its codes (of either kind) at once
+CREATE INDEX claims_medical_register_by_code ON claims_medical_register (code);
 
 -- A facility's price list (replaced whole by each upsert).
 CREATE TABLE claims_price_lists (
@@ -65,6 +67,7 @@ CREATE TABLE claims_product_coverage (
     price_origin         TEXT    NOT NULL,
     PRIMARY KEY (product_code, kind, code)
 );
+CREATE INDEX claims_product_coverage_by_code ON claims_product_coverage (product_code, code);
 
 CREATE TABLE claims_policies (
     policy_id      TEXT PRIMARY KEY,
