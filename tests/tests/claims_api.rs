@@ -869,3 +869,33 @@ async fn openapi_describes_every_claims_endpoint() {
         assert!(spec["paths"][path].get(method).is_some(), "openapi.json does not describe {method} {path}");
     }
 }
+
+both_backends!(concurrent_creates_take_a_code_once, concurrent_on);
+async fn concurrent_on(kind: Kind) {
+    let s = TestServer::start(kind).await;
+    let t = admin();
+    let body = claim("SAME", ADULT, vec![line("I1", 1.0, 8.0)], vec![]);
+    let send = |body: Value, key: Option<&str>| {
+        let mut request = s.client.post(format!("{}/api/v1/claims", s.base)).bearer_auth(&t).json(&body);
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        request.send()
+    };
+    let answers = futures::future::join_all((0..8).map(|_| send(body.clone(), None))).await;
+    let statuses: Vec<StatusCode> = answers.into_iter().map(|a| a.unwrap().status()).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == StatusCode::CREATED).count(), 1, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == StatusCode::CONFLICT).count(), 7, "{statuses:?}");
+    // a repeated Idempotency-Key answers the first answer and creates nothing
+    let other = claim("ONCE", ADULT, vec![line("I1", 1.0, 8.0)], vec![]);
+    let first: Value = send(other.clone(), Some("k-1")).await.unwrap().json().await.unwrap();
+    let count = s.state().store.count().await.unwrap();
+    let again = send(other.clone(), Some("k-1")).await.unwrap();
+    assert_eq!(again.status(), StatusCode::CREATED);
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["data"]["uuid"], first["data"]["uuid"]);
+    assert_eq!(s.state().store.count().await.unwrap(), count);
+    let mut changed = other;
+    changed["code"] = json!("TWICE");
+    assert_eq!(send(changed, Some("k-1")).await.unwrap().status(), StatusCode::UNPROCESSABLE_ENTITY);
+}
