@@ -418,6 +418,13 @@ impl ClaimQueries<'_> {
     }
 }
 
+/// A row of the reference data a submission reads.
+enum Reference {
+    Facility(HealthFacility),
+    Register(MedicalEntry),
+    Listed(PriceListEntry),
+}
+
 /// What submissions and batch runs read.
 impl ClaimQueries<'_> {
     /// The reference data a submission of a claim at `facility` for insuree `chfid` with these
@@ -433,51 +440,57 @@ impl ClaimQueries<'_> {
         let codes_json = serde_json::to_string(codes).unwrap_or_else(|_| "[]".into());
         let mut conn = self.0.acquire().await?;
         let mut out = SubmitFacts::default();
-        out.facility = sql_fetch_optional!(
-            conn.exec(),
-            "SELECT code, name, care_type FROM claims_health_facilities WHERE code = $1",
-            [facility],
-            |row| Ok(HealthFacility {
-                code: row.try_get(0)?,
-                name: row.try_get(1)?,
-                care_type: parse(&row.try_get::<String, _>(2)?, CareType::from_name)?,
-            })
-        )?;
+        // the facility, the register's entries and the facility's price list of the claim's
+        // codes, in one round trip: rows tagged F, R or P
         let sql = format!(
-            "SELECT kind, code, name, price, care_type, frequency_days, maximum_amount, category
-             FROM claims_medical_register WHERE {}",
-            code_in(backend, "code", 1)
+            "SELECT 'R', kind, code, name, price, care_type, frequency_days, maximum_amount, category,
+                 NULL AS valid_from, NULL AS valid_to
+             FROM claims_medical_register WHERE {codes}
+             UNION ALL
+             SELECT 'P', kind, code, NULL, price, NULL, NULL, NULL, NULL, valid_from, valid_to
+             FROM claims_price_lists WHERE health_facility = $2 AND {codes}
+             UNION ALL
+             SELECT 'F', NULL, code, name, NULL, care_type, NULL, NULL, NULL, NULL, NULL
+             FROM claims_health_facilities WHERE code = $2",
+            codes = code_in(backend, "code", 1)
         );
-        let register = sql_fetch_all!(conn.exec(), sqlx::AssertSqlSafe(sql), [codes_json.as_str()], |row| {
-            let category: Option<String> = row.try_get(7)?;
-            Ok(MedicalEntry {
-                kind: parse(&row.try_get::<String, _>(0)?, LineKind::from_name)?,
-                code: row.try_get(1)?,
-                name: row.try_get(2)?,
-                price: Amount(row.try_get(3)?),
-                care_type: parse(&row.try_get::<String, _>(4)?, CareType::from_name)?,
-                frequency_days: row.try_get::<Option<i32>, _>(5)?.map(|d| d.max(0) as u32),
-                maximum_amount: cents(row.try_get(6)?),
-                category: category.as_deref().and_then(ServiceCategory::from_name),
+        let rows = sql_fetch_all!(conn.exec(), sqlx::AssertSqlSafe(sql), [codes_json.as_str(), facility], |row| {
+            let text = |i: usize| row.try_get::<Option<String>, _>(i);
+            let required = |i: usize| text(i)?.ok_or_else(|| sqlx::Error::Decode("unexpected NULL".into()));
+            Ok(match required(0)?.as_str() {
+                "F" => Reference::Facility(HealthFacility {
+                    code: required(2)?,
+                    name: required(3)?,
+                    care_type: parse(&required(5)?, CareType::from_name)?,
+                }),
+                "R" => Reference::Register(MedicalEntry {
+                    kind: parse(&required(1)?, LineKind::from_name)?,
+                    code: required(2)?,
+                    name: required(3)?,
+                    price: Amount(row.try_get(4)?),
+                    care_type: parse(&required(5)?, CareType::from_name)?,
+                    frequency_days: row.try_get::<Option<i32>, _>(6)?.map(|d| d.max(0) as u32),
+                    maximum_amount: cents(row.try_get(7)?),
+                    category: text(8)?.as_deref().and_then(ServiceCategory::from_name),
+                }),
+                _ => Reference::Listed(PriceListEntry {
+                    kind: parse(&required(1)?, LineKind::from_name)?,
+                    code: required(2)?,
+                    price: cents(row.try_get(4)?),
+                    valid_from: date(&required(9)?)?,
+                    valid_to: text(10)?.as_deref().map(date).transpose()?,
+                }),
             })
         })?;
-        out.register = register.into_iter().map(|e| ((e.kind, e.code.clone()), e)).collect();
-        let sql = format!(
-            "SELECT kind, code, price, valid_from, valid_to FROM claims_price_lists
-             WHERE health_facility = $2 AND {}",
-            code_in(backend, "code", 1)
-        );
-        out.price_list =
-            sql_fetch_all!(conn.exec(), sqlx::AssertSqlSafe(sql), [codes_json.as_str(), facility], |row| {
-                let valid_to: Option<String> = row.try_get(4)?;
-                Ok(PriceListEntry {
-                    kind: parse(&row.try_get::<String, _>(0)?, LineKind::from_name)?,
-                    code: row.try_get(1)?,
-                    price: cents(row.try_get(2)?),
-                    valid_from: date(&row.try_get::<String, _>(3)?)?,
-                    valid_to: valid_to.as_deref().map(date).transpose()?,
-                })
-            })?;
+        for row in rows {
+            match row {
+                Reference::Facility(f) => out.facility = Some(f),
+                Reference::Register(e) => {
+                    out.register.insert((e.kind, e.code.clone()), e);
+                }
+                Reference::Listed(p) => out.price_list.push(p),
+            }
+        }
         out.insuree = sql_fetch_optional!(
             conn.exec(),
             "SELECT insuree_id, chfid, birth_date, gender FROM claims_insurees WHERE chfid = $1
