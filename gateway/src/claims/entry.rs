@@ -8,7 +8,7 @@ use careledger_events::claims::{Amount, CareType, ClaimData, LineInput, VisitTyp
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::{OnClaim, alone, bulk, bulk_ctx, bulk_uuids, counted, on_claim, on_one_claim, path_uuid};
+use super::{OnClaim, alone, bulk_command, counted, on_claim, on_one_claim, path_uuid};
 use crate::auth::User;
 use crate::handler::CommandCtx;
 use crate::http::body::{Fields, JsonBody};
@@ -151,10 +151,9 @@ pub async fn delete(
 ) -> Result<Envelope, ApiError> {
     counted("DeleteClaims", async {
         user.require(state.config.permissions.of("delete_claim"))?;
-        let uuids = bulk_uuids(&body)?;
-        let ctx = bulk_ctx("DeleteClaim", &user, &headers, "/api/v1/claims/delete")?;
         let command = DeleteClaim { facility: user.health_facility.clone() };
-        bulk(uuids, |id| on_claim(&state, OnClaim::new(id, &ctx), alone(|c, d| command.decide(c, d)))).await
+        let path = "/api/v1/claims/delete";
+        bulk_command(&state, &user, &headers, &body, "DeleteClaim", path, |c, d| command.decide(c, d)).await
     })
     .await
 }

@@ -332,6 +332,21 @@ fn bulk_ctx(command: &'static str, user: &User, headers: &HeaderMap, path: &str)
     CommandCtx::new(command, user.actor(), &headers, path, &[])
 }
 
+/// A bulk command whose claims are each decided on their own stream alone.
+async fn bulk_command(
+    state: &AppState,
+    user: &User,
+    headers: &HeaderMap,
+    body: &Map<String, Value>,
+    command: &'static str,
+    path: &str,
+    decide: impl Fn(&Claim, &Ctx) -> Result<Vec<ClaimEvent>, ClaimError>,
+) -> Result<Envelope, ApiError> {
+    let uuids = bulk_uuids(body)?;
+    let ctx = bulk_ctx(command, user, headers, path)?;
+    bulk(uuids, |id| on_claim(state, OnClaim::new(id, &ctx), alone(&decide))).await
+}
+
 /// Runs `one` for every claim named and answers each: done with the claim, or why not.
 async fn bulk<F, Fut>(uuids: Vec<Uuid>, mut one: F) -> Result<Envelope, ApiError>
 where

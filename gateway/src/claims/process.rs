@@ -9,7 +9,7 @@ use careledger_store::{AppendRequest, ExpectedVersion, StreamAppend};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{OnClaim, alone, bulk, bulk_ctx, bulk_uuids, counted, decision_ctx, on_claim, refused};
+use super::{bulk_command, counted, decision_ctx, refused};
 use crate::auth::User;
 use crate::handler::{CommandCtx, CommitError, MAX_ATTEMPTS};
 use crate::http::body::{Fields, JsonBody};
@@ -25,10 +25,9 @@ pub async fn process(
 ) -> Result<Envelope, ApiError> {
     counted("ProcessClaims", async {
         user.require(state.config.permissions.of("process_claim"))?;
-        let uuids = bulk_uuids(&body)?;
-        let ctx = bulk_ctx("ProcessClaim", &user, &headers, "/api/v1/claims/process")?;
         let command = ProcessClaim { facility: user.health_facility.clone() };
-        bulk(uuids, |id| on_claim(&state, OnClaim::new(id, &ctx), alone(|c, d| command.decide(c, d)))).await
+        let path = "/api/v1/claims/process";
+        bulk_command(&state, &user, &headers, &body, "ProcessClaim", path, |c, d| command.decide(c, d)).await
     })
     .await
 }

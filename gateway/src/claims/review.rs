@@ -6,7 +6,7 @@ use axum::http::HeaderMap;
 use careledger_domain::claims::{DeliverFeedback, SaveReview, Step, StepAction, StepChange};
 use careledger_events::claims::{Amount, Feedback, LineKind, LineReview};
 
-use super::{OnClaim, alone, bulk, bulk_ctx, bulk_uuids, counted, on_claim, on_one_claim, path_uuid};
+use super::{bulk_command, counted, on_one_claim, path_uuid};
 use crate::auth::User;
 use crate::http::body::{Fields, JsonBody};
 use crate::http::envelope::{ApiError, Envelope, Invalid};
@@ -32,11 +32,9 @@ async fn step(
     counted(command, async {
         user.require(state.config.permissions.of("select_claim_steps"))?;
         let action = action(&raw_action)?;
-        let uuids = bulk_uuids(&body)?;
         let path = format!("/api/v1/claims/{}/{raw_action}", step.name());
-        let ctx = bulk_ctx(command, &user, &headers, &path)?;
         let change = StepChange { step, action, facility: user.health_facility.clone() };
-        bulk(uuids, |id| on_claim(&state, OnClaim::new(id, &ctx), alone(|c, d| change.decide(c, d)))).await
+        bulk_command(&state, &user, &headers, &body, command, &path, |c, d| change.decide(c, d)).await
     })
     .await
 }
