@@ -88,6 +88,17 @@ where
     }
 }
 
+impl<A: Aggregate + Clone> AggregateCache<A> {
+    /// The state as this process last folded it, without reading the log: None when the stream is
+    /// not cached or a command holds it. It may be behind another process's writes: a decision
+    /// made on it must be checked again under [`AggregateCache::lock`].
+    pub fn peek(&self, stream: &str) -> Option<A> {
+        let entry = self.entries.lock().unwrap_or_else(|p| p.into_inner()).get(stream)?.clone();
+        let loaded = entry.try_lock().ok()?;
+        (loaded.version > 0).then(|| loaded.state.clone())
+    }
+}
+
 fn evict<T>(entries: &mut HashMap<String, Arc<Mutex<Loaded<T>>>>, keep: usize) {
     // drop the least recently used entries nobody holds
     let mut idle: Vec<(u64, String)> = entries

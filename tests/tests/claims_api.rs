@@ -899,3 +899,29 @@ async fn concurrent_on(kind: Kind) {
     changed["code"] = json!("TWICE");
     assert_eq!(send(changed, Some("k-1")).await.unwrap().status(), StatusCode::UNPROCESSABLE_ENTITY);
 }
+
+/// Two gateways on one PostgreSQL: a claim updated through one is submitted through the other,
+/// which still holds the older data; the submission is checked against the claim as it is now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_submission_checks_the_claim_as_another_gateway_left_it() {
+    let s = TestServer::start(Kind::Postgres).await;
+    let other = TestServer::serve(&s.db.url, |_| {}).await;
+    reference(&s).await;
+    let t = admin();
+    // this gateway creates the claim, so it holds it folded as created
+    let uuid = create(&s, claim("MP-1", ADULT, vec![line("NOPE", 1.0, 8.0)], vec![])).await;
+    let fixed = claim("MP-1", ADULT, vec![line("I1", 1.0, 8.0)], vec![]);
+    let r = s
+        .client
+        .put(format!("http://{}/api/v1/claims/{uuid}", other.addr))
+        .bearer_auth(&t)
+        .json(&fixed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let a = submit(&s, &uuid).await;
+    assert_eq!(a["claim"]["status"], 4, "checked with the updated line: {a}");
+    assert_eq!(a["claim"]["items"][0]["code"], "I1");
+    other.stop().await;
+}

@@ -5,6 +5,8 @@
 //! the register and the facility's price list for the claim's codes, the insuree with its policies
 //! and their coverage of those codes, the insuree's passed lines of those codes), never per line.
 
+use std::sync::Mutex;
+
 use axum::extract::State;
 use axum::http::HeaderMap;
 use careledger_domain::claims::{ClaimError, SubmitClaim};
@@ -36,28 +38,40 @@ pub async fn submit(
     .await
 }
 
+/// The claim's data names the reference data to read, which is read outside the claim's lock: from
+/// the state this process holds (no read of the log), or else under the lock. When the claim is
+/// found changed at the decision (another process updated it), the data is read again once.
 async fn submit_one(state: &AppState, ctx: &CommandCtx, user: &User, claim_id: Uuid) -> Result<Envelope, ApiError> {
     let scope = user.health_facility.as_deref();
-    // the claim's data names the reference data to read; it is read outside the claim's lock
-    let data = {
-        let claim = state.claims.lock(&state.store, &claim_stream(claim_id)).await?;
-        claim.state.visible_to(scope).map_err(refused)?.data.clone()
+    let stream = claim_stream(claim_id);
+    let mut data = match state.claims.peek(&stream) {
+        Some(claim) => claim.visible_to(scope).map_err(refused)?.data.clone(),
+        None => state.claims.lock(&state.store, &stream).await?.state.visible_to(scope).map_err(refused)?.data.clone(),
     };
-    let mut codes: Vec<String> = data.lines().map(|(_, _, l)| l.code.clone()).collect();
-    codes.sort();
-    codes.dedup();
-    let facts =
-        ClaimQueries(state.store.db()).submit_facts(claim_id, &data.health_facility, &data.insuree, &codes).await?;
     let command = SubmitClaim { facility: user.health_facility.clone(), today: Utc::now().date_naive() };
-    on_claim(
-        state,
-        OnClaim::new(claim_id, ctx),
-        alone(|claim, decision| {
-            if claim.0.as_ref().is_some_and(|f| f.data != data) {
-                return Err(ClaimError::Changed);
-            }
-            command.decide(claim, &facts, decision)
-        }),
-    )
-    .await
+    for _ in 0..2 {
+        let mut codes: Vec<String> = data.lines().map(|(_, _, l)| l.code.clone()).collect();
+        codes.sort();
+        codes.dedup();
+        let facts =
+            ClaimQueries(state.store.db()).submit_facts(claim_id, &data.health_facility, &data.insuree, &codes).await?;
+        let changed = Mutex::new(None);
+        let result = on_claim(
+            state,
+            OnClaim::new(claim_id, ctx),
+            alone(|claim, decision| {
+                if let Some(f) = claim.0.as_ref().filter(|f| f.data != data) {
+                    *changed.lock().unwrap_or_else(|p| p.into_inner()) = Some(f.data.clone());
+                    return Err(ClaimError::Changed);
+                }
+                command.decide(claim, &facts, decision)
+            }),
+        )
+        .await;
+        match changed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            Some(newer) => data = newer,
+            None => return result,
+        }
+    }
+    Err(refused(ClaimError::Changed))
 }

@@ -491,67 +491,65 @@ impl ClaimQueries<'_> {
                 Reference::Listed(p) => out.price_list.push(p),
             }
         }
-        out.insuree = sql_fetch_optional!(
-            conn.exec(),
-            "SELECT insuree_id, chfid, birth_date, gender FROM claims_insurees WHERE chfid = $1
-             ORDER BY updated_at DESC, insuree_id LIMIT 1",
-            [chfid],
-            |row| Ok(Insuree {
-                insuree_id: Uuid::parse_str(&row.try_get::<String, _>(0)?)
-                    .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+        // the insuree (the newest entry of the CHFID) with its policies and their coverage of the codes
+        let sql = format!(
+            "SELECT i.insuree_id, i.chfid, i.birth_date, i.gender, p.policy_id, p.product_code, p.effective_date,
+                 p.expiry_date, c.kind, c.code, c.limit_adult, c.limit_child, c.waiting_period_adult,
+                 c.waiting_period_child, c.price_origin
+             FROM claims_insurees i
+             LEFT JOIN claims_policies p ON p.insuree_id = i.insuree_id
+             LEFT JOIN claims_product_coverage c ON c.product_code = p.product_code AND {}
+             WHERE i.chfid = $2
+             ORDER BY i.updated_at DESC, i.insuree_id, p.effective_date, p.policy_id",
+            code_in(backend, "c.code", 1)
+        );
+        let uuid = |s: String| Uuid::parse_str(&s).map_err(|e| sqlx::Error::Decode(Box::new(e)));
+        let rows = sql_fetch_all!(conn.exec(), sqlx::AssertSqlSafe(sql), [codes_json.as_str(), chfid], |row| {
+            let insuree = Insuree {
+                insuree_id: uuid(row.try_get(0)?)?,
                 chfid: row.try_get(1)?,
                 birth_date: date(&row.try_get::<String, _>(2)?)?,
                 gender: parse(&row.try_get::<String, _>(3)?, Gender::from_name)?,
-            })
-        )?;
-        if let Some(insuree) = &out.insuree {
-            let sql = format!(
-                "SELECT p.policy_id, p.product_code, p.effective_date, p.expiry_date, c.kind, c.code, c.limit_adult,
-                     c.limit_child, c.waiting_period_adult, c.waiting_period_child, c.price_origin
-                 FROM claims_policies p
-                 LEFT JOIN claims_product_coverage c ON c.product_code = p.product_code AND {}
-                 WHERE p.insuree_id = $2 ORDER BY p.effective_date, p.policy_id",
-                code_in(backend, "c.code", 1)
-            );
-            let rows = sql_fetch_all!(
-                conn.exec(),
-                sqlx::AssertSqlSafe(sql),
-                [codes_json.as_str(), insuree.insuree_id.to_string()],
-                |row| {
-                    let policy = Policy {
-                        policy_id: Uuid::parse_str(&row.try_get::<String, _>(0)?)
-                            .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
-                        insuree_id: insuree.insuree_id,
-                        product_code: row.try_get(1)?,
-                        effective_date: date(&row.try_get::<String, _>(2)?)?,
-                        expiry_date: date(&row.try_get::<String, _>(3)?)?,
-                    };
-                    let coverage = match row.try_get::<Option<String>, _>(4)? {
-                        None => None,
-                        Some(kind) => Some(Coverage {
-                            kind: parse(&kind, LineKind::from_name)?,
-                            code: row.try_get(5)?,
-                            limit_adult: cents(row.try_get(6)?),
-                            limit_child: cents(row.try_get(7)?),
-                            waiting_period_adult: row.try_get::<i32, _>(8)?.max(0) as u32,
-                            waiting_period_child: row.try_get::<i32, _>(9)?.max(0) as u32,
-                            price_origin: parse(&row.try_get::<String, _>(10)?, PriceOrigin::from_name)?,
-                        }),
-                    };
-                    Ok((policy, coverage))
+            };
+            let policy = match row.try_get::<Option<String>, _>(4)? {
+                None => None,
+                Some(id) => Some(Policy {
+                    policy_id: uuid(id)?,
+                    insuree_id: insuree.insuree_id,
+                    product_code: row.try_get(5)?,
+                    effective_date: date(&row.try_get::<String, _>(6)?)?,
+                    expiry_date: date(&row.try_get::<String, _>(7)?)?,
+                }),
+            };
+            let coverage = match row.try_get::<Option<String>, _>(8)? {
+                None => None,
+                Some(kind) => Some(Coverage {
+                    kind: parse(&kind, LineKind::from_name)?,
+                    code: row.try_get(9)?,
+                    limit_adult: cents(row.try_get(10)?),
+                    limit_child: cents(row.try_get(11)?),
+                    waiting_period_adult: row.try_get::<i32, _>(12)?.max(0) as u32,
+                    waiting_period_child: row.try_get::<i32, _>(13)?.max(0) as u32,
+                    price_origin: parse(&row.try_get::<String, _>(14)?, PriceOrigin::from_name)?,
+                }),
+            };
+            Ok((insuree, policy, coverage))
+        })?;
+        out.insuree = rows.first().map(|(insuree, _, _)| insuree.clone());
+        let first = out.insuree.as_ref().map(|i| i.insuree_id);
+        for (insuree, policy, coverage) in rows {
+            let Some(policy) = policy.filter(|_| Some(insuree.insuree_id) == first) else { continue };
+            let at = match out.policies.iter().position(|(p, _)| p.policy_id == policy.policy_id) {
+                Some(at) => at,
+                None => {
+                    let code = policy.product_code.clone();
+                    out.policies.push((policy, Product { code, name: String::new(), coverage: vec![] }));
+                    out.policies.len() - 1
                 }
-            )?;
-            for (policy, coverage) in rows {
-                let product = match out.policies.iter_mut().find(|(p, _)| p.policy_id == policy.policy_id) {
-                    Some((_, product)) => product,
-                    None => {
-                        let code = policy.product_code.clone();
-                        out.policies.push((policy, Product { code, name: String::new(), coverage: vec![] }));
-                        &mut out.policies.last_mut().expect("just pushed").1
-                    }
-                };
-                product.coverage.extend(coverage);
-            }
+            };
+            out.policies[at].1.coverage.extend(coverage);
+        }
+        if out.insuree.is_some() {
             let sql = format!(
                 "SELECT l.kind, l.code, c.target_date, COALESCE(l.qty_approved, l.qty_provided)
                  FROM claims c JOIN claim_lines l ON l.claim_id = c.claim_id
