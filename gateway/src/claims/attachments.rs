@@ -222,7 +222,7 @@ pub async fn download(
     let a = claim
         .attachments
         .into_iter()
-        .find(|a| a.id == attachment_id)
+        .find(|a| a.attachment_id == attachment_id)
         .ok_or_else(|| ApiError::not_found("Attachment not found"))?;
     if let Some(h) = &a.hash {
         let bytes = ClaimQueries(state.store.db())

@@ -344,16 +344,13 @@ impl Pending {
             self.seen.push(HashMap::new());
         }
         let rows = &mut self.rows[statement];
-        match key.and_then(|k| match self.seen[statement].get(&k) {
-            Some(i) => Some(Ok(*i)),
-            None => Some(Err(k)),
-        }) {
-            Some(Ok(i)) => rows[i] = row,
-            Some(Err(k)) => {
-                self.seen[statement].insert(k, rows.len());
+        let Some(key) = key else { return rows.push(row) };
+        match self.seen[statement].get(&key) {
+            Some(&i) => rows[i] = row,
+            None => {
+                self.seen[statement].insert(key, rows.len());
                 rows.push(row);
             }
-            None => rows.push(row),
         }
     }
 

@@ -81,7 +81,7 @@ pub struct LineView {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AttachmentView {
-    pub id: String,
+    pub attachment_id: String,
     pub title: String,
     #[serde(rename = "type")]
     pub attachment_type: Option<String>,
@@ -245,7 +245,7 @@ fn parse<T>(s: &str, from_name: impl Fn(&str) -> Option<T>) -> Result<T, sqlx::E
 pub struct ClaimQueries<'a>(pub &'a Db);
 
 impl ClaimQueries<'_> {
-    /// One claim (scoped to a facility when `facility` is given: another's is not found).
+    /// One claim (of any facility: the caller decides whether it may see it).
     pub async fn claim(&self, claim_id: &str) -> Result<Option<ClaimView>, ProjectionError> {
         let mut conn = self.0.acquire().await?;
         let sql = format!("{CLAIM_SELECT} WHERE claim_id = $1");
@@ -321,7 +321,7 @@ impl ClaimQueries<'_> {
              FROM claim_attachments WHERE claim_id = $1 ORDER BY inserted_at, attachment_id",
             [claim_id],
             |row| Ok(AttachmentView {
-                id: row.try_get(0)?,
+                attachment_id: row.try_get(0)?,
                 title: row.try_get(1)?,
                 attachment_type: row.try_get(2)?,
                 date: row.try_get(3)?,
