@@ -165,6 +165,23 @@ async fn session(
         .connect(config.url.as_str())
         .await
         .map_err(nats)?;
+    let result = relay_on(client.clone(), store, config, status, window).await;
+    // Close the connection now: left to the drop of its last handle, it would keep reconnecting
+    // and flushing publishes this session gave up on, beside the next session's connection.
+    // (They could do no harm, as every publish names its predecessor, but cost a second
+    // connection.) Draining closes it once what is buffered is written.
+    let _ = client.drain().await;
+    result
+}
+
+/// Publishes from where the stream and the checkpoint say, until something fails.
+async fn relay_on(
+    client: async_nats::Client,
+    store: &EventStore,
+    config: &RelayConfig,
+    status: &watch::Sender<RelayStatus>,
+    window: usize,
+) -> Result<(), RelayError> {
     let js = jetstream::ContextBuilder::new()
         .timeout(config.ack_timeout)
         // a batch is read only while fewer than `window` publishes wait, and holds `window` events

@@ -33,7 +33,10 @@ pub enum ExpectedVersion {
     Exact(i64),
 }
 
-/// Events for one stream within an append.
+/// Events for one stream within an append. With no events and an exact version it is a guard:
+/// nothing is written to that stream, but the whole append is refused
+/// ([`StoreError::WrongExpectedVersion`]) unless the stream is at that version when it commits (a
+/// decision made on another aggregate as read, e.g. equipment registered to a division).
 #[derive(Debug, Clone)]
 pub struct StreamAppend {
     pub stream: String,

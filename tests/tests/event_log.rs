@@ -27,6 +27,68 @@ fn event(n: i64) -> NewEvent {
     }
 }
 
+both_backends!(guards_refuse_an_append_made_on_a_stale_stream, guards_on);
+/// A stream named with no events at an exact version guards the append: the decision was made on
+/// that stream as read (a division), so the append must not land if the stream moved.
+async fn guards_on(kind: Kind) {
+    let db = TestDb::new(kind).await;
+    let store = db.store().await;
+    store.append(&AppendRequest::single("t-division-1", ExpectedVersion::Exact(0), vec![event(1)])).await.unwrap();
+    let guarded = |version: i64, stream: &str| AppendRequest {
+        streams: vec![
+            StreamAppend { stream: stream.into(), expected: ExpectedVersion::Exact(0), events: vec![event(2)] },
+            StreamAppend { stream: "t-division-1".into(), expected: ExpectedVersion::Exact(version), events: vec![] },
+        ],
+        claims: vec![],
+        idempotency: None,
+    };
+    let ok = store.append(&guarded(1, "t-equipment-1")).await.unwrap();
+    assert_eq!(ok.versions, vec![1, 1]);
+    assert_eq!(ok.positions.len(), 1);
+    // the division moves on: an append decided on version 1 is refused and writes nothing
+    store.append(&AppendRequest::single("t-division-1", ExpectedVersion::Exact(1), vec![event(3)])).await.unwrap();
+    let stale = store.append(&guarded(1, "t-equipment-2")).await;
+    assert!(
+        matches!(&stale, Err(StoreError::WrongExpectedVersion { stream, expected: 1, actual: 2 }) if stream == "t-division-1"),
+        "{stale:?}"
+    );
+    assert_eq!(store.stream_version("t-equipment-2").await.unwrap(), 0);
+    assert_eq!(store.stream_version("t-division-1").await.unwrap(), 2);
+    // a guard on a stream that does not exist holds at version 0 only
+    let missing = AppendRequest {
+        streams: vec![
+            StreamAppend {
+                stream: "t-equipment-3".into(),
+                expected: ExpectedVersion::Exact(0),
+                events: vec![event(4)],
+            },
+            StreamAppend { stream: "t-division-9".into(), expected: ExpectedVersion::Exact(0), events: vec![] },
+        ],
+        claims: vec![],
+        idempotency: None,
+    };
+    store.append(&missing).await.unwrap();
+    assert_eq!(store.stream_version("t-division-9").await.unwrap(), 0, "a guard creates no stream");
+
+    // the guarded stream's append is still running when the guarded append checks: the check
+    // waits for it and sees its version, never the one before
+    let pending = store
+        .begin_append(&AppendRequest::single("t-division-1", ExpectedVersion::Exact(2), vec![event(5)]))
+        .await
+        .unwrap();
+    let racing = {
+        let store = store.clone();
+        let request = guarded(2, "t-equipment-4");
+        tokio::spawn(async move { store.append(&request).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!racing.is_finished(), "the guard must wait for the running append to the guarded stream");
+    pending.commit().await.unwrap();
+    let raced = racing.await.unwrap();
+    assert!(matches!(raced, Err(StoreError::WrongExpectedVersion { expected: 2, actual: 3, .. })), "{raced:?}");
+    assert_eq!(store.stream_version("t-equipment-4").await.unwrap(), 0);
+}
+
 both_backends!(appends_check_the_expected_version, appends_check_the_expected_version_on);
 async fn appends_check_the_expected_version_on(kind: Kind) {
     let db = TestDb::new(kind).await;

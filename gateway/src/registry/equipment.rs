@@ -20,7 +20,9 @@ use careledger_store::KeyClaim;
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-use super::{EXTERNAL_ID_SCOPE, Folded, OnStream, caller_legal_entity, counted, execute, load, path_id};
+use super::{
+    EXTERNAL_ID_SCOPE, Folded, OnStream, References, caller_legal_entity, counted, execute, execute_with, load, path_id,
+};
 use crate::auth::User;
 use crate::handler::CommandCtx;
 use crate::http::body::{Fields, JsonBody};
@@ -158,9 +160,13 @@ async fn references(
     state: &AppState,
     legal_entity_id: Uuid,
     division_id: Uuid,
-) -> Result<(Folded<LegalEntity>, Folded<Division>), ApiError> {
-    let (legal_entity, division) = (legal_entity_stream(legal_entity_id), division_stream(division_id));
-    tokio::try_join!(load::<LegalEntity>(state, &legal_entity), load::<Division>(state, &division))
+) -> Result<References<(LegalEntity, Division)>, ApiError> {
+    let (le_stream, division_stream) = (legal_entity_stream(legal_entity_id), division_stream(division_id));
+    let (legal_entity, division) =
+        tokio::try_join!(load::<LegalEntity>(state, &le_stream), load::<Division>(state, &division_stream))?;
+    Ok(References::new((legal_entity.state, division.state))
+        .guard(le_stream, legal_entity.version)
+        .guard(division_stream, division.version))
 }
 
 /// `POST /api/v1/equipment`
@@ -175,7 +181,7 @@ pub async fn register(
         let legal_entity_id = caller_legal_entity(&user)?;
         let registration = registration(&body, legal_entity_id)?;
         let ctx = CommandCtx::new("RegisterEquipment", user.actor(), &headers, "/api/v1/equipment", &bytes)?;
-        let (legal_entity, division) = references(&state, legal_entity_id, registration.division_id).await?;
+        let division_id = registration.division_id;
         let stream = equipment_stream(registration.equipment_id);
         let claim = KeyClaim {
             scope: EXTERNAL_ID_SCOPE.into(),
@@ -184,10 +190,11 @@ pub async fn register(
         };
         let command = RegisterEquipment { registration };
         let run = OnStream::new(stream, &ctx).fresh().creating().claiming(claim);
-        execute(
+        execute_with(
             &state,
             run,
-            |eq, decision| command.decide(eq, &legal_entity.state, &division.state, decision),
+            || references(&state, legal_entity_id, division_id),
+            |eq, (legal_entity, division), decision| command.decide(eq, legal_entity, division, decision),
             equipment_view,
         )
         .await
@@ -214,14 +221,14 @@ pub async fn link_division(
         let division_id = division_id.ok_or_else(|| ApiError::internal("validated fields missing"))?;
         let path = format!("/api/v1/equipment/{id}/division-links");
         let ctx = CommandCtx::new("LinkDivision", user.actor(), &headers, &path, &bytes)?;
-        let (legal_entity, division) = references(&state, legal_entity_id, division_id).await?;
         let command = LinkDivision { legal_entity_id, division_id, link_id: Uuid::now_v7() };
         // a new link is a created resource, although the equipment's stream already exists
         let run = OnStream::new(equipment_stream(id), &ctx).creating();
-        execute(
+        execute_with(
             &state,
             run,
-            |eq, decision| command.decide(eq, &legal_entity.state, &division.state, decision),
+            || references(&state, legal_entity_id, division_id),
+            |eq, (legal_entity, division), decision| command.decide(eq, legal_entity, division, decision),
             equipment_view,
         )
         .await

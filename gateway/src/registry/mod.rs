@@ -147,10 +147,29 @@ impl<'a> OnStream<'a> {
     }
 }
 
-/// Runs a decision on one stream: answer a repeated idempotency key with its first answer, else
-/// load, decide, append at the version decided on, retry when a concurrent writer won. `answer` renders the state after the command; a command that creates
-/// something answers 201 when it appended, every other answer is a 200. A claim taken by another stream is
-/// [`RegistryError::DuplicatedEquipment`] (the only claim of the context).
+/// What a decision read besides its own stream: the value, and each stream it was folded from
+/// with the version read. The append carries those versions as guards (streams appended with no
+/// events at an exact version), so if a reference changed meanwhile (a division deactivated while
+/// equipment was being registered to it) the append is refused and the command decided again on
+/// fresh references, instead of recording a decision made on a stale fact.
+pub(crate) struct References<R> {
+    pub value: R,
+    guards: Vec<(String, i64)>,
+}
+
+impl<R> References<R> {
+    pub fn new(value: R) -> Self {
+        References { value, guards: vec![] }
+    }
+
+    /// Guards the decision with a stream as read, at `version`.
+    pub fn guard(mut self, stream: String, version: i64) -> Self {
+        self.guards.push((stream, version));
+        self
+    }
+}
+
+/// Runs a decision that reads only its own stream (see [`execute_with`]).
 pub(crate) async fn execute<A>(
     state: &AppState,
     run: OnStream<'_>,
@@ -160,6 +179,26 @@ pub(crate) async fn execute<A>(
 where
     A: Aggregate<Event = RegistryEvent>,
 {
+    let nothing = || std::future::ready(Ok(References::new(())));
+    execute_with(state, run, nothing, |a, _: &(), ctx| decide(a, ctx), answer).await
+}
+
+/// Runs a decision on one stream: answer a repeated idempotency key with its first answer, else
+/// load the stream and the references, decide, append at the versions read, retry when a
+/// concurrent writer won. `answer` renders the state after the command; a command that creates
+/// something answers 201 when it appended, every other answer is a 200. A claim taken by another
+/// stream is [`RegistryError::DuplicatedEquipment`] (the only claim of the context).
+pub(crate) async fn execute_with<A, R, F>(
+    state: &AppState,
+    run: OnStream<'_>,
+    references: impl Fn() -> F,
+    decide: impl Fn(&A, &R, &Ctx) -> Result<Vec<RegistryEvent>, RegistryError>,
+    answer: impl Fn(&Folded<A>) -> Value,
+) -> Result<Envelope, ApiError>
+where
+    A: Aggregate<Event = RegistryEvent>,
+    F: Future<Output = Result<References<R>, ApiError>>,
+{
     let user = run.ctx.actor.user_id.clone();
     let decision = decision_ctx();
     for attempt in 0..MAX_ATTEMPTS {
@@ -167,9 +206,12 @@ where
         if let Some(answer) = run.ctx.earlier_answer(&state.store).await? {
             return Ok(answer);
         }
-        let mut folded =
-            if run.fresh && attempt == 0 { Folded::empty() } else { load::<A>(state, &run.stream).await? };
-        let events = decide(&folded.state, &decision).map_err(refused)?;
+        let (refs, mut folded) = if run.fresh && attempt == 0 {
+            (references().await?, Folded::empty())
+        } else {
+            tokio::try_join!(references(), load::<A>(state, &run.stream))?
+        };
+        let events = decide(&folded.state, &refs.value, &decision).map_err(refused)?;
         if events.is_empty() {
             // nothing to record: the answer is the current state, at the log's head
             return Ok(Envelope::ok(answer(&folded)).at(state.store.head().await?));
@@ -178,15 +220,17 @@ where
         folded.advance(&events, version + events.len() as i64, user.as_deref());
         let body = answer(&folded);
         let envelope = if run.creates { Envelope::created(body) } else { Envelope::ok(body) };
-        let request = AppendRequest {
-            streams: vec![StreamAppend {
-                stream: run.stream.clone(),
-                expected: ExpectedVersion::Exact(version),
-                events: run.ctx.events(&events),
-            }],
-            claims: run.claims.clone(),
-            idempotency: None,
-        };
+        let mut streams = vec![StreamAppend {
+            stream: run.stream.clone(),
+            expected: ExpectedVersion::Exact(version),
+            events: run.ctx.events(&events),
+        }];
+        streams.extend(refs.guards.into_iter().map(|(stream, version)| StreamAppend {
+            stream,
+            expected: ExpectedVersion::Exact(version),
+            events: vec![],
+        }));
+        let request = AppendRequest { streams, claims: run.claims.clone(), idempotency: None };
         match run.ctx.commit(state, request, envelope).await {
             Ok((_, answer)) => return Ok(answer),
             Err(CommitError::Retry(StoreError::KeysTaken { .. })) => {

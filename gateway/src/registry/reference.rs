@@ -15,7 +15,7 @@ use careledger_events::registry::{
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::{Folded, OnStream, counted, execute, load, path_id};
+use super::{Folded, OnStream, References, counted, execute, execute_with, load, path_id};
 use crate::auth::User;
 use crate::handler::CommandCtx;
 use crate::http::body::{Fields, JsonBody};
@@ -146,7 +146,6 @@ pub async fn register_division(
             return Err(ApiError::internal("validated fields missing"));
         };
         let ctx = CommandCtx::new("RegisterDivision", user.actor(), &headers, "/api/v1/divisions", &bytes)?;
-        let legal_entity = load::<LegalEntity>(&state, &legal_entity_stream(legal_entity_id)).await?;
         let command = RegisterDivision {
             division_id: id,
             legal_entity_id,
@@ -155,7 +154,13 @@ pub async fn register_division(
             status: status.unwrap_or(DivisionStatus::Active),
         };
         let run = OnStream::new(division_stream(id), &ctx).creating();
-        execute(&state, run, |d, decision| command.decide(d, &legal_entity.state, decision), division_view).await
+        let state = &state;
+        let legal_entity = move || async move {
+            let stream = legal_entity_stream(legal_entity_id);
+            let folded = load::<LegalEntity>(state, &stream).await?;
+            Ok(References::new(folded.state).guard(stream, folded.version))
+        };
+        execute_with(state, run, legal_entity, |d, le, decision| command.decide(d, le, decision), division_view).await
     })
     .await
 }

@@ -41,11 +41,15 @@ impl Projector for ClaimsProjector {
         ]
     }
 
+    fn handles(&self, event: &RecordedEvent) -> bool {
+        careledger_events::stream_context(&event.stream) == ClaimEvent::CONTEXT
+    }
+
     fn apply<'a>(&'a self, tx: &'a mut Tx, events: &'a [RecordedEvent]) -> BoxFuture<'a, Result<(), ProjectionError>> {
         Box::pin(async move {
             let mut pending = Pending::default();
             for recorded in events {
-                if careledger_events::stream_context(&recorded.stream) != ClaimEvent::CONTEXT {
+                if !self.handles(recorded) {
                     continue;
                 }
                 let event = recorded.decode::<ClaimEvent>()?;

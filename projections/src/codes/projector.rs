@@ -23,6 +23,10 @@ impl Projector for CodesProjector {
         &["code_batches", "codes", "code_history"]
     }
 
+    fn handles(&self, event: &RecordedEvent) -> bool {
+        careledger_events::stream_context(&event.stream) == CodeEvent::CONTEXT
+    }
+
     fn apply<'a>(&'a self, tx: &'a mut Tx, events: &'a [RecordedEvent]) -> BoxFuture<'a, Result<(), ProjectionError>> {
         Box::pin(async move {
             // consecutive assignments are applied together: a few statements for the run instead
@@ -30,7 +34,7 @@ impl Projector for CodesProjector {
             // (and the control-number links among them)
             let mut run: Vec<(&RecordedEvent, CodeEvent)> = Vec::new();
             for event in events {
-                if careledger_events::stream_context(&event.stream) != CodeEvent::CONTEXT {
+                if !self.handles(event) {
                     continue;
                 }
                 let decoded = event.decode::<CodeEvent>()?;

@@ -28,11 +28,15 @@ impl Projector for RegistryProjector {
         &["legal_entities", "divisions", "equipment", "equipment_division_links", "equipment_status_history"]
     }
 
+    fn handles(&self, event: &RecordedEvent) -> bool {
+        careledger_events::stream_context(&event.stream) == RegistryEvent::CONTEXT
+    }
+
     fn apply<'a>(&'a self, tx: &'a mut Tx, events: &'a [RecordedEvent]) -> BoxFuture<'a, Result<(), ProjectionError>> {
         Box::pin(async move {
             let mut registrations = Registrations::default();
             for recorded in events {
-                if careledger_events::stream_context(&recorded.stream) != RegistryEvent::CONTEXT {
+                if !self.handles(recorded) {
                     continue;
                 }
                 match recorded.decode::<RegistryEvent>()? {

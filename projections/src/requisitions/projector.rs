@@ -21,10 +21,14 @@ impl Projector for RequisitionsProjector {
         &["requisitions", "requisition_entities"]
     }
 
+    fn handles(&self, event: &RecordedEvent) -> bool {
+        careledger_events::stream_context(&event.stream) == RequisitionEvent::CONTEXT
+    }
+
     fn apply<'a>(&'a self, tx: &'a mut Tx, events: &'a [RecordedEvent]) -> BoxFuture<'a, Result<(), ProjectionError>> {
         Box::pin(async move {
             for event in events {
-                if careledger_events::stream_context(&event.stream) != RequisitionEvent::CONTEXT {
+                if !self.handles(event) {
                     continue;
                 }
                 apply_one(tx, event, &event.decode::<RequisitionEvent>()?).await?;
