@@ -397,3 +397,13 @@ pub const REGISTRY: &str = "legal_entity:write division:write equipment:write eq
 pub fn token_for(sub: &str, scope: &str, client_id: Option<&str>) -> String {
     careledger_gateway::auth::Keys::new(SECRET).mint(sub, scope, client_id, 3600).expect("token")
 }
+/// Every permission of the claim context: reference data, claims (openIMIS rights) and the audit trail.
+pub const CLAIMS: &str =
+    "reference:write 111001 111002 111010 111004 111007 111009 111008 111011 111012 111006 audit:read";
+
+/// A token for the suite's secret acting only on `health_facility`'s claims (a claim administrator).
+pub fn token_at_facility(sub: &str, scope: &str, health_facility: &str) -> String {
+    careledger_gateway::auth::Keys::new(SECRET)
+        .mint_scoped(sub, scope, None, Some(health_facility), 3600)
+        .expect("token")
+}

@@ -1,6 +1,7 @@
 //! careledger benchmarks. Every figure is printed as one JSON line on stdout; see bench/README.md.
 
 mod appends;
+mod claims;
 mod equipment;
 mod generate;
 mod latency;
@@ -84,6 +85,25 @@ enum Command {
     /// IssueRequisition from concurrent clients over NATS request/reply, then over HTTP:
     /// throughput and p50/p99 of each, and the ratio.
     NatsCommands(Clients),
+    /// SubmitClaim over HTTP against a realistic register: claims/s, latency, read-model lag.
+    Claims {
+        #[arg(long, default_value = "postgres")]
+        backends: String,
+        #[arg(long, default_value_t = 100)]
+        facilities: usize,
+        /// Items and services together.
+        #[arg(long, default_value_t = 1000)]
+        register: usize,
+        #[arg(long, default_value_t = 100_000)]
+        insurees: usize,
+        #[arg(long, default_value_t = 10_000)]
+        claims: usize,
+        #[arg(long, default_value_t = 32)]
+        clients: usize,
+        /// A tiny run (what `smoke` does).
+        #[arg(long)]
+        smoke: bool,
+    },
     /// A tiny run of every benchmark, to check they still work (figures meaningless).
     Smoke,
 }
@@ -156,6 +176,16 @@ async fn run(cli: Cli) -> Result<(), String> {
                 nats_commands::run(&b, pg, clients, seconds).await?;
             }
         }
+        Command::Claims { backends, facilities, register, insurees, claims, clients, smoke } => {
+            let size = if smoke {
+                claims::Size::smoke()
+            } else {
+                claims::Size { facilities, register, insurees, claims, clients }
+            };
+            for b in each(&backends) {
+                claims::run(&b, pg, size).await?;
+            }
+        }
         Command::Smoke => {
             for b in ["sqlite", "postgres"] {
                 generate::run(b, pg, 2_000).await?;
@@ -166,6 +196,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 requisitions::run(b, pg, 4, 0.3).await?;
                 equipment::run(b, pg, 4, 0.5).await?;
                 nats_commands::run(b, pg, 4, 0.3).await?;
+                claims::run(b, pg, claims::Size::smoke()).await?;
             }
         }
     }

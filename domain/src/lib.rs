@@ -3,6 +3,7 @@
 //! No async, no I/O, no clock: time, random seeds and reference data come in through the command
 //! or [`Ctx`], so every rule can be tested without a database and replayed exactly.
 
+pub mod claims;
 pub mod codes;
 pub mod registry;
 pub mod requisitions;

@@ -17,44 +17,6 @@ use uuid::Uuid;
 
 use crate::{DecodeError, DomainEvent};
 
-/// An enumeration written as its upper-case eHealth name (`PRIMARY_CARE`) in JSON and in the
-/// read models, with the list of every value.
-macro_rules! value_list {
-    ($(#[$doc:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
-        pub enum $name {
-            $(#[serde(rename = $text)] $variant),+
-        }
-
-        impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            pub fn name(self) -> &'static str {
-                match self {
-                    $($name::$variant => $text),+
-                }
-            }
-
-            /// The value of an exact name (`"ACTIVE"`), if it is one.
-            pub fn from_name(name: &str) -> Option<Self> {
-                Self::ALL.iter().copied().find(|v| v.name() == name)
-            }
-
-            /// Every name, for messages and documentation: `"ACTIVE, SUSPENDED"`.
-            pub fn names() -> String {
-                Self::ALL.iter().map(|v| v.name()).collect::<Vec<_>>().join(", ")
-            }
-        }
-
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.name())
-            }
-        }
-    };
-}
-
 value_list!(
     /// eHealth's legal entity types.
     LegalEntityType {

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use schemars::generate::SchemaSettings;
 use serde_json::{Map, Value, json};
 
+use crate::claims::ClaimEvent;
 use crate::codes::CodeEvent;
 use crate::registry::RegistryEvent;
 use crate::requisitions::RequisitionEvent;
@@ -60,6 +61,7 @@ pub fn events() -> BTreeMap<&'static str, BTreeMap<String, Value>> {
         (CodeEvent::CONTEXT, event_types::<CodeEvent>()),
         (RegistryEvent::CONTEXT, event_types::<RegistryEvent>()),
         (RequisitionEvent::CONTEXT, event_types::<RequisitionEvent>()),
+        (ClaimEvent::CONTEXT, event_types::<ClaimEvent>()),
     ])
 }
 

@@ -2,7 +2,7 @@
 //!
 //! Claims: `sub` (user id), `client_id` (legal entity id, where the caller acts for one), `scope`
 //! (space-separated permissions: openIMIS rights as their numeric codes, eHealth scopes by name),
-//! `exp`. Messages follow eHealth's answers.
+//! `health_facility` (claim administrators: the facility whose claims alone they act on), `exp`. Messages follow eHealth's answers.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -24,6 +24,9 @@ pub struct Claims {
     pub client_id: Option<String>,
     #[serde(default)]
     pub scope: String,
+    /// openIMIS claim administrators: the health facility (code) whose claims alone the user acts on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_facility: Option<String>,
     pub exp: u64,
 }
 
@@ -44,8 +47,26 @@ impl Keys {
 
     /// A token for `sub` with the given scope, valid `ttl_seconds` from now.
     pub fn mint(&self, sub: &str, scope: &str, client_id: Option<&str>, ttl_seconds: u64) -> Result<String, String> {
+        self.mint_scoped(sub, scope, client_id, None, ttl_seconds)
+    }
+
+    /// [`Keys::mint`], the user acting only on one health facility's claims when `health_facility` is given.
+    pub fn mint_scoped(
+        &self,
+        sub: &str,
+        scope: &str,
+        client_id: Option<&str>,
+        health_facility: Option<&str>,
+        ttl_seconds: u64,
+    ) -> Result<String, String> {
         let exp = chrono::Utc::now().timestamp().max(0) as u64 + ttl_seconds;
-        let claims = Claims { sub: sub.into(), client_id: client_id.map(Into::into), scope: scope.into(), exp };
+        let claims = Claims {
+            sub: sub.into(),
+            client_id: client_id.map(Into::into),
+            scope: scope.into(),
+            health_facility: health_facility.map(Into::into),
+            exp,
+        };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).map_err(|e| e.to_string())
     }
 
@@ -62,6 +83,8 @@ impl Keys {
 pub struct User {
     pub id: String,
     pub legal_entity_id: Option<String>,
+    /// The health facility whose claims alone this user acts on (the token's `health_facility`).
+    pub health_facility: Option<String>,
     scopes: Arc<HashSet<String>>,
 }
 
@@ -97,6 +120,7 @@ impl FromRequestParts<AppState> for User {
         Ok(User {
             id: claims.sub,
             legal_entity_id: claims.client_id,
+            health_facility: claims.health_facility,
             scopes: Arc::new(claims.scope.split_whitespace().map(String::from).collect()),
         })
     }

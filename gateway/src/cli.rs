@@ -33,6 +33,9 @@ enum Command {
         /// The legal entity the user acts for.
         #[arg(long)]
         client_id: Option<String>,
+        /// The health facility (code) whose claims alone the user acts on (claim administrators).
+        #[arg(long)]
+        health_facility: Option<String>,
         /// Seconds the token is valid.
         #[arg(long, default_value_t = 3600)]
         ttl: u64,
@@ -102,9 +105,15 @@ async fn run(cli: Cli) -> Result<(), String> {
             println!("migrated {}", crate::server::redact(&config.database_url));
             Ok(())
         }
-        Command::Token { sub, scope, client_id, ttl } => {
+        Command::Token { sub, scope, client_id, health_facility, ttl } => {
             let secret = cli.storage.jwt_secret().map_err(|e| format!("cannot read or create the JWT secret: {e}"))?;
-            let token = crate::auth::Keys::new(&secret).mint(&sub, &scope, client_id.as_deref(), ttl)?;
+            let token = crate::auth::Keys::new(&secret).mint_scoped(
+                &sub,
+                &scope,
+                client_id.as_deref(),
+                health_facility.as_deref(),
+                ttl,
+            )?;
             println!("{token}");
             Ok(())
         }

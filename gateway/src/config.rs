@@ -136,10 +136,15 @@ pub struct ServeArgs {
     )]
     pub requisition_key: String,
     /// Permission overrides, `operation=permission` separated by commas
-    /// (operations: generate_codes, read_codes, reserve_codes, assign_code, link_control_number, audit,
-    /// issue_requisition, read_requisition).
+    /// (operations: see `OPERATIONS` in gateway/src/config.rs and the README).
     #[arg(long, env = "CARELEDGER_PERMISSIONS", default_value = "")]
     pub permissions: String,
+    /// Claim codes unique per health facility instead of across facilities.
+    #[arg(long, env = "CARELEDGER_CLAIM_CODE_PER_FACILITY", default_value_t = false)]
+    pub claim_code_per_facility: bool,
+    /// Largest claim attachment file accepted, in bytes (sent base64 in JSON: the body limit applies too).
+    #[arg(long, env = "CARELEDGER_ATTACHMENT_MAX_BYTES", default_value_t = 512 * 1024)]
+    pub attachment_max_bytes: usize,
 }
 
 /// Everything the server needs, resolved.
@@ -162,6 +167,8 @@ pub struct Config {
     pub code_format: CodeFormat,
     pub permissions: Permissions,
     pub requisition_key: RequisitionKey,
+    pub claim_code_per_facility: bool,
+    pub attachment_max_bytes: usize,
 }
 
 impl Config {
@@ -201,6 +208,8 @@ impl Config {
             permissions: Permissions::parse(&serve.permissions)?,
             requisition_key: RequisitionKey::new(serve.requisition_key.as_bytes())
                 .map_err(|e| format!("CARELEDGER_REQUISITION_KEY: {e}"))?,
+            claim_code_per_facility: serve.claim_code_per_facility,
+            attachment_max_bytes: serve.attachment_max_bytes,
         })
     }
 
@@ -222,6 +231,8 @@ impl Config {
             code_format: CodeFormat::default(),
             permissions: Permissions::default(),
             requisition_key: RequisitionKey::default(),
+            claim_code_per_facility: false,
+            attachment_max_bytes: 512 * 1024,
         }
     }
 }
@@ -230,7 +241,7 @@ impl Config {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Permissions(HashMap<&'static str, String>);
 
-pub const OPERATIONS: [(&str, &str); 12] = [
+pub const OPERATIONS: [(&str, &str); 25] = [
     ("generate_codes", "111101"),
     ("read_codes", "111102"),
     ("reserve_codes", "111101"),
@@ -243,6 +254,19 @@ pub const OPERATIONS: [(&str, &str); 12] = [
     ("write_division", "division:write"),
     ("write_equipment", "equipment:write"),
     ("read_equipment", "equipment:read"),
+    ("write_reference", "reference:write"),
+    ("read_claims", "111001"),
+    ("create_claim", "111002"),
+    ("update_claim", "111010"),
+    ("delete_claim", "111004"),
+    ("submit_claim", "111007"),
+    ("select_claim_steps", "111010"),
+    ("deliver_feedback", "111009"),
+    ("review_claim", "111008"),
+    ("process_claim", "111011"),
+    ("restore_claim", "111012"),
+    ("print_claim", "111006"),
+    ("valuate_claims", "111011"),
 ];
 
 impl Default for Permissions {

@@ -88,6 +88,17 @@ where
     }
 }
 
+impl<A: Aggregate + Clone> AggregateCache<A> {
+    /// The state as this process last folded it, without reading the log: None when the stream is
+    /// not cached or a command holds it. It may be behind another process's writes: a decision
+    /// made on it must be checked again under [`AggregateCache::lock`].
+    pub fn peek(&self, stream: &str) -> Option<A> {
+        let entry = self.entries.lock().unwrap_or_else(|p| p.into_inner()).get(stream)?.clone();
+        let loaded = entry.try_lock().ok()?;
+        (loaded.version > 0).then(|| loaded.state.clone())
+    }
+}
+
 fn evict<T>(entries: &mut HashMap<String, Arc<Mutex<Loaded<T>>>>, keep: usize) {
     // drop the least recently used entries nobody holds
     let mut idle: Vec<(u64, String)> = entries
@@ -234,6 +245,17 @@ pub enum CommitError {
     /// The same idempotency key was answered by a concurrent request: give its answer.
     Answered(Envelope),
     Failed(ApiError),
+}
+
+/// Runs a handler, counting its outcome and time under the command's name.
+pub async fn counted(
+    command: &'static str,
+    handler: impl Future<Output = Result<Envelope, ApiError>>,
+) -> Result<Envelope, ApiError> {
+    let started = std::time::Instant::now();
+    let result = handler.await;
+    record_outcome(command, &result, started);
+    result
 }
 
 /// Counts a finished command by outcome.

@@ -6,6 +6,7 @@
 //! them into the read models that queries read.
 
 pub mod auth;
+pub mod claims;
 pub mod cli;
 pub mod codes;
 pub mod config;

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use careledger_domain::claims::Claim;
 use careledger_domain::codes::CodeBatch;
 use careledger_domain::requisitions::EncounterRequisition;
 use careledger_projections::Projections;
@@ -27,4 +28,6 @@ pub struct AppState {
     /// Encounters whose requisition was asked for again, so that concurrent requests for one
     /// encounter in this process take turns instead of conflicting.
     pub encounters: Arc<AggregateCache<EncounterRequisition>>,
+    /// Recently used claims, kept folded: a claim's commands take turns in this process.
+    pub claims: Arc<AggregateCache<Claim>>,
 }

@@ -7,6 +7,8 @@
 //! Read models are disposable: [`Projections::rebuild`] empties them and replays from zero.
 
 pub mod audit;
+mod bulk;
+pub mod claims;
 pub mod codes;
 mod error;
 pub mod registry;
@@ -23,6 +25,7 @@ pub fn all() -> Vec<std::sync::Arc<dyn Projector>> {
         std::sync::Arc::new(codes::CodesProjector),
         std::sync::Arc::new(requisitions::RequisitionsProjector),
         std::sync::Arc::new(registry::RegistryProjector),
+        std::sync::Arc::new(claims::ClaimsProjector),
         std::sync::Arc::new(audit::AuditProjector),
     ]
 }

@@ -296,6 +296,20 @@ impl EventStore {
         Ok(owner)
     }
 
+    /// Frees a unique key if `owner` still holds it; true when it did. Only for owners that can
+    /// never claim it again (a deleted claim): a concurrent claim by another stream then either
+    /// finds the key held by the dead owner (and is refused) or free (and takes it), never both.
+    pub async fn release_key(&self, scope: &str, key: &str, owner: &str) -> Result<bool, StoreError> {
+        let mut tx = self.db.begin().await?;
+        let released = sql_exec!(
+            tx.exec(),
+            "DELETE FROM unique_keys WHERE scope = $1 AND key = $2 AND owner = $3",
+            [scope, key, owner]
+        )?;
+        tx.commit().await?;
+        Ok(released > 0)
+    }
+
     /// The stored answer to an idempotency key, if the key was used.
     pub async fn idempotent_response(&self, key: &str) -> Result<Option<StoredResponse>, StoreError> {
         let mut conn = self.db.acquire().await?;

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
+use careledger_events::claims::Amount;
 use careledger_events::codes::HolderType;
 use careledger_events::requisitions::EntityType;
 use serde_json::{Map, Value};
@@ -213,6 +214,56 @@ impl<'a> Fields<'a> {
                 None
             }
         }
+    }
+
+    /// A number with at most two decimals (money, quantities), from `min` up to a trillion.
+    pub fn amount(&mut self, name: &str, required: bool, min: Amount) -> Option<Amount> {
+        const MAX: Amount = Amount::units(1_000_000_000_000);
+        let value = self.get(name, required)?;
+        let Some(number) = value.as_f64() else {
+            self.fail(name, "cast", "expected a number".into());
+            return None;
+        };
+        match Amount::from_f64(number) {
+            Some(a) if a.to_f64() != number => {
+                self.fail(name, "number", "expected at most two decimals".into());
+                None
+            }
+            Some(a) if a >= min && a <= MAX => Some(a),
+            _ => {
+                self.fail(name, "number", format!("expected a number from {min} to {MAX}"));
+                None
+            }
+        }
+    }
+
+    /// The objects of an array, each checked like a body of its own (entries `$.name[i].field`):
+    /// `each` reads one item's fields; items that are not objects are refused.
+    pub fn objects<T>(
+        &mut self,
+        name: &str,
+        required: bool,
+        max_items: usize,
+        mut each: impl FnMut(&mut Fields<'_>, usize) -> Option<T>,
+    ) -> Vec<T> {
+        let Some(items) = self.array(name, required, max_items) else { return vec![] };
+        let mut out = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let Value::Object(object) = item else {
+                self.fail(&format!("{name}[{i}]"), "cast", "expected an object".into());
+                continue;
+            };
+            let mut nested = Fields::nested(object, format!("{}.{name}[{i}]", self.prefix));
+            let value = each(&mut nested, i);
+            self.absorb(nested);
+            out.extend(value);
+        }
+        out
+    }
+
+    /// Whether every field so far passed.
+    pub fn is_valid(&self) -> bool {
+        self.invalid.is_empty()
     }
 
     /// An array of at most `max_items` items.

@@ -213,6 +213,15 @@ impl Envelope {
         self.status
     }
 
+    pub fn data(&self) -> &Value {
+        &self.data
+    }
+
+    /// The log position a command reached, when it says.
+    pub fn position(&self) -> Option<i64> {
+        self.position
+    }
+
     /// The body as stored for an idempotent repeat (without the request id, which is per request).
     pub fn body_without_meta(&self) -> Value {
         let mut body = json!({ "data": self.data });

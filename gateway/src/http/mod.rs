@@ -29,6 +29,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::codes::routes())
         .merge(crate::requisitions::routes())
         .merge(crate::registry::routes())
+        .merge(crate::claims::routes())
         .merge(audit::routes())
         .merge(audit_search::routes())
         .merge(event_schema::routes())

@@ -9,8 +9,6 @@ mod equipment;
 mod queries;
 mod reference;
 
-use std::time::Instant;
-
 use axum::Router;
 use axum::routing::{get, patch, post};
 use careledger_domain::registry::RegistryError;
@@ -22,7 +20,8 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::auth::User;
-use crate::handler::{CommandCtx, CommitError, MAX_ATTEMPTS, record_outcome};
+pub(crate) use crate::handler::counted;
+use crate::handler::{CommandCtx, CommitError, MAX_ATTEMPTS};
 use crate::http::envelope::{ApiError, Envelope, Invalid};
 use crate::state::AppState;
 
@@ -146,17 +145,6 @@ impl<'a> OnStream<'a> {
         self.claims.push(claim);
         self
     }
-}
-
-/// Runs a handler, counting its outcome and time under the command's name.
-async fn counted(
-    command: &'static str,
-    handler: impl Future<Output = Result<Envelope, ApiError>>,
-) -> Result<Envelope, ApiError> {
-    let started = Instant::now();
-    let result = handler.await;
-    record_outcome(command, &result, started);
-    result
 }
 
 /// What a decision read besides its own stream: the value, and each stream it was folded from

@@ -9,10 +9,11 @@
 
 use careledger_events::registry::{EquipmentRegistration, EquipmentStatus, LinkStatus, RegistryEvent};
 use careledger_events::{DomainEvent, RecordedEvent};
-use careledger_store::{Backend, Tx, sql_exec};
+use careledger_store::{Tx, sql_exec};
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
 
+use crate::bulk::{self, Column};
 use crate::time::text;
 use crate::{ProjectionError, Projector};
 
@@ -171,45 +172,13 @@ impl Registrations {
             ("equipment_division_links", &LINK_COLUMNS[..], &mut self.links),
             ("equipment_status_history", &HISTORY_COLUMNS[..], &mut self.history),
         ] {
-            let sql = bulk_insert(backend, table, columns);
+            let sql = bulk::insert(backend, table, columns);
             let array = Value::Array(std::mem::take(rows)).to_string();
             // the statement is built from this module's constants only, never from input
             sql_exec!(tx.exec(), sqlx::AssertSqlSafe(sql), [array])?;
         }
         Ok(())
     }
-}
-
-/// How a column is read from a row object of the JSON array.
-#[derive(Clone, Copy)]
-enum Column {
-    Text(&'static str),
-    BigInt(&'static str),
-    /// Always true (not read from the row).
-    True(&'static str),
-}
-
-/// `INSERT INTO table (columns) SELECT ... FROM <the JSON array bound to $1>`, for one backend.
-fn bulk_insert(backend: Backend, table: &str, columns: &[Column]) -> String {
-    let (row, from) = match backend {
-        Backend::Postgres => ("r", "jsonb_array_elements($1::jsonb) AS t(r)"),
-        Backend::Sqlite => ("value", "json_each($1)"),
-    };
-    let names: Vec<&str> = columns
-        .iter()
-        .map(|c| match c {
-            Column::Text(n) | Column::BigInt(n) | Column::True(n) => *n,
-        })
-        .collect();
-    let values: Vec<String> = columns
-        .iter()
-        .map(|c| match c {
-            Column::Text(n) => format!("{row}->>'{n}'"),
-            Column::BigInt(n) => format!("CAST({row}->>'{n}' AS BIGINT)"),
-            Column::True(_) => "TRUE".to_string(),
-        })
-        .collect();
-    format!("INSERT INTO {table} ({}) SELECT {} FROM {from}", names.join(", "), values.join(", "))
 }
 
 async fn apply_one(tx: &mut Tx, recorded: &RecordedEvent, event: &RegistryEvent) -> Result<(), ProjectionError> {

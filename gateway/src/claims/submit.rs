@@ -1,0 +1,77 @@
+//! SubmitClaim (111007, bulk): each ENTERED claim checked against the reference data and CHECKED or
+//! REJECTED, every line with its rejection reason.
+//!
+//! The reference data is read from the read models with a handful of queries per claim (facility,
+//! the register and the facility's price list for the claim's codes, the insuree with its policies
+//! and their coverage of those codes, the insuree's passed lines of those codes), never per line.
+
+use std::sync::Mutex;
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use careledger_domain::claims::{ClaimError, SubmitClaim};
+use careledger_events::claims::claim_stream;
+use careledger_projections::claims::ClaimQueries;
+use chrono::Utc;
+use uuid::Uuid;
+
+use super::{OnClaim, alone, bulk, bulk_ctx, bulk_uuids, counted, on_claim, refused};
+use crate::auth::User;
+use crate::handler::CommandCtx;
+use crate::http::body::JsonBody;
+use crate::http::envelope::{ApiError, Envelope};
+use crate::state::AppState;
+
+/// `POST /api/v1/claims/submit` `{uuids}`
+pub async fn submit(
+    State(state): State<AppState>,
+    user: User,
+    headers: HeaderMap,
+    JsonBody(body, _): JsonBody,
+) -> Result<Envelope, ApiError> {
+    counted("SubmitClaims", async {
+        user.require(state.config.permissions.of("submit_claim"))?;
+        let uuids = bulk_uuids(&body)?;
+        let ctx = bulk_ctx("SubmitClaim", &user, &headers, "/api/v1/claims/submit")?;
+        bulk(uuids, |id| submit_one(&state, &ctx, &user, id)).await
+    })
+    .await
+}
+
+/// The claim's data names the reference data to read, which is read outside the claim's lock: from
+/// the state this process holds (no read of the log), or else under the lock. When the claim is
+/// found changed at the decision (another process updated it), the data is read again once.
+async fn submit_one(state: &AppState, ctx: &CommandCtx, user: &User, claim_id: Uuid) -> Result<Envelope, ApiError> {
+    let scope = user.health_facility.as_deref();
+    let stream = claim_stream(claim_id);
+    let mut data = match state.claims.peek(&stream) {
+        Some(claim) => claim.visible_to(scope).map_err(refused)?.data.clone(),
+        None => state.claims.lock(&state.store, &stream).await?.state.visible_to(scope).map_err(refused)?.data.clone(),
+    };
+    let command = SubmitClaim { facility: user.health_facility.clone(), today: Utc::now().date_naive() };
+    for _ in 0..2 {
+        let mut codes: Vec<String> = data.lines().map(|(_, _, l)| l.code.clone()).collect();
+        codes.sort();
+        codes.dedup();
+        let facts =
+            ClaimQueries(state.store.db()).submit_facts(claim_id, &data.health_facility, &data.insuree, &codes).await?;
+        let changed = Mutex::new(None);
+        let result = on_claim(
+            state,
+            OnClaim::new(claim_id, ctx),
+            alone(|claim, decision| {
+                if let Some(f) = claim.0.as_ref().filter(|f| f.data != data) {
+                    *changed.lock().unwrap_or_else(|p| p.into_inner()) = Some(f.data.clone());
+                    return Err(ClaimError::Changed);
+                }
+                command.decide(claim, &facts, decision)
+            }),
+        )
+        .await;
+        match changed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            Some(newer) => data = newer,
+            None => return result,
+        }
+    }
+    Err(refused(ClaimError::Changed))
+}

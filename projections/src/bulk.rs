@@ -1,0 +1,69 @@
+//! Statements that write many rows at once from one JSON array bound to `$1` (or another
+//! parameter): a run of events of one kind costs a statement per table, not one per event.
+//! The texts differ per backend only in how the array is unnested.
+
+use careledger_store::Backend;
+
+/// How a column is read from a row object of the JSON array.
+#[derive(Clone, Copy)]
+pub enum Column {
+    Text(&'static str),
+    BigInt(&'static str),
+    /// Always true (not read from the row).
+    True(&'static str),
+}
+
+impl Column {
+    pub fn name(self) -> &'static str {
+        match self {
+            Column::Text(n) | Column::BigInt(n) | Column::True(n) => n,
+        }
+    }
+
+    /// The expression reading it from the row `row`.
+    fn value(self, row: &str) -> String {
+        match self {
+            Column::Text(n) => format!("{row}->>'{n}'"),
+            Column::BigInt(n) => format!("CAST({row}->>'{n}' AS BIGINT)"),
+            Column::True(_) => "TRUE".to_string(),
+        }
+    }
+}
+
+/// The row variable and the FROM item unnesting the JSON array bound to parameter `$param`.
+pub fn source(backend: Backend, param: u32) -> (&'static str, String) {
+    match backend {
+        Backend::Postgres => ("r", format!("jsonb_array_elements(${param}::jsonb) AS t(r)")),
+        Backend::Sqlite => ("value", format!("json_each(${param})")),
+    }
+}
+
+/// `INSERT INTO table (columns) SELECT ... FROM <the array bound to $1>`.
+pub fn insert(backend: Backend, table: &str, columns: &[Column]) -> String {
+    let (row, from) = source(backend, 1);
+    let names: Vec<&str> = columns.iter().map(|c| c.name()).collect();
+    let values: Vec<String> = columns.iter().map(|c| c.value(row)).collect();
+    format!("INSERT INTO {table} ({}) SELECT {} FROM {from}", names.join(", "), values.join(", "))
+}
+
+/// [`insert`], replacing the row of the same `key` columns. The rows of one array must not repeat
+/// a key (PostgreSQL refuses to change a row twice in one statement).
+pub fn upsert(backend: Backend, table: &str, columns: &[Column], key: &[&str]) -> String {
+    let set: Vec<String> =
+        columns.iter().map(|c| c.name()).filter(|n| !key.contains(n)).map(|n| format!("{n} = excluded.{n}")).collect();
+    // `WHERE true`: SQLite cannot otherwise tell the upsert's ON from a join's
+    format!(
+        "{} WHERE true ON CONFLICT ({}) DO UPDATE SET {}",
+        insert(backend, table, columns),
+        key.join(", "),
+        set.join(", ")
+    )
+}
+
+/// `UPDATE table SET columns FROM <the array bound to $1> WHERE` the `key` columns match.
+pub fn update(backend: Backend, table: &str, columns: &[Column], key: &[Column]) -> String {
+    let (row, from) = source(backend, 1);
+    let set: Vec<String> = columns.iter().map(|c| format!("{} = {}", c.name(), c.value(row))).collect();
+    let matches: Vec<String> = key.iter().map(|c| format!("x.{} = {}", c.name(), c.value(row))).collect();
+    format!("UPDATE {table} AS x SET {} FROM {from} WHERE {}", set.join(", "), matches.join(" AND "))
+}

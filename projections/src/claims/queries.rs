@@ -1,0 +1,612 @@
+//! Queries on the claim context's read models: claims (list, one with its lines, the per-stage
+//! report), the reference data a submission is checked against, the claims a batch run values,
+//! and attached files.
+
+use std::collections::HashMap;
+
+use careledger_domain::claims::{PastLine, SubmitFacts};
+use careledger_events::claims::{
+    Amount, CareType, ClaimStatus, Coverage, Feedback, Gender, HealthFacility, Insuree, LineKind, MedicalEntry, Policy,
+    PriceListEntry, PriceOrigin, Product, ServiceCategory,
+};
+use careledger_store::{Backend, Db, sql_exec, sql_fetch_all, sql_fetch_one, sql_fetch_optional};
+use chrono::NaiveDate;
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::ProjectionError;
+
+/// A claim as lists show it, with the amount of every stage.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClaimView {
+    pub uuid: String,
+    pub code: String,
+    pub health_facility: String,
+    pub insuree: String,
+    pub date_from: String,
+    pub date_to: Option<String>,
+    pub date_claimed: String,
+    pub icd: String,
+    pub icd_secondary: Vec<String>,
+    pub visit_type: String,
+    pub care_type: Option<String>,
+    pub admin: Option<String>,
+    pub explanation: Option<String>,
+    pub guarantee_id: Option<String>,
+    pub status: i32,
+    pub feedback_status: i32,
+    pub review_status: i32,
+    pub rejection_reason: Option<i32>,
+    pub category: Option<String>,
+    pub claimed: Amount,
+    pub adjusted: Option<Amount>,
+    pub approved: Option<Amount>,
+    pub valuated: Option<Amount>,
+    pub remunerated: Option<Amount>,
+    /// The claim's value at its stage (the seed's table): claimed while ENTERED or CHECKED,
+    /// approved once reviewed or PROCESSED, valuated once VALUATED.
+    pub stage_value: Option<Amount>,
+    pub restored_from: Option<String>,
+    pub restored_as: Option<String>,
+    pub batch_run_id: Option<String>,
+    pub submitted_at: Option<String>,
+    pub processed_at: Option<String>,
+    pub inserted_at: String,
+    pub inserted_by: Option<String>,
+    pub updated_at: String,
+    pub updated_by: Option<String>,
+}
+
+/// A claim line with its quantities and prices at every stage.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LineView {
+    pub index: i64,
+    pub code: String,
+    pub qty_provided: Amount,
+    pub price_asked: Amount,
+    pub explanation: Option<String>,
+    pub status: Option<i32>,
+    pub rejection_reason: Option<i32>,
+    pub qty_approved: Option<Amount>,
+    pub price_adjusted: Option<Amount>,
+    pub price_approved: Option<Amount>,
+    pub price_valuated: Option<Amount>,
+    pub justification: Option<String>,
+    pub product: Option<String>,
+    pub price_origin: Option<String>,
+    /// The quantity and price of the claim's stage (the seed's table).
+    pub latest_qty: Amount,
+    pub latest_price: Amount,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AttachmentView {
+    pub attachment_id: String,
+    pub title: String,
+    #[serde(rename = "type")]
+    pub attachment_type: Option<String>,
+    pub date: Option<String>,
+    pub url: Option<String>,
+    pub filename: Option<String>,
+    pub mime: Option<String>,
+    pub hash: Option<String>,
+    pub size: Option<i64>,
+    pub inserted_at: String,
+    pub inserted_by: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClaimDetail {
+    #[serde(flatten)]
+    pub claim: ClaimView,
+    pub items: Vec<LineView>,
+    pub services: Vec<LineView>,
+    pub feedback: Option<Feedback>,
+    pub attachments: Vec<AttachmentView>,
+}
+
+/// List filters; `None` matches everything. Dates bound `date_claimed`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClaimFilter {
+    pub status: Option<i32>,
+    pub feedback_status: Option<i32>,
+    pub review_status: Option<i32>,
+    pub health_facility: Option<String>,
+    pub insuree: Option<String>,
+    pub code: Option<String>,
+    pub date_from: Option<String>,
+    pub date_to: Option<String>,
+    pub claimed_min: Option<i64>,
+    pub claimed_max: Option<i64>,
+    pub approved_min: Option<i64>,
+    pub approved_max: Option<i64>,
+}
+
+/// Counts and amounts of the claims in one status.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StageTotals {
+    pub status: i32,
+    pub stage: &'static str,
+    pub claims: i64,
+    pub claimed: Amount,
+    pub adjusted: Amount,
+    pub approved: Amount,
+    pub valuated: Amount,
+    pub remunerated: Amount,
+}
+
+/// The claim value of the seed's table at the claim's stage.
+pub fn stage_value(
+    status: i32,
+    review_delivered: bool,
+    claimed: Amount,
+    approved: Option<Amount>,
+    valuated: Option<Amount>,
+) -> Option<Amount> {
+    match ClaimStatus::from_code(status.into())? {
+        ClaimStatus::Entered | ClaimStatus::Rejected => Some(claimed),
+        ClaimStatus::Checked if review_delivered => approved,
+        ClaimStatus::Checked => Some(claimed),
+        ClaimStatus::Processed => approved,
+        ClaimStatus::Valuated => valuated,
+    }
+}
+
+const CLAIM_SELECT: &str = "SELECT claim_id, code, health_facility, insuree, date_from, date_to, date_claimed, icd,
+        icd_secondary, visit_type, care_type, admin, explanation, guarantee_id, status, feedback_status,
+        review_status, rejection_reason, category, claimed, adjusted, approved, valuated, remunerated,
+        restored_from, restored_as, batch_run_id, submitted_at, processed_at, inserted_at, inserted_by,
+        updated_at, updated_by
+     FROM claims";
+
+/// The filter's conditions, parameters $1 to $13 (the facility scope is $1).
+const CLAIM_WHERE: &str = "WHERE ($1 IS NULL OR health_facility = $1) AND ($2 IS NULL OR status = $2)
+     AND ($3 IS NULL OR feedback_status = $3) AND ($4 IS NULL OR review_status = $4)
+     AND ($5 IS NULL OR health_facility = $5) AND ($6 IS NULL OR insuree = $6) AND ($7 IS NULL OR code = $7)
+     AND ($8 IS NULL OR date_claimed >= $8) AND ($9 IS NULL OR date_claimed <= $9)
+     AND ($10 IS NULL OR claimed >= $10) AND ($11 IS NULL OR claimed <= $11)
+     AND ($12 IS NULL OR approved >= $12) AND ($13 IS NULL OR approved <= $13)";
+
+fn cents(v: Option<i64>) -> Option<Amount> {
+    v.map(Amount)
+}
+
+fn claim_row<R: sqlx::Row>(row: &R) -> Result<ClaimView, sqlx::Error>
+where
+    usize: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i32: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<i32>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let icd_secondary: String = row.try_get(8)?;
+    let status: i32 = row.try_get(14)?;
+    let review_status: i32 = row.try_get(16)?;
+    let claimed = Amount(row.try_get(19)?);
+    let approved = cents(row.try_get(21)?);
+    let valuated = cents(row.try_get(22)?);
+    Ok(ClaimView {
+        uuid: row.try_get(0)?,
+        code: row.try_get(1)?,
+        health_facility: row.try_get(2)?,
+        insuree: row.try_get(3)?,
+        date_from: row.try_get(4)?,
+        date_to: row.try_get(5)?,
+        date_claimed: row.try_get(6)?,
+        icd: row.try_get(7)?,
+        icd_secondary: serde_json::from_str(&icd_secondary).unwrap_or_default(),
+        visit_type: row.try_get(9)?,
+        care_type: row.try_get(10)?,
+        admin: row.try_get(11)?,
+        explanation: row.try_get(12)?,
+        guarantee_id: row.try_get(13)?,
+        status,
+        feedback_status: row.try_get(15)?,
+        review_status,
+        rejection_reason: row.try_get(17)?,
+        category: row.try_get(18)?,
+        claimed,
+        adjusted: cents(row.try_get(20)?),
+        approved,
+        valuated,
+        remunerated: cents(row.try_get(23)?),
+        stage_value: stage_value(status, review_status == 8, claimed, approved, valuated),
+        restored_from: row.try_get(24)?,
+        restored_as: row.try_get(25)?,
+        batch_run_id: row.try_get(26)?,
+        submitted_at: row.try_get(27)?,
+        processed_at: row.try_get(28)?,
+        inserted_at: row.try_get(29)?,
+        inserted_by: row.try_get(30)?,
+        updated_at: row.try_get(31)?,
+        updated_by: row.try_get(32)?,
+    })
+}
+
+/// `code IN` the JSON array of codes bound to `$param`, per backend.
+fn code_in(backend: Backend, column: &str, param: u32) -> String {
+    match backend {
+        Backend::Postgres => format!("{column} IN (SELECT jsonb_array_elements_text(${param}::jsonb))"),
+        Backend::Sqlite => format!("{column} IN (SELECT value FROM json_each(${param}))"),
+    }
+}
+
+fn date(s: &str) -> Result<NaiveDate, sqlx::Error> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
+fn parse<T>(s: &str, from_name: impl Fn(&str) -> Option<T>) -> Result<T, sqlx::Error> {
+    from_name(s).ok_or_else(|| sqlx::Error::Decode(format!("unexpected value {s}").into()))
+}
+
+/// Read access to the claim context's tables.
+pub struct ClaimQueries<'a>(pub &'a Db);
+
+impl ClaimQueries<'_> {
+    /// One claim (of any facility: the caller decides whether it may see it).
+    pub async fn claim(&self, claim_id: &str) -> Result<Option<ClaimView>, ProjectionError> {
+        let mut conn = self.0.acquire().await?;
+        let sql = format!("{CLAIM_SELECT} WHERE claim_id = $1");
+        Ok(sql_fetch_optional!(conn.exec(), sqlx::AssertSqlSafe(sql), [claim_id], |row| claim_row(row))?)
+    }
+
+    /// The claim with its lines, feedback and attachments.
+    pub async fn claim_detail(&self, claim_id: &str) -> Result<Option<ClaimDetail>, ProjectionError> {
+        let Some(claim) = self.claim(claim_id).await? else { return Ok(None) };
+        let mut conn = self.0.acquire().await?;
+        let stage = ClaimStatus::from_code(claim.status.into());
+        let reviewed = claim.review_status == 8;
+        let lines = sql_fetch_all!(
+            conn.exec(),
+            "SELECT kind, line_index, code, qty_provided, price_asked, explanation, status, rejection_reason,
+                 qty_approved, price_adjusted, price_approved, price_valuated, justification, product, price_origin
+             FROM claim_lines WHERE claim_id = $1 ORDER BY kind, line_index",
+            [claim_id],
+            |row| {
+                let kind: String = row.try_get(0)?;
+                let qty_provided = Amount(row.try_get(3)?);
+                let price_asked = Amount(row.try_get(4)?);
+                let qty_approved = cents(row.try_get(8)?);
+                let price_adjusted = cents(row.try_get(9)?);
+                let price_approved = cents(row.try_get(10)?);
+                let price_valuated = cents(row.try_get(11)?);
+                let approved_qty = qty_approved.unwrap_or(qty_provided);
+                let (latest_qty, latest_price) = match stage {
+                    Some(ClaimStatus::Checked) if reviewed => {
+                        (approved_qty, price_approved.or(price_adjusted).unwrap_or(price_asked))
+                    }
+                    Some(ClaimStatus::Checked) => (qty_provided, price_adjusted.unwrap_or(price_asked)),
+                    Some(ClaimStatus::Processed | ClaimStatus::Valuated) => {
+                        (approved_qty, price_valuated.or(price_approved).or(price_adjusted).unwrap_or(price_asked))
+                    }
+                    _ => (qty_provided, price_asked),
+                };
+                Ok((
+                    kind,
+                    LineView {
+                        index: row.try_get::<i32, _>(1)?.into(),
+                        code: row.try_get(2)?,
+                        qty_provided,
+                        price_asked,
+                        explanation: row.try_get(5)?,
+                        status: row.try_get(6)?,
+                        rejection_reason: row.try_get(7)?,
+                        qty_approved,
+                        price_adjusted,
+                        price_approved,
+                        price_valuated,
+                        justification: row.try_get(12)?,
+                        product: row.try_get(13)?,
+                        price_origin: row.try_get(14)?,
+                        latest_qty,
+                        latest_price,
+                    },
+                ))
+            }
+        )?;
+        let (items, services): (Vec<_>, Vec<_>) = lines.into_iter().partition(|(k, _)| k == LineKind::Item.name());
+        let feedback =
+            sql_fetch_one!(conn.exec(), "SELECT feedback FROM claims WHERE claim_id = $1", [claim_id], |row| row
+                .try_get::<Option<
+                String,
+            >, _>(
+                0
+            ))?;
+        let attachments = sql_fetch_all!(
+            conn.exec(),
+            "SELECT attachment_id, title, attachment_type, date, url, filename, mime, hash, size, inserted_at,
+                 inserted_by
+             FROM claim_attachments WHERE claim_id = $1 ORDER BY inserted_at, attachment_id",
+            [claim_id],
+            |row| Ok(AttachmentView {
+                attachment_id: row.try_get(0)?,
+                title: row.try_get(1)?,
+                attachment_type: row.try_get(2)?,
+                date: row.try_get(3)?,
+                url: row.try_get(4)?,
+                filename: row.try_get(5)?,
+                mime: row.try_get(6)?,
+                hash: row.try_get(7)?,
+                size: row.try_get(8)?,
+                inserted_at: row.try_get(9)?,
+                inserted_by: row.try_get(10)?,
+            })
+        )?;
+        Ok(Some(ClaimDetail {
+            claim,
+            items: items.into_iter().map(|(_, l)| l).collect(),
+            services: services.into_iter().map(|(_, l)| l).collect(),
+            feedback: feedback.and_then(|f| serde_json::from_str(&f).ok()),
+            attachments,
+        }))
+    }
+
+    /// Claims matching the filter (and the caller's facility scope), newest first, and how many match.
+    pub async fn claims(
+        &self,
+        scope: Option<&str>,
+        filter: &ClaimFilter,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(Vec<ClaimView>, i64), ProjectionError> {
+        let f = filter;
+        let mut conn = self.0.acquire().await?;
+        let sql = format!("{CLAIM_SELECT} {CLAIM_WHERE} ORDER BY inserted_at DESC, claim_id DESC LIMIT $14 OFFSET $15");
+        macro_rules! filter_args {
+            ($exec:expr, $sql:expr, [$($extra:expr),*], |$row:ident| $body:expr, $fetch:ident) => {
+                $fetch!($exec, $sql, [
+                    scope, f.status, f.feedback_status, f.review_status, f.health_facility.as_deref(),
+                    f.insuree.as_deref(), f.code.as_deref(), f.date_from.as_deref(), f.date_to.as_deref(),
+                    f.claimed_min, f.claimed_max, f.approved_min, f.approved_max $(, $extra)*
+                ], |$row| $body)
+            };
+        }
+        let rows =
+            filter_args!(conn.exec(), sqlx::AssertSqlSafe(sql), [limit, offset], |row| claim_row(row), sql_fetch_all)?;
+        let count = format!("SELECT COUNT(*) FROM claims {CLAIM_WHERE}");
+        let total =
+            filter_args!(conn.exec(), sqlx::AssertSqlSafe(count), [], |row| row.try_get::<i64, _>(0), sql_fetch_one)?;
+        Ok((rows, total))
+    }
+
+    /// Counts and amounts per status of the claims of a facility (all when None) claimed between
+    /// two dates (inclusive, either open).
+    pub async fn by_stage(
+        &self,
+        facility: Option<&str>,
+        from: Option<&str>,
+        to: Option<&str>,
+    ) -> Result<Vec<StageTotals>, ProjectionError> {
+        let mut conn = self.0.acquire().await?;
+        let rows = sql_fetch_all!(
+            conn.exec(),
+            // PostgreSQL sums BIGINT as NUMERIC: cast back
+            "SELECT status, COUNT(*), CAST(COALESCE(SUM(claimed), 0) AS BIGINT),
+                 CAST(COALESCE(SUM(adjusted), 0) AS BIGINT), CAST(COALESCE(SUM(approved), 0) AS BIGINT),
+                 CAST(COALESCE(SUM(valuated), 0) AS BIGINT), CAST(COALESCE(SUM(remunerated), 0) AS BIGINT)
+             FROM claims
+             WHERE ($1 IS NULL OR health_facility = $1) AND ($2 IS NULL OR date_claimed >= $2)
+                 AND ($3 IS NULL OR date_claimed <= $3)
+             GROUP BY status",
+            [facility, from, to],
+            |row| {
+                let sums = [2, 3, 4, 5, 6].map(|i| row.try_get::<i64, _>(i).map(Amount));
+                let [a, b, c, d, e] = sums;
+                Ok((row.try_get::<i32, _>(0)?, row.try_get::<i64, _>(1)?, [a?, b?, c?, d?, e?]))
+            }
+        )?;
+        let mut by_status: HashMap<i32, _> = rows.into_iter().map(|(s, n, sums)| (s, (n, sums))).collect();
+        Ok(ClaimStatus::ALL
+            .iter()
+            .map(|s| {
+                let (claims, sums) = by_status.remove(&s.code()).unwrap_or((0, [Amount::ZERO; 5]));
+                let [claimed, adjusted, approved, valuated, remunerated] = sums;
+                StageTotals {
+                    status: s.code(),
+                    stage: s.name(),
+                    claims,
+                    claimed,
+                    adjusted,
+                    approved,
+                    valuated,
+                    remunerated,
+                }
+            })
+            .collect())
+    }
+}
+
+/// A row of the reference data a submission reads.
+enum Reference {
+    Facility(HealthFacility),
+    Register(MedicalEntry),
+    Listed(PriceListEntry),
+}
+
+/// What submissions and batch runs read.
+impl ClaimQueries<'_> {
+    /// The reference data a submission of a claim at `facility` for insuree `chfid` with these
+    /// codes is checked against, and the insuree's passed lines of other claims.
+    pub async fn submit_facts(
+        &self,
+        claim_id: Uuid,
+        facility: &str,
+        chfid: &str,
+        codes: &[String],
+    ) -> Result<SubmitFacts, ProjectionError> {
+        let backend = self.0.backend();
+        let codes_json = serde_json::to_string(codes).unwrap_or_else(|_| "[]".into());
+        let mut conn = self.0.acquire().await?;
+        let mut out = SubmitFacts::default();
+        // the facility, the register's entries and the facility's price list of the claim's
+        // codes, in one round trip: rows tagged F, R or P
+        let sql = format!(
+            "SELECT 'R', kind, code, name, price, care_type, frequency_days, maximum_amount, category,
+                 NULL AS valid_from, NULL AS valid_to
+             FROM claims_medical_register WHERE {codes}
+             UNION ALL
+             SELECT 'P', kind, code, NULL, price, NULL, NULL, NULL, NULL, valid_from, valid_to
+             FROM claims_price_lists WHERE health_facility = $2 AND {codes}
+             UNION ALL
+             SELECT 'F', NULL, code, name, NULL, care_type, NULL, NULL, NULL, NULL, NULL
+             FROM claims_health_facilities WHERE code = $2",
+            codes = code_in(backend, "code", 1)
+        );
+        let rows = sql_fetch_all!(conn.exec(), sqlx::AssertSqlSafe(sql), [codes_json.as_str(), facility], |row| {
+            let text = |i: usize| row.try_get::<Option<String>, _>(i);
+            let required = |i: usize| text(i)?.ok_or_else(|| sqlx::Error::Decode("unexpected NULL".into()));
+            Ok(match required(0)?.as_str() {
+                "F" => Reference::Facility(HealthFacility {
+                    code: required(2)?,
+                    name: required(3)?,
+                    care_type: parse(&required(5)?, CareType::from_name)?,
+                }),
+                "R" => Reference::Register(MedicalEntry {
+                    kind: parse(&required(1)?, LineKind::from_name)?,
+                    code: required(2)?,
+                    name: required(3)?,
+                    price: Amount(row.try_get(4)?),
+                    care_type: parse(&required(5)?, CareType::from_name)?,
+                    frequency_days: row.try_get::<Option<i32>, _>(6)?.map(|d| d.max(0) as u32),
+                    maximum_amount: cents(row.try_get(7)?),
+                    category: text(8)?.as_deref().and_then(ServiceCategory::from_name),
+                }),
+                _ => Reference::Listed(PriceListEntry {
+                    kind: parse(&required(1)?, LineKind::from_name)?,
+                    code: required(2)?,
+                    price: cents(row.try_get(4)?),
+                    valid_from: date(&required(9)?)?,
+                    valid_to: text(10)?.as_deref().map(date).transpose()?,
+                }),
+            })
+        })?;
+        for row in rows {
+            match row {
+                Reference::Facility(f) => out.facility = Some(f),
+                Reference::Register(e) => {
+                    out.register.insert((e.kind, e.code.clone()), e);
+                }
+                Reference::Listed(p) => out.price_list.push(p),
+            }
+        }
+        // the insuree (the newest entry of the CHFID) with its policies and their coverage of the codes
+        let sql = format!(
+            "SELECT i.insuree_id, i.chfid, i.birth_date, i.gender, p.policy_id, p.product_code, p.effective_date,
+                 p.expiry_date, c.kind, c.code, c.limit_adult, c.limit_child, c.waiting_period_adult,
+                 c.waiting_period_child, c.price_origin
+             FROM claims_insurees i
+             LEFT JOIN claims_policies p ON p.insuree_id = i.insuree_id
+             LEFT JOIN claims_product_coverage c ON c.product_code = p.product_code AND {}
+             WHERE i.chfid = $2
+             ORDER BY i.updated_at DESC, i.insuree_id, p.effective_date, p.policy_id",
+            code_in(backend, "c.code", 1)
+        );
+        let uuid = |s: String| Uuid::parse_str(&s).map_err(|e| sqlx::Error::Decode(Box::new(e)));
+        let rows = sql_fetch_all!(conn.exec(), sqlx::AssertSqlSafe(sql), [codes_json.as_str(), chfid], |row| {
+            let insuree = Insuree {
+                insuree_id: uuid(row.try_get(0)?)?,
+                chfid: row.try_get(1)?,
+                birth_date: date(&row.try_get::<String, _>(2)?)?,
+                gender: parse(&row.try_get::<String, _>(3)?, Gender::from_name)?,
+            };
+            let policy = match row.try_get::<Option<String>, _>(4)? {
+                None => None,
+                Some(id) => Some(Policy {
+                    policy_id: uuid(id)?,
+                    insuree_id: insuree.insuree_id,
+                    product_code: row.try_get(5)?,
+                    effective_date: date(&row.try_get::<String, _>(6)?)?,
+                    expiry_date: date(&row.try_get::<String, _>(7)?)?,
+                }),
+            };
+            let coverage = match row.try_get::<Option<String>, _>(8)? {
+                None => None,
+                Some(kind) => Some(Coverage {
+                    kind: parse(&kind, LineKind::from_name)?,
+                    code: row.try_get(9)?,
+                    limit_adult: cents(row.try_get(10)?),
+                    limit_child: cents(row.try_get(11)?),
+                    waiting_period_adult: row.try_get::<i32, _>(12)?.max(0) as u32,
+                    waiting_period_child: row.try_get::<i32, _>(13)?.max(0) as u32,
+                    price_origin: parse(&row.try_get::<String, _>(14)?, PriceOrigin::from_name)?,
+                }),
+            };
+            Ok((insuree, policy, coverage))
+        })?;
+        out.insuree = rows.first().map(|(insuree, _, _)| insuree.clone());
+        let first = out.insuree.as_ref().map(|i| i.insuree_id);
+        for (insuree, policy, coverage) in rows {
+            let Some(policy) = policy.filter(|_| Some(insuree.insuree_id) == first) else { continue };
+            let at = match out.policies.iter().position(|(p, _)| p.policy_id == policy.policy_id) {
+                Some(at) => at,
+                None => {
+                    let code = policy.product_code.clone();
+                    out.policies.push((policy, Product { code, name: String::new(), coverage: vec![] }));
+                    out.policies.len() - 1
+                }
+            };
+            out.policies[at].1.coverage.extend(coverage);
+        }
+        if out.insuree.is_some() {
+            let sql = format!(
+                "SELECT l.kind, l.code, c.target_date, COALESCE(l.qty_approved, l.qty_provided)
+                 FROM claims c JOIN claim_lines l ON l.claim_id = c.claim_id
+                 WHERE c.insuree = $2 AND c.claim_id <> $3 AND c.status IN (4, 8, 16) AND l.status = 1 AND {}",
+                code_in(backend, "l.code", 1)
+            );
+            out.history = sql_fetch_all!(
+                conn.exec(),
+                sqlx::AssertSqlSafe(sql),
+                [codes_json.as_str(), chfid, claim_id.to_string()],
+                |row| Ok(PastLine {
+                    kind: parse(&row.try_get::<String, _>(0)?, LineKind::from_name)?,
+                    code: row.try_get(1)?,
+                    date: date(&row.try_get::<String, _>(2)?)?,
+                    quantity: Amount(row.try_get(3)?),
+                })
+            )?;
+        }
+        Ok(out)
+    }
+
+    /// PROCESSED claims with relative lines of `product` waiting for valuation, with target dates
+    /// between `from` and `to` (inclusive).
+    pub async fn claims_to_valuate(&self, product: &str, from: &str, to: &str) -> Result<Vec<String>, ProjectionError> {
+        let mut conn = self.0.acquire().await?;
+        Ok(sql_fetch_all!(
+            conn.exec(),
+            "SELECT DISTINCT c.claim_id FROM claims c JOIN claim_lines l ON l.claim_id = c.claim_id
+             WHERE c.status = 8 AND l.product = $1 AND l.price_origin = 'R' AND l.status = 1
+                 AND l.price_valuated IS NULL AND c.target_date >= $2 AND c.target_date <= $3
+             ORDER BY c.claim_id",
+            [product, from, to],
+            |row| row.try_get::<String, _>(0)
+        )?)
+    }
+
+    /// The bytes of an attached file.
+    pub async fn attachment_file(&self, hash: &str) -> Result<Option<Vec<u8>>, ProjectionError> {
+        let mut conn = self.0.acquire().await?;
+        Ok(sql_fetch_optional!(
+            conn.exec(),
+            "SELECT bytes FROM claim_attachment_files WHERE hash = $1",
+            [hash],
+            |row| row.try_get::<Vec<u8>, _>(0)
+        )?)
+    }
+
+    /// Keeps a file's bytes under their hash (once: the same bytes again change nothing).
+    pub async fn store_attachment_file(&self, hash: &str, bytes: &[u8], at: &str) -> Result<(), ProjectionError> {
+        let mut tx = self.0.begin().await?;
+        sql_exec!(
+            tx.exec(),
+            "INSERT INTO claim_attachment_files (hash, bytes, size, stored_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT DO NOTHING",
+            [hash, bytes, bytes.len() as i64, at]
+        )?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
