@@ -15,7 +15,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::{DecodeError, DomainEvent};
+use crate::DomainEvent;
 
 /// A decimal with two places, held as hundredths: money and quantities.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -703,14 +703,6 @@ impl DomainEvent for ClaimEvent {
             ClaimEvent::AttachmentUpdated { .. } => "AttachmentUpdated",
             ClaimEvent::AttachmentDeleted { .. } => "AttachmentDeleted",
         }
-    }
-
-    fn to_data(&self) -> serde_json::Value {
-        crate::tagged_data(self)
-    }
-
-    fn decode(event_type: &str, data: &serde_json::Value) -> Result<Self, DecodeError> {
-        crate::decode_tagged(event_type, data)
     }
 }
 

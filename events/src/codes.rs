@@ -10,7 +10,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use uuid::Uuid;
 
-use crate::{DecodeError, DomainEvent};
+use crate::DomainEvent;
 
 /// How many codes one `CodesGenerated` event carries at most.
 pub const CODES_PER_CHUNK: usize = 10_000;
@@ -174,14 +174,6 @@ impl DomainEvent for CodeEvent {
             CodeEvent::CodeAssigned { .. } => "CodeAssigned",
             CodeEvent::ControlNumberLinked { .. } => "ControlNumberLinked",
         }
-    }
-
-    fn to_data(&self) -> serde_json::Value {
-        crate::tagged_data(self)
-    }
-
-    fn decode(event_type: &str, data: &serde_json::Value) -> Result<Self, DecodeError> {
-        crate::decode_tagged(event_type, data)
     }
 }
 

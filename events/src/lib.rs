@@ -63,18 +63,24 @@ pub const CONTEXTS: [&str; 5] = ["codes", "claims", "registry", "requisitions", 
 /// An event of one bounded context: knows its type name and how to become/come back from JSON.
 /// Every such enum describes itself as a JSON Schema (see [`schema`]): an event type without a
 /// published schema cannot be written.
-pub trait DomainEvent: Sized + schemars::JsonSchema {
+/// Every event enum is `#[serde(tag = "type")]`, so the data and decoding are the same for all:
+/// [`tagged_data`] and [`decode_tagged`].
+pub trait DomainEvent: Sized + schemars::JsonSchema + serde::Serialize + serde::de::DeserializeOwned {
     /// The bounded context, first part of the NATS subject `careledger.<context>.<EventType>`.
     const CONTEXT: &'static str;
 
     /// The event type name stored beside the data and used in subjects, e.g. `CodesReserved`.
     fn event_type(&self) -> &'static str;
 
-    /// The JSON data stored in the log (without the type name).
-    fn to_data(&self) -> serde_json::Value;
+    /// The JSON data stored in the log (the type name is kept in it as its tag).
+    fn to_data(&self) -> serde_json::Value {
+        tagged_data(self)
+    }
 
     /// Decodes a stored event; unknown types or shapes are an error, never a silent skip.
-    fn decode(event_type: &str, data: &serde_json::Value) -> Result<Self, DecodeError>;
+    fn decode(event_type: &str, data: &serde_json::Value) -> Result<Self, DecodeError> {
+        decode_tagged(event_type, data)
+    }
 }
 
 /// The data of an event enum tagged with `#[serde(tag = "type")]`. The tag is kept in the data

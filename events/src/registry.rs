@@ -15,7 +15,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::{DecodeError, DomainEvent};
+use crate::DomainEvent;
 
 value_list!(
     /// eHealth's legal entity types.
@@ -219,15 +219,6 @@ impl DomainEvent for RegistryEvent {
             RegistryEvent::EquipmentStatusChanged { .. } => "EquipmentStatusChanged",
             RegistryEvent::EquipmentAvailabilityChanged { .. } => "EquipmentAvailabilityChanged",
         }
-    }
-
-    fn to_data(&self) -> serde_json::Value {
-        // The tag is kept in the data too: a consumer holding only the data still knows its type.
-        crate::tagged_data(self)
-    }
-
-    fn decode(event_type: &str, data: &serde_json::Value) -> Result<Self, DecodeError> {
-        crate::decode_tagged(event_type, data)
     }
 }
 

@@ -10,7 +10,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use uuid::Uuid;
 
-use crate::{DecodeError, DomainEvent};
+use crate::DomainEvent;
 
 /// What a requisition number is shared by. The one place the accepted kinds are listed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -110,14 +110,6 @@ impl DomainEvent for RequisitionEvent {
             RequisitionEvent::RequisitionIssued { .. } => "RequisitionIssued",
             RequisitionEvent::RequisitionEntityAdded { .. } => "RequisitionEntityAdded",
         }
-    }
-
-    fn to_data(&self) -> serde_json::Value {
-        crate::tagged_data(self)
-    }
-
-    fn decode(event_type: &str, data: &serde_json::Value) -> Result<Self, DecodeError> {
-        crate::decode_tagged(event_type, data)
     }
 }
 
