@@ -192,18 +192,30 @@ impl Projections {
     }
 
     /// Applies everything up to the log's head now, without following (CLI, tests, rebuild).
+    /// As in [`Self::follow`], batches with no event this projector handles cost no transaction;
+    /// the last batch always moves the checkpoint, so it ends at the head.
     pub async fn catch_up(&self, name: &str, progress: &(dyn Fn(i64, i64) + Sync)) -> Result<i64, ProjectionError> {
         let projector = self.projector(name)?.clone();
         let head = self.store.head().await?;
-        let mut position = self.checkpoint(name).await?;
+        let mut stored = self.checkpoint(name).await?;
+        let mut position = stored;
+        let mut subscription = self.store.subscribe(position, BATCH);
         while position < head {
-            let events = self.store.read_all(position, BATCH).await?;
-            if events.is_empty() {
-                break;
+            let events = subscription.next_batch().await?;
+            let Some(last) = events.last() else { break };
+            if last.position < head && !events.iter().any(|e| projector.handles(e)) {
+                position = last.position;
+                progress(position, head);
+                continue;
             }
-            position = match self.apply_batch(&projector, position, &events).await? {
-                Applied::Moved(to) | Applied::Elsewhere(to) => to,
-            };
+            match self.apply_batch(&projector, stored, &events).await? {
+                Applied::Moved(to) => stored = to,
+                Applied::Elsewhere(current) => {
+                    stored = current;
+                    subscription.seek(current);
+                }
+            }
+            position = stored;
             progress(position, head);
         }
         Ok(position)

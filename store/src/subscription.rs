@@ -3,23 +3,32 @@
 use std::time::Duration;
 
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::{EventStore, RecordedEvent, StoreError};
 
+type Read = JoinHandle<Result<Vec<RecordedEvent>, StoreError>>;
+
 /// Reads the global log from a position on, waiting for new events when it has read them all.
 /// Wakes at once for appends of this process and polls for those of other processes.
+///
+/// While catching up (a batch came back full, so more is probably waiting), the next batch is
+/// read in the background while the caller handles this one: the database's time and the
+/// reader's overlap instead of adding up (the relay's catch-up, a projector's rebuild).
 pub struct Subscription {
     store: EventStore,
     position: i64,
     batch_size: i64,
     appended: watch::Receiver<i64>,
     poll_interval: Duration,
+    /// The read of the batch after `position`, started early.
+    ahead: Option<Read>,
 }
 
 impl Subscription {
     pub(crate) fn new(store: EventStore, position: i64, batch_size: i64, poll_interval: Duration) -> Self {
         let appended = store.appended();
-        Subscription { store, position, batch_size, appended, poll_interval }
+        Subscription { store, position, batch_size, appended, poll_interval, ahead: None }
     }
 
     /// The position of the last event handed out.
@@ -29,16 +38,34 @@ impl Subscription {
 
     /// Moves the subscription (e.g. after a rebuild reset its reader's checkpoint).
     pub fn seek(&mut self, position: i64) {
+        self.cancel_ahead();
         self.position = position;
     }
 
     /// The next events, waiting until there is at least one.
+    ///
+    /// Cancel-safe: dropped before it returns, it hands out nothing and loses nothing (a read
+    /// started ahead stays with the subscription for the next call).
     pub async fn next_batch(&mut self) -> Result<Vec<RecordedEvent>, StoreError> {
         loop {
-            self.appended.borrow_and_update();
-            let events = self.store.read_all(self.position, self.batch_size).await?;
+            let events = match self.ahead.as_mut() {
+                Some(read) => {
+                    let result = read.await;
+                    self.ahead = None;
+                    result.map_err(|e| StoreError::Backend(format!("read ahead of the log: {e}")))??
+                }
+                None => {
+                    // appends from here on wake the wait below, whatever this read sees
+                    self.appended.borrow_and_update();
+                    self.store.read_all(self.position, self.batch_size).await?
+                }
+            };
             if let Some(last) = events.last() {
                 self.position = last.position;
+                if events.len() as i64 >= self.batch_size {
+                    let (store, after, limit) = (self.store.clone(), self.position, self.batch_size);
+                    self.ahead = Some(tokio::spawn(async move { store.read_all(after, limit).await }));
+                }
                 return Ok(events);
             }
             tokio::select! {
@@ -46,5 +73,17 @@ impl Subscription {
                 _ = tokio::time::sleep(self.poll_interval) => {}
             }
         }
+    }
+
+    fn cancel_ahead(&mut self) {
+        if let Some(read) = self.ahead.take() {
+            read.abort();
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.cancel_ahead();
     }
 }
