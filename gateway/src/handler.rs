@@ -259,7 +259,7 @@ pub async fn counted(
 }
 
 /// Counts a finished command by outcome.
-pub fn record_outcome(command: &'static str, result: &Result<Envelope, ApiError>, started: std::time::Instant) {
+fn record_outcome(command: &'static str, result: &Result<Envelope, ApiError>, started: std::time::Instant) {
     let outcome = match result {
         Ok(_) => "ok",
         Err(e) if e.status.is_client_error() => "refused",

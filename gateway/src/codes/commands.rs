@@ -1,7 +1,6 @@
 //! GenerateCodes, ReserveCodes, AssignCode, LinkControlNumber.
 
 use std::collections::HashSet;
-use std::time::Instant;
 
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
@@ -18,7 +17,7 @@ use uuid::Uuid;
 
 use super::{CODE_SCOPE, INSUREE_SCOPE};
 use crate::auth::User;
-use crate::handler::{CommandCtx, CommitError, MAX_ATTEMPTS, record_outcome};
+use crate::handler::{CommandCtx, CommitError, MAX_ATTEMPTS, counted};
 use crate::http::body::{Fields, JsonBody};
 use crate::http::envelope::{ApiError, Envelope, Invalid};
 use crate::state::AppState;
@@ -42,8 +41,7 @@ pub async fn generate(
     headers: HeaderMap,
     JsonBody(body, bytes): JsonBody,
 ) -> Result<Envelope, ApiError> {
-    let started = Instant::now();
-    let result = async {
+    counted("GenerateCodes", async {
         user.require(state.config.permissions.of("generate_codes"))?;
         let mut f = Fields::new(&body);
         f.only(&["holder_type", "holder_code", "number"]);
@@ -104,10 +102,8 @@ pub async fn generate(
             }
         }
         Err(too_busy("GenerateCodes"))
-    }
-    .await;
-    record_outcome("GenerateCodes", &result, started);
-    result
+    })
+    .await
 }
 
 /// `POST /api/v1/codes/reservations`
@@ -117,8 +113,7 @@ pub async fn reserve(
     headers: HeaderMap,
     JsonBody(body, bytes): JsonBody,
 ) -> Result<Envelope, ApiError> {
-    let started = Instant::now();
-    let result = async {
+    counted("ReserveCodes", async {
         user.require(state.config.permissions.of("reserve_codes"))?;
         let mut f = Fields::new(&body);
         f.only(&["holder_type", "holder_code", "number", "batch_id"]);
@@ -213,10 +208,8 @@ pub async fn reserve(
             }
         }
         Err(too_busy("ReserveCodes"))
-    }
-    .await;
-    record_outcome("ReserveCodes", &result, started);
-    result
+    })
+    .await
 }
 
 /// The stream of the batch holding `code`; 404 for a valid but unknown code, 422 for an invalid one.
@@ -307,8 +300,7 @@ pub async fn assign(
     headers: HeaderMap,
     JsonBody(body, bytes): JsonBody,
 ) -> Result<Envelope, ApiError> {
-    let started = Instant::now();
-    let result = async {
+    counted("AssignCode", async {
         user.require(state.config.permissions.of("assign_code"))?;
         let mut f = Fields::new(&body);
         f.only(&["insuree_id", "json_ext"]);
@@ -331,10 +323,8 @@ pub async fn assign(
             }
         };
         on_code(&state, &ctx, &code, |batch| command.decide(batch), claims).await
-    }
-    .await;
-    record_outcome("AssignCode", &result, started);
-    result
+    })
+    .await
 }
 
 /// `POST /api/v1/codes/{code}/control-number`
@@ -345,8 +335,7 @@ pub async fn link_control_number(
     headers: HeaderMap,
     JsonBody(body, bytes): JsonBody,
 ) -> Result<Envelope, ApiError> {
-    let started = Instant::now();
-    let result = async {
+    counted("LinkControlNumber", async {
         user.require(state.config.permissions.of("link_control_number"))?;
         let mut f = Fields::new(&body);
         f.only(&["control_number"]);
@@ -360,8 +349,6 @@ pub async fn link_control_number(
         }
         let command = LinkControlNumber { code: code.clone(), control_number };
         on_code(&state, &ctx, &code, |batch| command.decide(batch), |_| vec![]).await
-    }
-    .await;
-    record_outcome("LinkControlNumber", &result, started);
-    result
+    })
+    .await
 }

@@ -8,7 +8,6 @@
 //! same transaction (`unique_keys`), and decided again with a salt.
 
 use std::collections::HashSet;
-use std::time::Instant;
 
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -21,7 +20,7 @@ use serde_json::json;
 
 use super::REQUISITION_SCOPE;
 use crate::auth::User;
-use crate::handler::{CommandCtx, CommitError, MAX_ATTEMPTS, record_outcome};
+use crate::handler::{CommandCtx, CommitError, MAX_ATTEMPTS, counted};
 use crate::http::body::{Fields, JsonBody};
 use crate::http::envelope::{ApiError, Envelope};
 use crate::state::AppState;
@@ -37,8 +36,7 @@ pub async fn issue(
     headers: HeaderMap,
     JsonBody(body, bytes): JsonBody,
 ) -> Result<Envelope, ApiError> {
-    let started = Instant::now();
-    let result = async {
+    counted("IssueRequisition", async {
         user.require(state.config.permissions.of("issue_requisition"))?;
         let mut f = Fields::new(&body);
         f.only(&["encounter_id", "entity_type", "entity_id"]);
@@ -55,10 +53,8 @@ pub async fn issue(
         }
         let command = IssueRequisition { encounter_id, entity_type, entity_id, avoid: HashSet::new() };
         decide_and_commit(&state, &ctx, command).await
-    }
-    .await;
-    record_outcome("IssueRequisition", &result, started);
-    result
+    })
+    .await
 }
 
 /// The answer: 201 when this request issued the number, 200 when the encounter had it already.
