@@ -1,15 +1,17 @@
-//! The JSON Schemas of `GET /api/v1/events/schema` hold what the service writes: every event a
-//! scenario touching every context appends validates against its type's schema (its data) and the
-//! envelope's (the whole event, as NATS and the audit API carry it), on both backends; and every
-//! event type an event enum can produce has a schema, none missing, none extra.
+//! The JSON Schemas of `GET /api/v1/events/schema` hold what the service writes: every event of
+//! the scenarios touching every context (the claims lifecycle included) validates against its
+//! type's schema (its data) and the envelope's (the whole event, as NATS and the audit API carry
+//! it), on both backends; and every event type an event enum can produce has a schema, none
+//! missing, none extra.
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use careledger_events::claims::{self as c, Amount, ClaimEvent};
 use careledger_events::codes::{CodeEvent, CodeFormat, HolderType};
 use careledger_events::registry::*;
 use careledger_events::requisitions::{EntityType, RequisitionEvent};
 use careledger_events::{CONTEXTS, DomainEvent, schema};
-use careledger_tests::scenario::every_event_type;
+use careledger_tests::scenario::{every_claims_event_type, every_event_type};
 use careledger_tests::{Kind, TestServer, both_backends, whole_log};
 use chrono::{NaiveDate, Utc};
 use reqwest::{Method, StatusCode};
@@ -32,6 +34,7 @@ both_backends!(every_event_of_a_scenario_validates, scenario_validates_on);
 async fn scenario_validates_on(kind: Kind) {
     let s = TestServer::start(kind).await;
     every_event_type(&s).await;
+    every_claims_event_type(&s).await;
     // the catalogue as an integrator gets it: over HTTP, without a token
     let answer = s.request(Method::GET, "/api/v1/events/schema", None, None).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
@@ -44,7 +47,7 @@ async fn scenario_validates_on(kind: Kind) {
         }
     }
     let log = whole_log(&s.state().store).await;
-    assert_eq!(log.len(), 17, "the scenario writes 17 events");
+    assert_eq!(log.len(), 17 + 36, "the scenarios write 17 events, the claims lifecycle 36");
     let mut seen = BTreeSet::new();
     for event in &log {
         let key = (careledger_events::stream_context(&event.stream).to_string(), event.event_type.clone());
@@ -54,10 +57,8 @@ async fn scenario_validates_on(kind: Kind) {
         assert_eq!(errors(&envelope, &whole), Vec::<String>::new(), "the envelope of {}", event.position);
         seen.insert(key);
     }
-    // claims events are in neither this scenario nor the samples yet (the claims context landed
-    // after them); until they are, only their schemas' generation is checked (below)
-    let all: BTreeSet<_> = validators.keys().filter(|(context, _)| context != "claims").cloned().collect();
-    assert_eq!(seen, all, "the scenario must make (and so check) every event type");
+    let all: BTreeSet<_> = validators.keys().cloned().collect();
+    assert_eq!(seen, all, "the scenarios must make (and so check) every event type");
 
     // a schema refuses what the service would never write
     let assigned = &validators[&("codes".to_string(), "CodeAssigned".to_string())];
@@ -192,7 +193,205 @@ fn samples() -> Vec<(&'static str, &'static str, Value)> {
             added_at: at(),
         },
     ]));
+    out.extend(of(claims_samples()));
     out
+}
+
+/// One event of every claims variant, optional fields filled where the service fills them.
+fn claims_samples() -> Vec<ClaimEvent> {
+    let id = Uuid::now_v7;
+    let day = NaiveDate::from_ymd_opt(2026, 5, 4).unwrap();
+    let text = |s: &str| Some(s.to_string());
+    let record = c::ClaimRecord {
+        claim_id: id(),
+        data: c::ClaimData {
+            code: "C-1".into(),
+            health_facility: "HF1".into(),
+            insuree: "100000001".into(),
+            date_from: day,
+            date_to: Some(day),
+            date_claimed: day,
+            icd: "A00".into(),
+            icd_secondary: vec!["B01".into()],
+            visit_type: c::VisitType::Referral,
+            care_type: Some(c::CareType::OutPatient),
+            admin: text("ADM-1"),
+            explanation: text("follow-up"),
+            guarantee_id: None,
+            items: vec![c::LineInput {
+                code: "I1".into(),
+                qty_provided: Amount::units(2),
+                price_asked: Amount(1250),
+                explanation: None,
+            }],
+            services: vec![],
+        },
+        claimed: Amount(2500),
+        restored_from: Some(id()),
+        at: at(),
+    };
+    let valued = vec![c::LineValuation { kind: c::LineKind::Service, index: 0, price_valuated: Amount(1050) }];
+    let attachment = c::Attachment {
+        attachment_id: id(),
+        title: "Scan".into(),
+        attachment_type: text("referral"),
+        date: Some(day),
+        url: None,
+        filename: text("scan.pdf"),
+        mime: text("application/pdf"),
+        hash: Some("ab".repeat(32)),
+        size: Some(4),
+    };
+    let (claim_id, batch_run_id) = (id(), id());
+    vec![
+        ClaimEvent::HealthFacilityUpserted {
+            facility: c::HealthFacility { code: "HF1".into(), name: "Hospital".into(), care_type: c::CareType::Both },
+            at: at(),
+        },
+        ClaimEvent::MedicalEntryUpserted {
+            entry: c::MedicalEntry {
+                kind: c::LineKind::Service,
+                code: "S1".into(),
+                name: "Consultation".into(),
+                price: Amount::units(40),
+                care_type: c::CareType::OutPatient,
+                frequency_days: Some(30),
+                maximum_amount: Some(Amount::units(2)),
+                category: Some(c::ServiceCategory::Consultation),
+            },
+            at: at(),
+        },
+        ClaimEvent::PriceListUpserted {
+            health_facility: "HF1".into(),
+            entries: vec![c::PriceListEntry {
+                kind: c::LineKind::Item,
+                code: "I1".into(),
+                price: Some(Amount(750)),
+                valid_from: day,
+                valid_to: Some(day),
+            }],
+            at: at(),
+        },
+        ClaimEvent::InsureeUpserted {
+            insuree: c::Insuree {
+                insuree_id: id(),
+                chfid: "100000001".into(),
+                birth_date: day,
+                gender: c::Gender::Female,
+            },
+            at: at(),
+        },
+        ClaimEvent::ProductUpserted {
+            product: c::Product {
+                code: "P1".into(),
+                name: "Basic".into(),
+                coverage: vec![c::Coverage {
+                    kind: c::LineKind::Service,
+                    code: "S2".into(),
+                    limit_adult: Some(Amount::units(5)),
+                    limit_child: None,
+                    waiting_period_adult: 24,
+                    waiting_period_child: 0,
+                    price_origin: c::PriceOrigin::Relative,
+                }],
+            },
+            at: at(),
+        },
+        ClaimEvent::PolicyUpserted {
+            policy: c::Policy {
+                policy_id: id(),
+                insuree_id: id(),
+                product_code: "P1".into(),
+                effective_date: day,
+                expiry_date: day,
+            },
+            at: at(),
+        },
+        ClaimEvent::ClaimCreated(Box::new(record.clone())),
+        ClaimEvent::ClaimUpdated(Box::new(record)),
+        ClaimEvent::ClaimDeleted { claim_id, at: at() },
+        ClaimEvent::ClaimSubmitted {
+            claim_id,
+            status: c::ClaimStatus::Checked,
+            rejection_reason: None,
+            lines: vec![c::LineAssessment {
+                kind: c::LineKind::Item,
+                index: 0,
+                status: c::LineStatus::Passed,
+                rejection_reason: 0,
+                qty_approved: Some(Amount::units(2)),
+                price_adjusted: Some(Amount(1250)),
+                product: text("P1"),
+                price_origin: Some(c::PriceOrigin::PriceList),
+            }],
+            approved: Some(Amount(2500)),
+            category: Some(c::ServiceCategory::Visit),
+            at: at(),
+        },
+        ClaimEvent::FeedbackStatusChanged { claim_id, feedback_status: c::StepStatus::Selected, at: at() },
+        ClaimEvent::FeedbackDelivered {
+            claim_id,
+            feedback: c::Feedback {
+                care_rendered: true,
+                payment_asked: false,
+                drug_prescribed: true,
+                drug_received: false,
+                assessment: 4,
+                officer: text("E-1"),
+                feedback_date: day,
+            },
+            at: at(),
+        },
+        ClaimEvent::ReviewStatusChanged { claim_id, review_status: c::StepStatus::NotSelected, at: at() },
+        ClaimEvent::ReviewSaved {
+            claim_id,
+            lines: vec![c::LineReview {
+                kind: c::LineKind::Item,
+                index: 0,
+                qty_approved: Some(Amount::units(1)),
+                price_approved: Some(Amount(700)),
+                justification: text("one box"),
+                rejected: false,
+            }],
+            approved: Amount(700),
+            status: c::ClaimStatus::Checked,
+            delivered: true,
+            at: at(),
+        },
+        ClaimEvent::ClaimProcessed {
+            claim_id,
+            status: c::ClaimStatus::Processed,
+            lines: valued.clone(),
+            valuated: None,
+            remunerated: None,
+            feedback_status: c::StepStatus::Bypassed,
+            review_status: c::StepStatus::Delivered,
+            at: at(),
+        },
+        ClaimEvent::ClaimValuated {
+            claim_id,
+            batch_run_id,
+            status: c::ClaimStatus::Valuated,
+            lines: valued,
+            valuated: Amount(1750),
+            remunerated: Amount(1750),
+            at: at(),
+        },
+        ClaimEvent::ValuationRun {
+            batch_run_id,
+            product: "P1".into(),
+            from: day,
+            to: day,
+            amount: Amount::units(100),
+            relative_total: Amount::units(10),
+            claims: vec![claim_id],
+            at: at(),
+        },
+        ClaimEvent::ClaimRestored { claim_id, restored_as: id(), at: at() },
+        ClaimEvent::AttachmentAdded { claim_id, attachment: attachment.clone(), at: at() },
+        ClaimEvent::AttachmentUpdated { claim_id, attachment: attachment.clone(), at: at() },
+        ClaimEvent::AttachmentDeleted { claim_id, attachment_id: attachment.attachment_id, at: at() },
+    ]
 }
 
 #[test]
@@ -214,8 +413,6 @@ fn every_event_type_has_a_schema() {
     }
     let described: BTreeSet<(String, String)> =
         events.iter().flat_map(|(c, types)| types.keys().map(|t| (c.to_string(), t.clone()))).collect();
-    // claims: generated (one schema per variant), samples still to write
     assert_eq!(events["claims"].len(), 21, "a schema for each claims event type");
-    let described: BTreeSet<_> = described.into_iter().filter(|(c, _)| c != "claims").collect();
     assert_eq!(described, produced, "every schema has a sample and every sample a schema");
 }

@@ -1,13 +1,18 @@
 //! Commands over NATS request/reply against a private nats-server, on both backends: every command
-//! of the HTTP API answers over NATS exactly as over HTTP (status, body, position), refusals too
-//! (400/401/403/409/422); idempotency keys are one across both ways in; malformed messages change
-//! nothing; gateways in one queue group run each command once; `/ready` follows the connection.
+//! of the HTTP API answers over NATS exactly as over HTTP (status, body, position), the claims
+//! lifecycle's included, refusals too (400/401/403/409/422, a claim of another facility refused in
+//! its bulk entry); idempotency keys are one across both ways in; malformed messages (a path
+//! parameter header that is not one segment) change nothing; gateways in one queue group run each
+//! command once; `/ready` follows the connection.
 
 use std::time::{Duration, Instant};
 
 use careledger_gateway::intake::IntakeConfig;
 use careledger_gateway::intake::commands::COMMANDS;
-use careledger_tests::{ALL, Kind, NatsServer, REGISTRY, REQUISITIONS, TestServer, both_backends, token_for};
+use careledger_tests::scenario::{ClaimsStep, claims_lifecycle, http_of};
+use careledger_tests::{
+    ALL, CLAIMS, Kind, NatsServer, REGISTRY, REQUISITIONS, TestServer, both_backends, token_at_facility, token_for,
+};
 use reqwest::Method;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -32,6 +37,9 @@ struct Message<'a> {
     body: String,
     /// The request id both ways get, so that whole bodies compare.
     request_id: String,
+    /// A bulk claims command: it takes no idempotency key, and its events record each claim's
+    /// command (this) rather than its own name.
+    bulk: Option<&'a str>,
 }
 
 impl<'a> Message<'a> {
@@ -49,6 +57,12 @@ impl<'a> Message<'a> {
     fn param(mut self, name: &'static str, value: &str) -> Self {
         self.params.push((name, value.to_string()));
         self
+    }
+
+    /// A step of the claims lifecycle.
+    fn step(token: &'a str, step: ClaimsStep) -> Self {
+        let bulk = step.bulk.then_some(step.recorded_as);
+        Message { params: step.params, bulk, ..Message::new("claims", step.command, token, step.body) }
     }
 
     fn keyed(mut self) -> Self {
@@ -91,13 +105,8 @@ impl<'a> Message<'a> {
     }
 
     async fn over_http(&self, s: &TestServer) -> Reply {
-        let command = COMMANDS.iter().find(|c| c.name == self.command).expect("a command of the table");
-        let mut path = command.path.to_string();
-        for (name, value) in &self.params {
-            let parameter = name.trim_start_matches("Careledger-").to_lowercase();
-            path = path.replace(&format!("{{{parameter}}}"), value);
-        }
-        let mut request = s.client.request(command.method.clone(), format!("{}{path}", s.base)).body(self.body.clone());
+        let (method, path) = http_of(self.command, &self.params);
+        let mut request = s.client.request(method, format!("{}{path}", s.base)).body(self.body.clone());
         for (name, value) in self.headers() {
             request = request.header(name, value);
         }
@@ -152,7 +161,9 @@ async fn head(s: &TestServer) -> i64 {
 }
 
 /// Sends over NATS, then the same over HTTP with the same idempotency key and request id: the
-/// HTTP answer is the replay of the NATS one, identical, and appends nothing more. Returns it.
+/// HTTP answer is the replay of the NATS one, identical, and appends nothing more. A bulk command
+/// takes no key (each claim answers for itself): its repeat over NATS and over HTTP answer alike,
+/// claim by claim, and append nothing. Returns the first answer, once the read models hold it.
 async fn same_both_ways(s: &TestServer, nats: &async_nats::Client, send: Message<'_>, status: u16) -> Reply {
     let send = send.keyed();
     let over_nats = send.over_nats(nats).await;
@@ -161,10 +172,16 @@ async fn same_both_ways(s: &TestServer, nats: &async_nats::Client, send: Message
     assert_eq!(over_nats.position, Some(after), "{} answers the position it reached", send.command);
     let log = careledger_tests::whole_log(&s.state().store).await;
     let last = log.last().expect("an event");
-    assert_eq!(last.metadata.command, send.command, "the event is the command's");
+    assert_eq!(last.metadata.command, send.bulk.unwrap_or(send.command), "the event is the command's");
     let over_http = send.over_http(s).await;
-    assert_eq!(over_http, over_nats, "{} over HTTP with the same key answers as over NATS", send.command);
+    if send.bulk.is_some() {
+        let again = send.over_nats(nats).await;
+        assert_eq!(over_http, again, "{} repeated over HTTP answers as repeated over NATS", send.command);
+    } else {
+        assert_eq!(over_http, over_nats, "{} over HTTP with the same key answers as over NATS", send.command);
+    }
     assert_eq!(head(s).await, after, "{}: the repeat over HTTP appended nothing", send.command);
+    assert!(s.state().projections.wait_for(after, Duration::from_secs(10)).await, "read models behind");
     over_nats
 }
 
@@ -216,6 +233,13 @@ async fn every_command_on(kind: Kind) {
     let body = json!({ "encounter_id": Uuid::new_v4(), "entity_type": "service_request", "entity_id": Uuid::new_v4() });
     let issued = run(Message::new("requisitions", "IssueRequisition", &requisitions, body), 201).await;
     assert!(issued.body["data"]["requisition"].is_string(), "{}", issued.body);
+
+    let claims = token_for("claims-admin", CLAIMS, None);
+    claims_lifecycle(async |step: ClaimsStep| {
+        let status = step.status;
+        run(Message::step(&claims, step), status).await.body
+    })
+    .await;
 
     let mut every: Vec<String> = COMMANDS.iter().map(|c| c.name.to_string()).collect();
     every.sort();
@@ -284,6 +308,34 @@ async fn refusals_on(kind: Kind) {
         assert_eq!(send.over_http(&s).await, over_nats, "{} {status}: HTTP answers as NATS", send.command);
     }
     assert_eq!(head(&s).await, before, "no refusal appended anything");
+
+    // claims: a claim of HF1 is refused to HF2's administrator in its entry of the bulk answer
+    // (403), and an invalid line is a 422 naming its JSON path
+    let admin = token_for("claims-admin", CLAIMS, None);
+    let claim = json!({ "code": "C-1", "health_facility": "HF1", "insuree": "100000001", "date_from": "2026-01-02",
+                        "icd": "A00", "items": [{ "code": "I1", "qty_provided": 1, "price_asked": 8 }] });
+    let created = Message::new("claims", "CreateClaim", &admin, claim.clone()).over_nats(&nats).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let before = head(&s).await;
+    let other_facility = token_at_facility("clerk-2", CLAIMS, "HF2");
+    let uuids = json!({ "uuids": [created.body["data"]["uuid"]] });
+    let submit = Message::new("claims", "SubmitClaims", &other_facility, uuids);
+    let over_nats = submit.over_nats(&nats).await;
+    let entry = &over_nats.body["data"][0];
+    assert_eq!(
+        (over_nats.status, &entry["done"], &entry["error"]["code"]),
+        (200, &json!(false), &json!(403)),
+        "{entry}"
+    );
+    assert_eq!(submit.over_http(&s).await, over_nats, "SubmitClaims refused: HTTP answers as NATS");
+    let mut invalid = claim;
+    invalid["items"][0]["qty_provided"] = json!(-1);
+    let create = Message::new("claims", "CreateClaim", &admin, invalid);
+    let over_nats = create.over_nats(&nats).await;
+    assert_eq!(over_nats.status, 422, "{}", over_nats.body);
+    assert_eq!(over_nats.body["error"]["invalid"][0]["entry"], "$.items[0].qty_provided");
+    assert_eq!(create.over_http(&s).await, over_nats, "CreateClaim 422: HTTP answers as NATS");
+    assert_eq!(head(&s).await, before, "no claims refusal appended anything");
 }
 
 both_backends!(an_idempotency_key_answers_once, idempotency_on);
@@ -332,6 +384,21 @@ async fn malformed_on(kind: Kind) {
     assert_eq!(no_code.body["error"]["invalid"][0]["entry_type"], "header");
     let blank = Message::new("codes", "AssignCode", &t, json!({ "insuree_id": "I-1" })).param("Careledger-Code", " ");
     assert_eq!(blank.over_nats(&nats).await.status, 422);
+    // a header fills one path segment, never more: no header reaches another route
+    let claims = token_for("claims-admin", CLAIMS, None);
+    for (command, value) in [("RestoreClaim", "x/../../code-batches"), ("UpdateClaim", ".."), ("RestoreClaim", "/")] {
+        let send = Message::new("claims", command, &claims, json!({})).param("Careledger-Uuid", value);
+        let refused = send.over_nats(&nats).await;
+        assert_eq!(refused.status, 422, "{command} {value:?}: {}", refused.body);
+        let invalid = &refused.body["error"]["invalid"][0];
+        assert_eq!((&invalid["entry"], &invalid["entry_type"]), (&json!("Careledger-Uuid"), &json!("header")));
+        assert_eq!(invalid["rules"][0]["rule"], "format", "{invalid}");
+    }
+    let no_attachment = Message::new("claims", "DeleteAttachment", &claims, json!({}))
+        .param("Careledger-Uuid", &Uuid::now_v7().to_string())
+        .over_nats(&nats)
+        .await;
+    assert_eq!(no_attachment.body["error"]["invalid"][0]["entry"], "Careledger-Id", "{}", no_attachment.body);
 
     let bad_json = Message { body: "not json".into(), ..Message::new("codes", "GenerateCodes", &t, body.clone()) };
     assert_eq!(bad_json.over_nats(&nats).await.status, 400);

@@ -3,9 +3,14 @@
 //! A command over NATS is the HTTP command it names, sent through the same router: the subject
 //! `careledger.commands.<context>.<Command>` picks a method and path template here, the message's
 //! body is the HTTP body unchanged, and path parameters come from headers named after them
-//! (`{code}` from `Careledger-Code`, `{id}` from `Careledger-Id`). The body is not touched because
-//! it is what validation reads and what an idempotency key is checked against: the same command
-//! with the same key over HTTP and over NATS is one command.
+//! (`{code}` from `Careledger-Code`, `{id}` from `Careledger-Id`, `{uuid}` from `Careledger-Uuid`).
+//! The body is not touched because it is what validation reads and what an idempotency key is
+//! checked against: the same command with the same key over HTTP and over NATS is one command.
+//!
+//! A header fills exactly one path segment: a value with a `/`, or `.` / `..`, is refused rather
+//! than encoded, so that no header can make a path name another resource than its template does.
+//! Routes with a parameter that picks the operation (`/api/v1/claims/feedback/{action}`) are one
+//! command per value instead, each on its fixed path.
 
 use axum::http::Method;
 
@@ -38,6 +43,33 @@ pub const COMMANDS: &[NatsCommand] = &[
     command("registry", "ChangeEquipmentStatus", Method::PATCH, "/api/v1/equipment/{id}/status"),
     command("registry", "ChangeAvailability", Method::PATCH, "/api/v1/equipment/{id}/availability"),
     command("requisitions", "IssueRequisition", Method::POST, "/api/v1/requisitions"),
+    command("claims", "UpsertHealthFacilities", Method::POST, "/api/v1/health-facilities"),
+    command("claims", "UpsertMedicalItems", Method::POST, "/api/v1/medical-items"),
+    command("claims", "UpsertMedicalServices", Method::POST, "/api/v1/medical-services"),
+    command("claims", "UpsertPriceLists", Method::POST, "/api/v1/price-lists"),
+    command("claims", "UpsertInsurees", Method::POST, "/api/v1/insurees"),
+    command("claims", "UpsertProducts", Method::POST, "/api/v1/products"),
+    command("claims", "UpsertPolicies", Method::POST, "/api/v1/policies"),
+    command("claims", "CreateClaim", Method::POST, "/api/v1/claims"),
+    command("claims", "UpdateClaim", Method::PUT, "/api/v1/claims/{uuid}"),
+    command("claims", "DeleteClaims", Method::POST, "/api/v1/claims/delete"),
+    command("claims", "RestoreClaim", Method::POST, "/api/v1/claims/{uuid}/restore"),
+    command("claims", "SubmitClaims", Method::POST, "/api/v1/claims/submit"),
+    // one command per step and action (openIMIS' mutations), each a fixed path: no `{action}`
+    command("claims", "SelectClaimsForFeedback", Method::POST, "/api/v1/claims/feedback/select"),
+    command("claims", "SkipClaimsFeedback", Method::POST, "/api/v1/claims/feedback/skip"),
+    command("claims", "BypassClaimsFeedback", Method::POST, "/api/v1/claims/feedback/bypass"),
+    command("claims", "DeliverFeedback", Method::POST, "/api/v1/claims/{uuid}/feedback"),
+    command("claims", "SelectClaimsForReview", Method::POST, "/api/v1/claims/review/select"),
+    command("claims", "SkipClaimsReview", Method::POST, "/api/v1/claims/review/skip"),
+    command("claims", "BypassClaimsReview", Method::POST, "/api/v1/claims/review/bypass"),
+    command("claims", "SaveReview", Method::POST, "/api/v1/claims/{uuid}/review"),
+    command("claims", "ProcessClaims", Method::POST, "/api/v1/claims/process"),
+    command("claims", "ValuateClaims", Method::POST, "/api/v1/claims/valuations"),
+    // the file of an attachment travels base64 in the JSON body (`document`), as over HTTP
+    command("claims", "AddAttachment", Method::POST, "/api/v1/claims/{uuid}/attachments"),
+    command("claims", "UpdateAttachment", Method::PATCH, "/api/v1/claims/{uuid}/attachments/{id}"),
+    command("claims", "DeleteAttachment", Method::DELETE, "/api/v1/claims/{uuid}/attachments/{id}"),
 ];
 
 /// The subjects commands arrive on: `careledger.commands.<context>.<Command>`.
@@ -64,25 +96,46 @@ impl NatsCommand {
         format!("Careledger-{}", super::message::title_case(parameter))
     }
 
-    /// The path with every parameter filled by `value` (percent-encoded), or the parameters
-    /// `value` had none for.
-    pub fn path_with(&self, value: impl Fn(&str) -> Option<String>) -> Result<String, Vec<&'static str>> {
-        let mut missing = vec![];
+    /// The path with every parameter filled by `value` (percent-encoded), or every parameter
+    /// `value` had none or no single segment for.
+    pub fn path_with(
+        &self,
+        value: impl Fn(&str) -> Option<String>,
+    ) -> Result<String, Vec<(&'static str, ParameterError)>> {
+        let mut errors = vec![];
         let segments: Vec<String> = self
             .path
             .split('/')
             .map(|segment| match segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
                 None => segment.to_string(),
-                Some(parameter) => match value(parameter).filter(|v| !v.trim().is_empty()) {
-                    Some(v) => percent_encoding::utf8_percent_encode(v.trim(), SEGMENT).to_string(),
-                    None => {
-                        missing.push(parameter);
+                Some(parameter) => match segment_of(value(parameter).as_deref()) {
+                    Ok(v) => percent_encoding::utf8_percent_encode(v, SEGMENT).to_string(),
+                    Err(e) => {
+                        errors.push((parameter, e));
                         String::new()
                     }
                 },
             })
             .collect();
-        if missing.is_empty() { Ok(segments.join("/")) } else { Err(missing) }
+        if errors.is_empty() { Ok(segments.join("/")) } else { Err(errors) }
+    }
+}
+
+/// Why a header cannot fill its path parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParameterError {
+    /// No header, or a blank one.
+    Missing,
+    /// A `/`, or a dot segment: the value would not be one path segment.
+    NotASegment,
+}
+
+/// A header's value as one path segment (trimmed).
+fn segment_of(value: Option<&str>) -> Result<&str, ParameterError> {
+    match value.map(str::trim) {
+        None | Some("") => Err(ParameterError::Missing),
+        Some(v) if v.contains('/') || v == "." || v == ".." => Err(ParameterError::NotASegment),
+        Some(v) => Ok(v),
     }
 }
 
@@ -111,8 +164,30 @@ mod tests {
         let assign = NatsCommand::for_subject("careledger.commands.codes.AssignCode").unwrap();
         assert_eq!(assign.parameters().collect::<Vec<_>>(), ["code"]);
         assert_eq!(NatsCommand::header_of("code"), "Careledger-Code");
-        assert_eq!(assign.path_with(|_| Some("12/3 ?".into())).unwrap(), "/api/v1/codes/12%2F3%20%3F/assignment");
-        assert_eq!(assign.path_with(|_| None), Err(vec!["code"]));
-        assert_eq!(assign.path_with(|_| Some(" ".into())), Err(vec!["code"]));
+        assert_eq!(assign.path_with(|_| Some("12 3?#%".into())).unwrap(), "/api/v1/codes/12%203%3F%23%25/assignment");
+        assert_eq!(assign.path_with(|_| None), Err(vec![("code", ParameterError::Missing)]));
+        assert_eq!(assign.path_with(|_| Some(" ".into())), Err(vec![("code", ParameterError::Missing)]));
+        for other_path in ["12/3", "/", "..", " . ", "../../code-batches"] {
+            let refused = assign.path_with(|_| Some(other_path.into()));
+            assert_eq!(refused, Err(vec![("code", ParameterError::NotASegment)]), "{other_path:?}");
+        }
+    }
+
+    #[test]
+    fn claims_commands_take_their_claim_and_attachment_from_headers() {
+        let update = NatsCommand::for_subject("careledger.commands.claims.UpdateAttachment").unwrap();
+        assert_eq!(
+            (update.method.clone(), update.parameters().collect::<Vec<_>>()),
+            (Method::PATCH, vec!["uuid", "id"])
+        );
+        assert_eq!(NatsCommand::header_of("uuid"), "Careledger-Uuid");
+        let path = update.path_with(|p| Some(if p == "uuid" { "c-1".into() } else { "a-1".into() }));
+        assert_eq!(path.unwrap(), "/api/v1/claims/c-1/attachments/a-1");
+        let both = update.path_with(|p| (p == "id").then(|| "..".to_string()));
+        assert_eq!(both, Err(vec![("uuid", ParameterError::Missing), ("id", ParameterError::NotASegment)]));
+        // no command leaves the operation to a path parameter
+        assert!(COMMANDS.iter().all(|c| c.parameters().all(|p| p != "action")));
+        let select = NatsCommand::for_subject("careledger.commands.claims.SelectClaimsForFeedback").unwrap();
+        assert_eq!(select.path, "/api/v1/claims/feedback/select");
     }
 }

@@ -10,7 +10,7 @@ use axum::body::{Body, Bytes};
 use axum::http::{self, HeaderValue, StatusCode, header};
 use axum::response::Response;
 
-use super::commands::NatsCommand;
+use super::commands::{NatsCommand, ParameterError};
 use crate::handler::{CORRELATION_HEADER, IDEMPOTENCY_HEADER};
 use crate::http::REQUEST_ID_HEADER;
 use crate::http::envelope::{ApiError, Invalid, REQUEST_ID};
@@ -30,7 +30,8 @@ pub fn header<'a>(headers: Option<&'a HeaderMap>, name: &str) -> Option<&'a str>
         .map(|v| v.as_str())
 }
 
-/// The HTTP request a command message stands for; a 422 naming every missing path parameter.
+/// The HTTP request a command message stands for; a 422 naming every path parameter header
+/// missing or not one path segment.
 pub fn request(
     command: &NatsCommand,
     headers: Option<&HeaderMap>,
@@ -38,17 +39,19 @@ pub fn request(
 ) -> Result<http::Request<Body>, ApiError> {
     let path = command
         .path_with(|parameter| header(headers, &NatsCommand::header_of(parameter)).map(String::from))
-        .map_err(|missing| {
+        .map_err(|errors| {
             ApiError::invalid(
-                missing
+                errors
                     .into_iter()
-                    .map(|p| Invalid {
-                        entry_type: "header",
-                        ..Invalid::field(
-                            NatsCommand::header_of(p),
-                            "required",
-                            format!("the {{{p}}} of {}", command.path),
-                        )
+                    .map(|(p, error)| {
+                        let (rule, description) = match error {
+                            ParameterError::Missing => ("required", format!("the {{{p}}} of {}", command.path)),
+                            ParameterError::NotASegment => (
+                                "format",
+                                format!("the {{{p}}} of {}: one path segment, without / and not . or ..", command.path),
+                            ),
+                        };
+                        Invalid { entry_type: "header", ..Invalid::field(NatsCommand::header_of(p), rule, description) }
                     })
                     .collect(),
             )
@@ -65,7 +68,7 @@ pub fn request(
     builder.body(Body::from(payload)).map_err(|e| ApiError::malformed(format!("Cannot make a request of it: {e}")))
 }
 
-/// A refusal made before the router (unknown command, missing path parameter), as the router's
+/// A refusal made before the router (unknown command, bad path parameter header), as the router's
 /// own refusals look: the envelope, with the caller's request id or a new one.
 pub fn refusal(error: &ApiError, headers: Option<&HeaderMap>) -> (StatusCode, HeaderMap, Bytes) {
     let id = header(headers, REQUEST_ID_HEADER)

@@ -6,9 +6,9 @@
 //! one queue group, so each command is taken by one of them. At most `concurrency` commands run at
 //! once: past that, messages wait in the subscription (NATS' own back pressure).
 //!
-//! A message that cannot be a command (unknown subject, a missing path parameter) is answered
-//! with the error envelope and reaches nothing; one without a reply subject is not run at all (its
-//! sender could never learn what happened), only counted. `careledger.commands.>` is outside the
+//! A message that cannot be a command (unknown subject, a path parameter header missing or not
+//! one path segment) is answered with the error envelope and reaches nothing; one without a reply
+//! subject is not run at all (its sender could never learn what happened), only counted. `careledger.commands.>` is outside the
 //! relay's JetStream stream on purpose: a stream capturing it would answer requests with its acks.
 
 pub mod commands;
