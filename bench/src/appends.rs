@@ -14,10 +14,11 @@ use uuid::Uuid;
 
 use crate::service::{FreshDb, figure};
 
-pub async fn run(backend: &str, pg_admin: &str, writers: usize, seconds: f64) -> Result<(), String> {
+pub async fn run(backend: &str, pg_admin: &str, writers: usize, seconds: f64, committers: usize) -> Result<(), String> {
     let db = FreshDb::new(backend, pg_admin).await?;
     let mut options = StoreOptions::new(db.url.clone());
     options.max_connections = writers as u32 + 4;
+    options.committers = committers.max(1);
     let store = EventStore::open(&options).await.map_err(|e| e.to_string())?;
     store.migrate().await.map_err(|e| e.to_string())?;
     let mut tx = store.db().begin().await.map_err(|e| e.to_string())?;

@@ -41,6 +41,9 @@ enum Command {
         writers: usize,
         #[arg(long, default_value_t = 10.0)]
         seconds: f64,
+        /// PostgreSQL group-commit tasks (the service's CARELEDGER_PG_COMMITTERS)
+        #[arg(long, default_value_t = 4)]
+        committers: usize,
     },
     /// Command latency at an offered rate, and projection lag.
     Latency {
@@ -141,9 +144,9 @@ async fn run(cli: Cli) -> Result<(), String> {
                 generate::run(&b, pg, number).await?;
             }
         }
-        Command::Appends { backends, writers, seconds } => {
+        Command::Appends { backends, writers, seconds, committers } => {
             for b in each(&backends) {
-                appends::run(&b, pg, writers, seconds).await?;
+                appends::run(&b, pg, writers, seconds, committers).await?;
             }
         }
         Command::Latency { backends, rate, seconds } => {
@@ -189,7 +192,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         Command::Smoke => {
             for b in ["sqlite", "postgres"] {
                 generate::run(b, pg, 2_000).await?;
-                appends::run(b, pg, 4, 0.3).await?;
+                appends::run(b, pg, 4, 0.3, 4).await?;
                 latency::run(b, pg, 100, 1).await?;
                 rebuild::run(b, pg, 2_000).await?;
                 relay::run(b, pg, 2_000, 100, 1).await?;
