@@ -108,7 +108,7 @@ impl NatsCommand {
             .split('/')
             .map(|segment| match segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
                 None => segment.to_string(),
-                Some(parameter) => match segment_of(value(parameter).as_deref()) {
+                Some(parameter) => match segment_of(value(parameter).as_deref()).and_then(|v| typed(parameter, v)) {
                     Ok(v) => percent_encoding::utf8_percent_encode(v, SEGMENT).to_string(),
                     Err(e) => {
                         errors.push((parameter, e));
@@ -128,6 +128,17 @@ pub enum ParameterError {
     Missing,
     /// A `/`, or a dot segment: the value would not be one path segment.
     NotASegment,
+    /// `{uuid}` (a claim) that is not a UUID: it could name a fixed route beside the claim's
+    /// (`/api/v1/claims/submit`) and be answered 405 instead of 422.
+    NotAUuid,
+}
+
+/// A segment checked against what its parameter names.
+fn typed<'a>(parameter: &str, segment: &'a str) -> Result<&'a str, ParameterError> {
+    if parameter == "uuid" && uuid::Uuid::parse_str(segment).is_err() {
+        return Err(ParameterError::NotAUuid);
+    }
+    Ok(segment)
 }
 
 /// A header's value as one path segment (trimmed).
@@ -181,8 +192,11 @@ mod tests {
             (Method::PATCH, vec!["uuid", "id"])
         );
         assert_eq!(NatsCommand::header_of("uuid"), "Careledger-Uuid");
-        let path = update.path_with(|p| Some(if p == "uuid" { "c-1".into() } else { "a-1".into() }));
-        assert_eq!(path.unwrap(), "/api/v1/claims/c-1/attachments/a-1");
+        let claim = "0190b3a4-6c1e-7d2a-9f00-000000000001";
+        let path = update.path_with(|p| Some(if p == "uuid" { claim.into() } else { "a-1".into() }));
+        assert_eq!(path.unwrap(), format!("/api/v1/claims/{claim}/attachments/a-1"));
+        let fixed_route = NatsCommand::for_subject("careledger.commands.claims.UpdateClaim").unwrap();
+        assert_eq!(fixed_route.path_with(|_| Some("submit".into())), Err(vec![("uuid", ParameterError::NotAUuid)]));
         let both = update.path_with(|p| (p == "id").then(|| "..".to_string()));
         assert_eq!(both, Err(vec![("uuid", ParameterError::Missing), ("id", ParameterError::NotASegment)]));
         // no command leaves the operation to a path parameter

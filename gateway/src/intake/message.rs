@@ -50,6 +50,7 @@ pub fn request(
                                 "format",
                                 format!("the {{{p}}} of {}: one path segment, without / and not . or ..", command.path),
                             ),
+                            ParameterError::NotAUuid => ("format", format!("the {{{p}}} of {}: a UUID", command.path)),
                         };
                         Invalid { entry_type: "header", ..Invalid::field(NatsCommand::header_of(p), rule, description) }
                     })
