@@ -15,6 +15,7 @@ mod group_commit;
 mod postgres;
 mod sqlite;
 mod subscription;
+mod tail;
 
 use std::time::Duration;
 
@@ -156,6 +157,8 @@ pub struct EventStore {
     appended: watch::Sender<i64>,
     poll_interval: Duration,
     group_commit: Option<std::sync::Arc<group_commit::GroupCommit>>,
+    /// The newest events, read once for every subscription of this process.
+    tail: std::sync::Arc<tail::Tail>,
 }
 
 impl EventStore {
@@ -169,7 +172,7 @@ impl EventStore {
             )),
             _ => None,
         };
-        Ok(EventStore { db, appended, poll_interval: options.poll_interval, group_commit })
+        Ok(EventStore { db, appended, poll_interval: options.poll_interval, group_commit, tail: tail::Tail::new() })
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {

@@ -5,12 +5,16 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::tail::{Served, Tail};
 use crate::{EventStore, RecordedEvent, StoreError};
 
 type Read = JoinHandle<Result<Vec<RecordedEvent>, StoreError>>;
 
 /// Reads the global log from a position on, waiting for new events when it has read them all.
 /// Wakes at once for appends of this process and polls for those of other processes.
+///
+/// Near the head of the log, the events come from the process's shared [`Tail`] (read from the
+/// database once for every subscription); further behind, from the database.
 ///
 /// While catching up (a batch came back full, so more is probably waiting), the next batch is
 /// read in the background while the caller handles this one: the database's time and the
@@ -20,6 +24,8 @@ pub struct Subscription {
     position: i64,
     batch_size: i64,
     appended: watch::Receiver<i64>,
+    /// The shared tail's position.
+    read_to: watch::Receiver<i64>,
     poll_interval: Duration,
     /// The read of the batch after `position`, started early.
     ahead: Option<Read>,
@@ -28,7 +34,8 @@ pub struct Subscription {
 impl Subscription {
     pub(crate) fn new(store: EventStore, position: i64, batch_size: i64, poll_interval: Duration) -> Self {
         let appended = store.appended();
-        Subscription { store, position, batch_size, appended, poll_interval, ahead: None }
+        let read_to = Tail::follow(&store);
+        Subscription { store, position, batch_size, appended, read_to, poll_interval, ahead: None }
     }
 
     /// The position of the last event handed out.
@@ -48,28 +55,36 @@ impl Subscription {
     /// started ahead stays with the subscription for the next call).
     pub async fn next_batch(&mut self) -> Result<Vec<RecordedEvent>, StoreError> {
         loop {
-            let events = match self.ahead.as_mut() {
+            let (events, from_database) = match self.ahead.as_mut() {
                 Some(read) => {
                     let result = read.await;
                     self.ahead = None;
-                    result.map_err(|e| StoreError::Backend(format!("read ahead of the log: {e}")))??
+                    (result.map_err(|e| StoreError::Backend(format!("read ahead of the log: {e}")))??, true)
                 }
                 None => {
-                    // appends from here on wake the wait below, whatever this read sees
-                    self.appended.borrow_and_update();
-                    self.store.read_all(self.position, self.batch_size).await?
+                    // changes of the tail from here on wake the waits below
+                    self.read_to.borrow_and_update();
+                    match self.store.tail.serve(self.position, self.batch_size) {
+                        Served::Events(events) => (events, false),
+                        Served::Elsewhere => {
+                            // appends from here on wake the wait below, whatever this read sees
+                            self.appended.borrow_and_update();
+                            (self.store.read_all(self.position, self.batch_size).await?, true)
+                        }
+                    }
                 }
             };
             if let Some(last) = events.last() {
                 self.position = last.position;
-                if events.len() as i64 >= self.batch_size {
+                if from_database && events.len() as i64 >= self.batch_size {
                     let (store, after, limit) = (self.store.clone(), self.position, self.batch_size);
                     self.ahead = Some(tokio::spawn(async move { store.read_all(after, limit).await }));
                 }
                 return Ok(events);
             }
             tokio::select! {
-                _ = self.appended.changed() => {}
+                _ = self.read_to.changed(), if !from_database => {}
+                _ = self.appended.changed(), if from_database => {}
                 _ = tokio::time::sleep(self.poll_interval) => {}
             }
         }

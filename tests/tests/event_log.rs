@@ -286,20 +286,25 @@ async fn concurrent_writers_on(kind: Kind) {
     const APPENDS: usize = 60;
     let db = TestDb::new(kind).await;
     let store = db.store().await;
-    let reader_store = store.clone();
-    let reader = tokio::spawn(async move {
-        let mut sub = reader_store.subscribe(0, 97);
-        let mut seen = Vec::new();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-        loop {
-            let batch = tokio::time::timeout_at(deadline, sub.next_batch()).await;
-            let Ok(batch) = batch else { break seen };
-            seen.extend(batch.unwrap());
-            if seen.len() >= expected_total() {
-                break seen;
+    // subscriptions of one process share the tail of the log: two with other batch sizes read
+    // along, a third starts after the writes (from memory), and one of a second store opened
+    // afterwards starts behind its tail (from the database, then from memory)
+    let tailing = |store: EventStore, batch: i64| {
+        tokio::spawn(async move {
+            let mut sub = store.subscribe(0, batch);
+            let mut seen = Vec::new();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+            loop {
+                let batch = tokio::time::timeout_at(deadline, sub.next_batch()).await;
+                let Ok(batch) = batch else { break seen };
+                seen.extend(batch.unwrap());
+                if seen.len() >= expected_total() {
+                    break seen;
+                }
             }
-        }
-    });
+        })
+    };
+    let readers = vec![tailing(store.clone(), 97), tailing(store.clone(), 13)];
     let committed = Arc::new(std::sync::Mutex::new(HashSet::new()));
     let mut writers = Vec::new();
     for w in 0..WRITERS {
@@ -338,18 +343,23 @@ async fn concurrent_writers_on(kind: Kind) {
     for w in writers {
         w.await.unwrap();
     }
-    let seen = reader.await.unwrap();
     let committed = committed.lock().unwrap().clone();
     assert_eq!(committed.len(), expected_total());
-    let ids: Vec<Uuid> = seen.iter().map(|e| e.event_id).collect();
-    assert_eq!(ids.iter().collect::<HashSet<_>>().len(), ids.len(), "an event was seen twice");
-    assert_eq!(ids.iter().copied().collect::<HashSet<_>>(), committed, "the reader missed events");
-    assert!(seen.windows(2).all(|w| w[0].position < w[1].position), "positions went backwards");
-    let mut versions: HashMap<&str, i64> = HashMap::new();
-    for e in &seen {
-        let last = versions.entry(&e.stream).or_insert(0);
-        assert_eq!(e.version, *last + 1, "stream {} out of order", e.stream);
-        *last = e.version;
+    let mut readers = readers;
+    readers.push(tailing(store.clone(), 500));
+    readers.push(tailing(db.store().await, 50));
+    for (r, reader) in readers.into_iter().enumerate() {
+        let seen = reader.await.unwrap();
+        let ids: Vec<Uuid> = seen.iter().map(|e| e.event_id).collect();
+        assert_eq!(ids.iter().collect::<HashSet<_>>().len(), ids.len(), "reader {r} saw an event twice");
+        assert_eq!(ids.iter().copied().collect::<HashSet<_>>(), committed, "reader {r} missed events");
+        assert!(seen.windows(2).all(|w| w[0].position < w[1].position), "positions went backwards");
+        let mut versions: HashMap<&str, i64> = HashMap::new();
+        for e in &seen {
+            let last = versions.entry(&e.stream).or_insert(0);
+            assert_eq!(e.version, *last + 1, "stream {} out of order (reader {r})", e.stream);
+            *last = e.version;
+        }
     }
 
     fn expected_total() -> usize {

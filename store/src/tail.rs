@@ -1,0 +1,150 @@
+//! One reader of the log's newest events for every subscription of this process.
+//!
+//! Each projector and the relay follow the log with their own subscription. Read on their own,
+//! the newest events would be read, sent and decoded once per subscription (six times with five
+//! projectors and the relay) on every append. The tail reads them once and keeps the newest
+//! [`CAPACITY`] in memory: a subscription at or past the start of what it keeps is served from
+//! memory, one further behind (a rebuild, a relay catching up after an outage) reads the database.
+//!
+//! Why nothing is skipped: the tail reads with [`EventStore::read_all`], which only returns events
+//! below the reading horizon, so when a read returns events up to `p`, no event at or below `p`
+//! can still appear. The ring therefore holds *every* event in `(base, tail]`, and a subscription
+//! at `position >= base` finds all its next events there.
+//!
+//! The reader task runs while subscriptions exist (it stops once the last is dropped, and the
+//! next subscription starts it again, continuing after the tail it had read).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
+
+use crate::{EventStore, RecordedEvent};
+
+/// Events kept in memory at most.
+const CAPACITY: usize = 8192;
+/// Events one read of the database takes at most.
+const READ: i64 = 1000;
+
+/// What the tail can do for a subscription at a position.
+pub(crate) enum Served {
+    /// The next events after the position (empty: it is at the tail; wait for `read_to`).
+    Events(Vec<RecordedEvent>),
+    /// The position is not covered (before the ring, past its tail, or the tail has not read
+    /// yet): read the database.
+    Elsewhere,
+}
+
+#[derive(Default)]
+struct Ring {
+    /// Every event in `(base, tail]` is in `events`, in order; `None` until the first read.
+    span: Option<(i64, i64)>,
+    events: VecDeque<RecordedEvent>,
+    running: bool,
+}
+
+pub(crate) struct Tail {
+    ring: Mutex<Ring>,
+    /// The tail's position, for subscriptions waiting at it.
+    read_to: watch::Sender<i64>,
+}
+
+impl Tail {
+    pub(crate) fn new() -> Arc<Tail> {
+        Arc::new(Tail { ring: Mutex::new(Ring::default()), read_to: watch::channel(0).0 })
+    }
+
+    fn ring(&self) -> std::sync::MutexGuard<'_, Ring> {
+        self.ring.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A receiver of the tail's position for a new subscription, starting the reader if it is
+    /// not running.
+    pub(crate) fn follow(store: &EventStore) -> watch::Receiver<i64> {
+        let tail = &store.tail;
+        let mut ring = tail.ring();
+        let receiver = tail.read_to.subscribe();
+        if !ring.running {
+            ring.running = true;
+            tokio::spawn(read(store.clone()));
+        }
+        receiver
+    }
+
+    /// The events after `position`, `limit` at most, if the ring covers `position`.
+    pub(crate) fn serve(&self, position: i64, limit: i64) -> Served {
+        let ring = self.ring();
+        let Some((base, tail)) = ring.span else { return Served::Elsewhere };
+        if position < base || position > tail {
+            return Served::Elsewhere;
+        }
+        let start = ring.events.partition_point(|e| e.position <= position);
+        let end = (start + limit.max(1) as usize).min(ring.events.len());
+        Served::Events(ring.events.range(start..end).cloned().collect())
+    }
+
+    fn push(&self, events: Vec<RecordedEvent>) {
+        let mut ring = self.ring();
+        let Some((mut base, mut tail)) = ring.span else { return };
+        for event in events {
+            tail = event.position;
+            ring.events.push_back(event);
+        }
+        while ring.events.len() > CAPACITY {
+            if let Some(oldest) = ring.events.pop_front() {
+                base = oldest.position;
+            }
+        }
+        ring.span = Some((base, tail));
+        drop(ring);
+        self.read_to.send_replace(tail);
+    }
+}
+
+/// The reader: follows the log from the ring's tail (at first, the log's head) and stops when no
+/// subscription is left.
+async fn read(store: EventStore) {
+    let tail = store.tail.clone();
+    let mut appended = store.appended();
+    loop {
+        {
+            let mut ring = tail.ring();
+            if tail.read_to.receiver_count() == 0 {
+                ring.running = false;
+                return;
+            }
+        }
+        appended.borrow_and_update();
+        let span = tail.ring().span;
+        let from = match span {
+            Some((_, to)) => Ok(to),
+            None => store.head().await,
+        };
+        let read = match from {
+            Ok(from) => {
+                tail.ring().span.get_or_insert((from, from));
+                store.read_all(from, READ).await
+            }
+            Err(e) => Err(e),
+        };
+        let full = match read {
+            Ok(events) => {
+                let full = events.len() as i64 >= READ;
+                if !events.is_empty() {
+                    tail.push(events);
+                }
+                full
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the log's tail could not be read; trying again");
+                false
+            }
+        };
+        if !full {
+            tokio::select! {
+                _ = appended.changed() => {}
+                _ = tokio::time::sleep(store.poll_interval) => {}
+            }
+        }
+    }
+}
