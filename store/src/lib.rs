@@ -142,11 +142,21 @@ pub struct StoreOptions {
     /// PostgreSQL: tasks writing queued appends, each batch in one transaction (group commit);
     /// 0 writes every append in its own transaction from the caller's task.
     pub committers: usize,
+    /// Subscriptions near the head share one reader of the log (see `tail.rs`); false makes each
+    /// read the database itself. Default true; `CARELEDGER_SHARED_TAIL=0` turns it off (to
+    /// compare, or should the shared reader ever misbehave).
+    pub shared_tail: bool,
 }
 
 impl StoreOptions {
     pub fn new(url: impl Into<String>) -> Self {
-        StoreOptions { url: url.into(), max_connections: 16, poll_interval: Duration::from_millis(20), committers: 4 }
+        StoreOptions {
+            url: url.into(),
+            max_connections: 16,
+            poll_interval: Duration::from_millis(20),
+            committers: 4,
+            shared_tail: std::env::var("CARELEDGER_SHARED_TAIL").map_or(true, |v| v != "0"),
+        }
     }
 }
 
@@ -172,7 +182,7 @@ impl EventStore {
             )),
             _ => None,
         };
-        Ok(EventStore { db, appended, poll_interval: options.poll_interval, group_commit, tail: tail::Tail::new() })
+        Ok(EventStore { db, appended, poll_interval: options.poll_interval, group_commit, tail: tail::Tail::new(options.shared_tail) })
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {

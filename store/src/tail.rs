@@ -44,14 +44,16 @@ struct Ring {
 }
 
 pub(crate) struct Tail {
+    /// False: the tail serves nothing and reads nothing (`StoreOptions::shared_tail`).
+    enabled: bool,
     ring: Mutex<Ring>,
     /// The tail's position, for subscriptions waiting at it.
     read_to: watch::Sender<i64>,
 }
 
 impl Tail {
-    pub(crate) fn new() -> Arc<Tail> {
-        Arc::new(Tail { ring: Mutex::new(Ring::default()), read_to: watch::channel(0).0 })
+    pub(crate) fn new(enabled: bool) -> Arc<Tail> {
+        Arc::new(Tail { enabled, ring: Mutex::new(Ring::default()), read_to: watch::channel(0).0 })
     }
 
     fn ring(&self) -> std::sync::MutexGuard<'_, Ring> {
@@ -64,7 +66,7 @@ impl Tail {
         let tail = &store.tail;
         let mut ring = tail.ring();
         let receiver = tail.read_to.subscribe();
-        if !ring.running {
+        if tail.enabled && !ring.running {
             ring.running = true;
             tokio::spawn(read(store.clone()));
         }
