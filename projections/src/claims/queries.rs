@@ -15,6 +15,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::ProjectionError;
+use crate::bulk::one_of;
 
 /// A claim as lists show it, with the amount of every stage.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -225,21 +226,8 @@ where
     })
 }
 
-/// `column` is one of the values `subquery` gives, per backend.
-///
-/// PostgreSQL plans `IN (subquery)` as a join, by statistics that right after a bulk of upserts
-/// (before autovacuum has analysed the tables) say an equality matches hundreds of rows: it then
-/// hashes a whole table per submission (measured: the 100,000 policies, 50 to 120 ms a claim, most
-/// of a submission's time). `= ANY(ARRAY(subquery))` runs the subquery first and looks its values up
-/// in the column's index, whatever the statistics say. SQLite's planner does that with `IN`.
-fn one_of(backend: Backend, column: &str, subquery: &str) -> String {
-    match backend {
-        Backend::Postgres => format!("{column} = ANY(ARRAY({subquery}))"),
-        Backend::Sqlite => format!("{column} IN ({subquery})"),
-    }
-}
-
-/// `column` is one of the JSON array of codes bound to `$param`, per backend.
+/// `column` is one of the JSON array of codes bound to `$param`, per backend (looked up by index,
+/// see [`one_of`]).
 fn code_in(backend: Backend, column: &str, param: u32) -> String {
     match backend {
         Backend::Postgres => one_of(backend, column, &format!("SELECT jsonb_array_elements_text(${param}::jsonb)")),
