@@ -217,7 +217,8 @@ fn statements(run: Run, backend: Backend) -> Vec<String> {
                 format!(
                     "UPDATE claims SET adjusted = (SELECT SUM((l.qty_provided * l.price_adjusted + 50) / 100)
                          FROM claim_lines l WHERE l.claim_id = claims.claim_id AND l.status = 1)
-                     WHERE claim_id IN (SELECT {row}->>'claim_id' FROM {from})"
+                     WHERE {}",
+                    bulk::one_of(backend, "claim_id", &format!("SELECT {row}->>'claim_id' FROM {from}"))
                 ),
             ]
         }

@@ -15,6 +15,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::ProjectionError;
+use crate::bulk::one_of;
 
 /// A claim as lists show it, with the amount of every stage.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -225,11 +226,12 @@ where
     })
 }
 
-/// `code IN` the JSON array of codes bound to `$param`, per backend.
+/// `column` is one of the JSON array of codes bound to `$param`, per backend (looked up by index,
+/// see [`one_of`]).
 fn code_in(backend: Backend, column: &str, param: u32) -> String {
     match backend {
-        Backend::Postgres => format!("{column} IN (SELECT jsonb_array_elements_text(${param}::jsonb))"),
-        Backend::Sqlite => format!("{column} IN (SELECT value FROM json_each(${param}))"),
+        Backend::Postgres => one_of(backend, column, &format!("SELECT jsonb_array_elements_text(${param}::jsonb)")),
+        Backend::Sqlite => one_of(backend, column, &format!("SELECT value FROM json_each(${param})")),
     }
 }
 
@@ -491,17 +493,26 @@ impl ClaimQueries<'_> {
                 Reference::Listed(p) => out.price_list.push(p),
             }
         }
-        // the insuree (the newest entry of the CHFID) with its policies and their coverage of the codes
+        // the insuree (the newest entry of the CHFID) with its policies and their coverage of the
+        // codes: each table read by its index for the rows of the one before (see `one_of`), the
+        // joins only of those few rows
         let sql = format!(
-            "SELECT i.insuree_id, i.chfid, i.birth_date, i.gender, p.policy_id, p.product_code, p.effective_date,
+            "WITH i AS (SELECT insuree_id, chfid, birth_date, gender, updated_at FROM claims_insurees WHERE chfid = $2),
+                 p AS (SELECT policy_id, insuree_id, product_code, effective_date, expiry_date FROM claims_policies
+                       WHERE {policies}),
+                 c AS (SELECT product_code, kind, code, limit_adult, limit_child, waiting_period_adult,
+                              waiting_period_child, price_origin
+                       FROM claims_product_coverage WHERE {products} AND {codes})
+             SELECT i.insuree_id, i.chfid, i.birth_date, i.gender, p.policy_id, p.product_code, p.effective_date,
                  p.expiry_date, c.kind, c.code, c.limit_adult, c.limit_child, c.waiting_period_adult,
                  c.waiting_period_child, c.price_origin
-             FROM claims_insurees i
-             LEFT JOIN claims_policies p ON p.insuree_id = i.insuree_id
-             LEFT JOIN claims_product_coverage c ON c.product_code = p.product_code AND {}
-             WHERE i.chfid = $2
+             FROM i
+             LEFT JOIN p ON p.insuree_id = i.insuree_id
+             LEFT JOIN c ON c.product_code = p.product_code
              ORDER BY i.updated_at DESC, i.insuree_id, p.effective_date, p.policy_id",
-            code_in(backend, "c.code", 1)
+            policies = one_of(backend, "insuree_id", "SELECT insuree_id FROM i"),
+            products = one_of(backend, "product_code", "SELECT product_code FROM p"),
+            codes = code_in(backend, "code", 1),
         );
         let uuid = |s: String| Uuid::parse_str(&s).map_err(|e| sqlx::Error::Decode(Box::new(e)));
         let rows = sql_fetch_all!(conn.exec(), sqlx::AssertSqlSafe(sql), [codes_json.as_str(), chfid], |row| {
