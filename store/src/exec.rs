@@ -118,7 +118,11 @@ impl Db {
             let reader = SqlitePoolOptions::new().max_connections(max_connections.max(2)).connect_with(options).await?;
             Ok(Db::Sqlite { writer, reader })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            // The service runs short OLTP statements: JIT compilation (on by default above a cost)
+            // only ever costs them, hundreds of milliseconds when a plan's cost is misestimated
+            // (stale statistics right after a bulk import). A URL's own `options` still wins.
             let options = PgConnectOptions::from_str(url)?;
+            let options = if url.contains("jit") { options } else { options.options([("jit", "off")]) };
             let pool = PgPoolOptions::new()
                 .max_connections(max_connections)
                 .acquire_timeout(Duration::from_secs(30))
