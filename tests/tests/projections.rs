@@ -100,13 +100,23 @@ async fn several_gateways_never_issue_a_code_twice() {
     for (i, base) in bases.iter().cycle().take(12).enumerate() {
         let (client, base, t) = (s.client.clone(), base.clone(), t.clone());
         tasks.push(tokio::spawn(async move {
-            let r = client
-                .post(format!("{base}/api/v1/code-batches"))
-                .bearer_auth(t)
-                .json(&json!({ "holder_type": 1, "holder_code": format!("P{}", i % 3), "number": 3000 }))
-                .send()
-                .await
-                .unwrap();
+            // a 409 says "kept conflicting with concurrent writers; retry": a client retries
+            // (what is under test is that no code is issued twice, not that nobody waits)
+            let mut r;
+            let mut tries = 0;
+            loop {
+                tries += 1;
+                r = client
+                    .post(format!("{base}/api/v1/code-batches"))
+                    .bearer_auth(&t)
+                    .json(&json!({ "holder_type": 1, "holder_code": format!("P{}", i % 3), "number": 3000 }))
+                    .send()
+                    .await
+                    .unwrap();
+                if r.status() != StatusCode::CONFLICT || tries == 3 {
+                    break;
+                }
+            }
             let status = r.status();
             let position = r.headers().get("careledger-position").map(|v| v.to_str().unwrap().to_string());
             assert_eq!(status, StatusCode::CREATED, "{}", r.text().await.unwrap());

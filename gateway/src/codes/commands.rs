@@ -96,7 +96,11 @@ pub async fn generate(
                 Ok((_, answer)) => return Ok(answer),
                 // codes another batch holds: draw again without them
                 Err(CommitError::Retry(StoreError::KeysTaken { keys, .. })) => command.avoid.extend(keys),
-                Err(CommitError::Retry(_)) => continue,
+                // a lock cycle with other large appends: let them finish before trying again
+                Err(CommitError::Retry(e)) => {
+                    tracing::debug!(error = %e, "GenerateCodes collided; trying again");
+                    tokio::time::sleep(std::time::Duration::from_millis(rand::random_range(5..50))).await;
+                }
                 Err(CommitError::Answered(answer)) => return Ok(answer),
                 Err(CommitError::Failed(e)) => return Err(e),
             }
