@@ -182,7 +182,13 @@ impl EventStore {
             )),
             _ => None,
         };
-        Ok(EventStore { db, appended, poll_interval: options.poll_interval, group_commit, tail: tail::Tail::new(options.shared_tail) })
+        Ok(EventStore {
+            db,
+            appended,
+            poll_interval: options.poll_interval,
+            group_commit,
+            tail: tail::Tail::new(options.shared_tail),
+        })
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
