@@ -106,13 +106,25 @@ impl Tail {
 /// The reader: follows the log from the ring's tail (at first, the log's head) and stops when no
 /// subscription is left.
 async fn read(store: EventStore) {
+    /// Says the reader stopped however it ends (also when its runtime drops it), so that the next
+    /// subscription starts another.
+    struct Running(Arc<Tail>);
+    impl Drop for Running {
+        fn drop(&mut self) {
+            self.0.ring().running = false;
+        }
+    }
     let tail = store.tail.clone();
+    let _running = Running(tail.clone());
     let mut appended = store.appended();
     loop {
-        {
+        if tail.read_to.receiver_count() == 0 {
+            // under the ring's lock, which `follow` takes to subscribe: no subscription can
+            // arrive between this check and `running = false`
             let mut ring = tail.ring();
             if tail.read_to.receiver_count() == 0 {
                 ring.running = false;
+                drop(ring); // before `_running`'s drop takes the lock again
                 return;
             }
         }
