@@ -122,7 +122,8 @@ impl Db {
             // only ever costs them, hundreds of milliseconds when a plan's cost is misestimated
             // (stale statistics right after a bulk import). A URL's own `options` still wins.
             let options = PgConnectOptions::from_str(url)?;
-            let options = if url.contains("jit") { options } else { options.options([("jit", "off")]) };
+            let sets_jit = url.contains("jit=") || url.contains("jit%3D") || url.contains("jit%3d");
+            let options = if sets_jit { options } else { options.options([("jit", "off")]) };
             let pool = PgPoolOptions::new()
                 .max_connections(max_connections)
                 .acquire_timeout(Duration::from_secs(30))

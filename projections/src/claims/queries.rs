@@ -229,10 +229,11 @@ where
 /// `column` is one of the JSON array of codes bound to `$param`, per backend (looked up by index,
 /// see [`one_of`]).
 fn code_in(backend: Backend, column: &str, param: u32) -> String {
-    match backend {
-        Backend::Postgres => one_of(backend, column, &format!("SELECT jsonb_array_elements_text(${param}::jsonb)")),
-        Backend::Sqlite => one_of(backend, column, &format!("SELECT value FROM json_each(${param})")),
-    }
+    let elements = match backend {
+        Backend::Postgres => format!("SELECT jsonb_array_elements_text(${param}::jsonb)"),
+        Backend::Sqlite => format!("SELECT value FROM json_each(${param})"),
+    };
+    one_of(backend, column, &elements)
 }
 
 fn date(s: &str) -> Result<NaiveDate, sqlx::Error> {
