@@ -298,7 +298,7 @@ async fn checkpoint(store: &EventStore) -> Result<i64, RelayError> {
 
 /// Moves the checkpoint forward only: two relays sharing a database never move it back.
 async fn save_checkpoint(store: &EventStore, position: i64) -> Result<(), RelayError> {
-    let mut tx = store.db().begin().await?;
+    let mut tx = store.db().begin_derived().await?;
     sql_exec!(
         tx.exec(),
         "UPDATE checkpoints SET position = $2, updated_at = $3 WHERE name = $1 AND position < $2",

@@ -137,7 +137,7 @@ impl Projections {
     ) -> Result<Applied, ProjectionError> {
         let name = projector.name();
         let Some(last) = events.last() else { return Ok(Applied::Moved(from)) };
-        let mut tx = self.store.db().begin().await?;
+        let mut tx = self.store.db().begin_derived().await?;
         let current = locked_checkpoint(&mut tx, name).await?;
         if current != from {
             tx.rollback().await?;
@@ -225,7 +225,7 @@ impl Projections {
     pub async fn rebuild(&self, name: &str, progress: &(dyn Fn(i64, i64) + Sync)) -> Result<i64, ProjectionError> {
         let projector = self.projector(name)?.clone();
         ensure_checkpoint(self.store.db(), name).await?;
-        let mut tx = self.store.db().begin().await?;
+        let mut tx = self.store.db().begin_derived().await?;
         locked_checkpoint(&mut tx, name).await?;
         for table in projector.tables() {
             // table names are the projector's own constants, never input
