@@ -117,6 +117,7 @@ pub async fn start(config: Config) -> Result<RunningServer, String> {
         intake: intake.as_ref().map(|(_, rx)| rx.clone()),
         encounters: Arc::new(AggregateCache::new(4096)),
         claims: Arc::new(AggregateCache::new(16384)),
+        registry: Arc::default(),
         config: Arc::new(config),
     };
     let listener = tokio::net::TcpListener::bind(state.config.addr)

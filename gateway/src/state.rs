@@ -30,4 +30,6 @@ pub struct AppState {
     pub encounters: Arc<AggregateCache<EncounterRequisition>>,
     /// Recently used claims, kept folded: a claim's commands take turns in this process.
     pub claims: Arc<AggregateCache<Claim>>,
+    /// Legal entities and divisions equipment commands read, kept folded.
+    pub registry: Arc<crate::registry::RegistryReferences>,
 }

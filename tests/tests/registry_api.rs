@@ -739,6 +739,42 @@ async fn concurrent_duplicates_on(kind: Kind) {
     }
 }
 
+both_backends!(references_changed_by_another_gateway, references_changed_elsewhere_on);
+/// A gateway decides a registration on the legal entity and division it remembers; another
+/// gateway on the same database changes them. The first must never answer on its stale memory:
+/// a registration on a division deactivated elsewhere is refused (the append's guard finds it
+/// moved), and one on a division reactivated elsewhere is accepted (a refusal is checked again
+/// on a fresh read), and likewise for the legal entity.
+async fn references_changed_elsewhere_on(kind: Kind) {
+    let s = TestServer::start(kind).await;
+    let w = world(&s).await;
+    let elsewhere = TestServer::serve(&s.db.url, |_| {}).await;
+    let other = format!("http://{}", elsewhere.addr);
+    let patch_elsewhere = |path: String, body: Value| {
+        let request = s.client.patch(format!("{other}{path}")).bearer_auth(&w.admin).json(&body);
+        async move {
+            let r = request.send().await.expect("request sent");
+            assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap_or_default());
+        }
+    };
+    // this gateway reads (and remembers) both references
+    registered(&s, &w, "EQ-REMEMBERED-1").await;
+
+    patch_elsewhere(format!("/api/v1/divisions/{}", w.div), json!({ "status": "INACTIVE" })).await;
+    let a = register(&s, &w.user, equipment(&w.div, "EQ-REMEMBERED-2")).await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.text);
+    assert_eq!(descriptions(&a), vec![("$.division_id".to_string(), "Division is not active".to_string())]);
+
+    patch_elsewhere(format!("/api/v1/divisions/{}", w.div), json!({ "status": "ACTIVE" })).await;
+    registered(&s, &w, "EQ-REMEMBERED-3").await;
+
+    patch_elsewhere(format!("/api/v1/legal-entities/{}", w.le), json!({ "status": "CLOSED" })).await;
+    let a = register(&s, &w.user, equipment(&w.div, "EQ-REMEMBERED-4")).await;
+    assert_eq!(a.status, StatusCode::CONFLICT, "{}", a.text);
+    assert_eq!(message(&a), "Legal entity must be ACTIVE or SUSPENDED");
+    elsewhere.stop().await;
+}
+
 both_backends!(rebuild_gives_identical_tables, rebuild_on);
 async fn rebuild_on(kind: Kind) {
     let s = TestServer::start(kind).await;

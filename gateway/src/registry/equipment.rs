@@ -21,7 +21,8 @@ use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
 use super::{
-    EXTERNAL_ID_SCOPE, Folded, OnStream, References, caller_legal_entity, counted, execute, execute_with, load, path_id,
+    EXTERNAL_ID_SCOPE, Folded, OnStream, Read, References, caller_legal_entity, counted, execute, execute_with,
+    load_reference, path_id,
 };
 use crate::auth::User;
 use crate::handler::CommandCtx;
@@ -160,10 +161,13 @@ async fn references(
     state: &AppState,
     legal_entity_id: Uuid,
     division_id: Uuid,
+    read: Read,
 ) -> Result<References<(LegalEntity, Division)>, ApiError> {
     let (le_stream, division_stream) = (legal_entity_stream(legal_entity_id), division_stream(division_id));
-    let (legal_entity, division) =
-        tokio::try_join!(load::<LegalEntity>(state, &le_stream), load::<Division>(state, &division_stream))?;
+    let (legal_entity, division) = tokio::try_join!(
+        load_reference::<LegalEntity>(state, &le_stream, read),
+        load_reference::<Division>(state, &division_stream, read)
+    )?;
     Ok(References::new((legal_entity.state, division.state))
         .guard(le_stream, legal_entity.version)
         .guard(division_stream, division.version))
@@ -193,7 +197,7 @@ pub async fn register(
         execute_with(
             &state,
             run,
-            || references(&state, legal_entity_id, division_id),
+            |read| references(&state, legal_entity_id, division_id, read),
             |eq, (legal_entity, division), decision| command.decide(eq, legal_entity, division, decision),
             equipment_view,
         )
@@ -227,7 +231,7 @@ pub async fn link_division(
         execute_with(
             &state,
             run,
-            || references(&state, legal_entity_id, division_id),
+            |read| references(&state, legal_entity_id, division_id, read),
             |eq, (legal_entity, division), decision| command.decide(eq, legal_entity, division, decision),
             equipment_view,
         )

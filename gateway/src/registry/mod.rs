@@ -8,6 +8,10 @@
 mod equipment;
 mod queries;
 mod reference;
+mod remembered;
+
+pub use remembered::RegistryReferences;
+pub(crate) use remembered::{Read, reference as load_reference};
 
 use axum::Router;
 use axum::routing::{get, patch, post};
@@ -67,6 +71,7 @@ fn path_id(raw: &str) -> Result<Uuid, ApiError> {
 }
 
 /// An aggregate folded from its whole stream, with who wrote its first and its last event.
+#[derive(Clone)]
 pub(crate) struct Folded<A> {
     pub state: A,
     pub version: i64,
@@ -94,6 +99,9 @@ impl<A: Aggregate<Event = RegistryEvent>> Folded<A> {
     }
 }
 
+/// Events read from a stream per round trip.
+const PAGE: i64 = 1000;
+
 /// Reads and folds a whole stream (registry streams are short: an equipment's life is a few events).
 pub(crate) async fn load<A: Aggregate<Event = RegistryEvent>>(
     state: &AppState,
@@ -101,8 +109,9 @@ pub(crate) async fn load<A: Aggregate<Event = RegistryEvent>>(
 ) -> Result<Folded<A>, ApiError> {
     let mut folded: Folded<A> = Folded::empty();
     loop {
-        let events = state.store.read_stream(stream, folded.version, 1000).await?;
+        let events = state.store.read_stream(stream, folded.version, PAGE).await?;
         let Some(last) = events.last() else { break };
+        let more = events.len() as i64 == PAGE;
         if folded.version == 0 {
             folded.inserted_by = events[0].metadata.actor.user_id.clone();
         }
@@ -111,6 +120,10 @@ pub(crate) async fn load<A: Aggregate<Event = RegistryEvent>>(
         for e in &events {
             let event = e.decode::<RegistryEvent>().map_err(|e| ApiError::internal(e.to_string()))?;
             folded.state = std::mem::take(&mut folded.state).evolve(&event);
+        }
+        if !more {
+            // a short page is the end of the stream: no round trip to be told so
+            break;
         }
     }
     Ok(folded)
@@ -162,6 +175,11 @@ impl<R> References<R> {
         References { value, guards: vec![] }
     }
 
+    /// Whether the decision read other streams (which may have come from memory).
+    fn guarded(&self) -> bool {
+        !self.guards.is_empty()
+    }
+
     /// Guards the decision with a stream as read, at `version`.
     pub fn guard(mut self, stream: String, version: i64) -> Self {
         self.guards.push((stream, version));
@@ -179,7 +197,7 @@ pub(crate) async fn execute<A>(
 where
     A: Aggregate<Event = RegistryEvent>,
 {
-    let nothing = || std::future::ready(Ok(References::new(())));
+    let nothing = |_: Read| std::future::ready(Ok(References::new(())));
     execute_with(state, run, nothing, |a, _: &(), ctx| decide(a, ctx), answer).await
 }
 
@@ -191,7 +209,7 @@ where
 pub(crate) async fn execute_with<A, R, F>(
     state: &AppState,
     run: OnStream<'_>,
-    references: impl Fn() -> F,
+    references: impl Fn(Read) -> F,
     decide: impl Fn(&A, &R, &Ctx) -> Result<Vec<RegistryEvent>, RegistryError>,
     answer: impl Fn(&Folded<A>) -> Value,
 ) -> Result<Envelope, ApiError>
@@ -201,17 +219,31 @@ where
 {
     let user = run.ctx.actor.user_id.clone();
     let decision = decision_ctx();
-    for attempt in 0..MAX_ATTEMPTS {
+    // references from memory on the first try only (see `remembered`)
+    let mut read = Read::Remembered;
+    let mut attempt = 0;
+    while attempt < MAX_ATTEMPTS {
+        attempt += 1;
         // on a retry too: the writer that won may be a concurrent repeat of this very request
         if let Some(answer) = run.ctx.earlier_answer(&state.store).await? {
             return Ok(answer);
         }
-        let (refs, mut folded) = if run.fresh && attempt == 0 {
-            (references().await?, Folded::empty())
+        let (refs, mut folded) = if run.fresh && attempt == 1 {
+            (references(read).await?, Folded::empty())
         } else {
-            tokio::try_join!(references(), load::<A>(state, &run.stream))?
+            tokio::try_join!(references(read), load::<A>(state, &run.stream))?
         };
-        let events = decide(&folded.state, &refs.value, &decision).map_err(refused)?;
+        let events = match decide(&folded.state, &refs.value, &decision) {
+            Ok(events) => events,
+            Err(_) if read == Read::Remembered && refs.guarded() => {
+                // a refusal has no guard: it is answered only on references read from the log
+                read = Read::Fresh;
+                attempt -= 1;
+                continue;
+            }
+            Err(e) => return Err(refused(e)),
+        };
+        read = Read::Fresh;
         if events.is_empty() {
             // nothing to record: the answer is the current state, at the log's head
             return Ok(Envelope::ok(answer(&folded)).at(state.store.head().await?));

@@ -15,7 +15,7 @@ use careledger_events::registry::{
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::{Folded, OnStream, References, counted, execute, execute_with, load, path_id};
+use super::{Folded, OnStream, References, counted, execute, execute_with, load_reference, path_id};
 use crate::auth::User;
 use crate::handler::CommandCtx;
 use crate::http::body::{Fields, JsonBody};
@@ -155,9 +155,9 @@ pub async fn register_division(
         };
         let run = OnStream::new(division_stream(id), &ctx).creating();
         let state = &state;
-        let legal_entity = move || async move {
+        let legal_entity = move |read| async move {
             let stream = legal_entity_stream(legal_entity_id);
-            let folded = load::<LegalEntity>(state, &stream).await?;
+            let folded = load_reference::<LegalEntity>(state, &stream, read).await?;
             Ok(References::new(folded.state).guard(stream, folded.version))
         };
         execute_with(state, run, legal_entity, |d, le, decision| command.decide(d, le, decision), division_view).await
