@@ -87,6 +87,10 @@ pub async fn run(backend: &str, pg_admin: &str, writers: usize, seconds: f64, co
         );
     }
 
+    if backend == "postgres" {
+        commit_ceiling(&options, writers, seconds).await?;
+    }
+
     let total = store.count().await.map_err(|e| e.to_string())?;
     let started = Instant::now();
     let (mut after, mut read) = (0i64, 0usize);
@@ -109,6 +113,52 @@ pub async fn run(backend: &str, pg_admin: &str, writers: usize, seconds: f64, co
     );
     store.db().close().await;
     db.drop_now().await;
+    Ok(())
+}
+
+/// What the single-event appends and the plain inserts do when a commit does not wait for its
+/// WAL flush (`synchronous_commit=off` on the benchmark's own sessions; never the service's
+/// setting: an answered append must survive a crash). With 16 closed-loop writers each append
+/// waits for one flush, so on a disk whose flush takes ~3 ms (`pg_test_fsync`) no design that
+/// answers after the flush passes ~16 / flush time; this figure shows what the append path itself
+/// does, beside the plain inserts measured the same way.
+async fn commit_ceiling(options: &StoreOptions, writers: usize, seconds: f64) -> Result<(), String> {
+    let mut unsynced = options.clone();
+    let joiner = if unsynced.url.contains('?') { '&' } else { '?' };
+    unsynced.url = format!("{}{joiner}options=-c%20synchronous_commit%3Doff", unsynced.url);
+    let store = EventStore::open(&unsynced).await.map_err(|e| e.to_string())?;
+    let s = store.clone();
+    let appended = measure(writers, seconds, move |w, round| {
+        let store = s.clone();
+        async move {
+            store
+                .append(&AppendRequest::single(
+                    format!("bench-unsynced-{w}"),
+                    ExpectedVersion::Exact(round as i64),
+                    vec![event(w, round)],
+                ))
+                .await
+                .map(|_| 1)
+                .map_err(|e| e.to_string())
+        }
+    })
+    .await?;
+    let s = store.clone();
+    let plain = measure(writers, seconds, move |w, round| {
+        let store = s.clone();
+        async move { plain_insert(&store, w + writers, round, 1).await.map(|_| 1) }
+    })
+    .await?;
+    figure(
+        "appends",
+        "single_event_appends_flush_not_awaited",
+        appended,
+        "events/s",
+        json!({ "backend": "postgres", "writers": writers, "events_per_append": 1, "synchronous_commit": "off",
+                "baseline_plain_insert_rows_per_s": plain, "ratio_to_baseline": appended / plain,
+                "committers": options.committers }),
+    );
+    store.db().close().await;
     Ok(())
 }
 
