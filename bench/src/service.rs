@@ -49,6 +49,10 @@ pub async fn serve(url: &str) -> Result<RunningServer, String> {
     let mut config = Config::for_database(url, SECRET);
     config.poll_interval = std::time::Duration::from_millis(10);
     config.max_body_bytes = 8 << 20;
+    // the service's own setting, so a figure can be taken at another group-commit width
+    if let Some(n) = std::env::var("CARELEDGER_PG_COMMITTERS").ok().and_then(|v| v.parse().ok()) {
+        config.pg_committers = n;
+    }
     careledger_gateway::start(config).await
 }
 
