@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
 use careledger_projections::Projections;
+use careledger_projections::claims::ReferenceCache;
 use careledger_store::{EventStore, StoreOptions};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::sync::watch;
@@ -117,6 +118,7 @@ pub async fn start(config: Config) -> Result<RunningServer, String> {
         intake: intake.as_ref().map(|(_, rx)| rx.clone()),
         encounters: Arc::new(AggregateCache::new(4096)),
         claims: Arc::new(AggregateCache::new(16384)),
+        claims_reference: Arc::new(ReferenceCache::new()),
         config: Arc::new(config),
     };
     let listener = tokio::net::TcpListener::bind(state.config.addr)

@@ -6,6 +6,7 @@ use careledger_domain::claims::Claim;
 use careledger_domain::codes::CodeBatch;
 use careledger_domain::requisitions::EncounterRequisition;
 use careledger_projections::Projections;
+use careledger_projections::claims::ReferenceCache;
 use careledger_store::EventStore;
 
 use crate::Config;
@@ -30,4 +31,7 @@ pub struct AppState {
     pub encounters: Arc<AggregateCache<EncounterRequisition>>,
     /// Recently used claims, kept folded: a claim's commands take turns in this process.
     pub claims: Arc<AggregateCache<Claim>>,
+    /// The reference data submissions are checked against, as of a version of the read model
+    /// (see `ReferenceCache` for why a submission never sees it older than the read model).
+    pub claims_reference: Arc<ReferenceCache>,
 }

@@ -1,9 +1,10 @@
 //! SubmitClaim (111007, bulk): each ENTERED claim checked against the reference data and CHECKED or
 //! REJECTED, every line with its rejection reason.
 //!
-//! The reference data is read from the read models with a handful of queries per claim (facility,
-//! the register and the facility's price list for the claim's codes, the insuree with its policies
-//! and their coverage of those codes, the insuree's passed lines of those codes), never per line.
+//! What a claim is checked against is read per claim, never per line: the insuree with its policies
+//! and its passed lines of the claim's codes in one statement from the read models, the facility,
+//! its price list, the register and the products' coverage from the copy this process keeps
+//! (`AppState::claims_reference`), which that statement tells whether it is still current.
 
 use std::sync::Mutex;
 
@@ -53,8 +54,9 @@ async fn submit_one(state: &AppState, ctx: &CommandCtx, user: &User, claim_id: U
         let mut codes: Vec<String> = data.lines().map(|(_, _, l)| l.code.clone()).collect();
         codes.sort();
         codes.dedup();
-        let facts =
-            ClaimQueries(state.store.db()).submit_facts(claim_id, &data.health_facility, &data.insuree, &codes).await?;
+        let facts = ClaimQueries(state.store.db())
+            .submit_facts(&state.claims_reference, claim_id, &data.health_facility, &data.insuree, &codes)
+            .await?;
         let changed = Mutex::new(None);
         let result = on_claim(
             state,

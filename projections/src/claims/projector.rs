@@ -38,6 +38,7 @@ impl Projector for ClaimsProjector {
             "claim_lines",
             "claim_attachments",
             "claim_valuation_runs",
+            "claims_reference_version",
         ]
     }
 
@@ -48,11 +49,15 @@ impl Projector for ClaimsProjector {
     fn apply<'a>(&'a self, tx: &'a mut Tx, events: &'a [RecordedEvent]) -> BoxFuture<'a, Result<(), ProjectionError>> {
         Box::pin(async move {
             let mut pending = Pending::default();
+            let mut reference_at = None;
             for recorded in events {
                 if !self.handles(recorded) {
                     continue;
                 }
                 let event = recorded.decode::<ClaimEvent>()?;
+                if is_cached_reference(&event) {
+                    reference_at = Some(recorded.position);
+                }
                 if let Some((run, rows)) = batched(recorded, &event) {
                     if pending.run != Some(run) {
                         pending.flush(tx).await?;
@@ -66,9 +71,31 @@ impl Projector for ClaimsProjector {
                 pending.flush(tx).await?;
                 apply_one(tx, recorded, &event).await?;
             }
-            pending.flush(tx).await
+            pending.flush(tx).await?;
+            if let Some(position) = reference_at {
+                sql_exec!(
+                    tx.exec(),
+                    "INSERT INTO claims_reference_version (id, position) VALUES (1, $1)
+                     ON CONFLICT (id) DO UPDATE SET position = excluded.position",
+                    [position]
+                )?;
+            }
+            Ok(())
         })
     }
+}
+
+/// Whether the event changes reference data that gateways keep in process for submissions (see
+/// `ReferenceCache`): such an event moves `claims_reference_version` to its position, in the
+/// transaction that applies it.
+fn is_cached_reference(event: &ClaimEvent) -> bool {
+    matches!(
+        event,
+        ClaimEvent::HealthFacilityUpserted { .. }
+            | ClaimEvent::MedicalEntryUpserted { .. }
+            | ClaimEvent::PriceListUpserted { .. }
+            | ClaimEvent::ProductUpserted { .. }
+    )
 }
 
 /// Who did it: the token's `sub` recorded with the event.
