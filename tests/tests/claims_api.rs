@@ -461,9 +461,9 @@ async fn submission_on(kind: Kind) {
     assert_eq!(bad.invalid_entries(), vec!["status", "date_from", "claimed_min", "limit"]);
 }
 
-/// The reference data a gateway keeps in process for submissions changes with the read model: a
-/// submission after an upsert's position was applied is checked against the upsert (the price
-/// list, the register, a product's coverage), though an earlier submission read the older data.
+// The reference data a gateway keeps in process for submissions changes with the read model: a
+// submission after an upsert's position was applied is checked against the upsert (the price
+// list, the register, a product's coverage), though an earlier submission read the older data.
 both_backends!(a_reference_upsert_is_seen_by_the_next_submission, reference_seen_on);
 async fn reference_seen_on(kind: Kind) {
     let s = TestServer::start(kind).await;

@@ -62,8 +62,11 @@ async fn submit_one(state: &AppState, ctx: &CommandCtx, user: &User, claim_id: U
             state,
             OnClaim::new(claim_id, ctx),
             alone(|claim, decision| {
-                if let Some(f) = claim.0.as_ref().filter(|f| f.data != data) {
-                    *changed.lock().unwrap_or_else(|p| p.into_inner()) = Some(f.data.clone());
+                // what the last decision found (on_claim may decide again on the claim as read)
+                let newer = claim.0.as_ref().filter(|f| f.data != data).map(|f| f.data.clone());
+                let found = newer.is_some();
+                *changed.lock().unwrap_or_else(|p| p.into_inner()) = newer;
+                if found {
                     return Err(ClaimError::Changed);
                 }
                 command.decide(claim, &facts, decision)
