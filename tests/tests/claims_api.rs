@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use careledger_gateway::RunningServer;
 use careledger_projections::{Projections, dump_tables};
 use careledger_tests::{Answer, CLAIMS, Kind, TestServer, both_backends, token_at_facility, token_for};
 use chrono::{Days, NaiveDate, Utc};
@@ -500,14 +501,20 @@ async fn reference_seen_on(kind: Kind) {
     assert_eq!(outcome(&s, &after).await, (4, None, vec![3, 10, 2, 0]));
 }
 
+/// Two gateways on one PostgreSQL database, with the reference data.
+async fn two_gateways() -> (TestServer, RunningServer) {
+    let s = TestServer::start(Kind::Postgres).await;
+    let other = TestServer::serve(&s.db.url, |_| {}).await;
+    reference(&s).await;
+    (s, other)
+}
+
 /// Two gateways on one PostgreSQL: reference data upserted through one (and applied by whichever
 /// process's projector) is seen by the other's next submission, though the other holds a copy it
 /// read for an earlier submission.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_reference_upsert_through_one_gateway_is_seen_by_another_ones_submissions() {
-    let s = TestServer::start(Kind::Postgres).await;
-    let other = TestServer::serve(&s.db.url, |_| {}).await;
-    reference(&s).await;
+    let (s, other) = two_gateways().await;
     let t = admin();
     let submit_there = |uuid: String| {
         let (client, t) = (s.client.clone(), t.clone());
@@ -975,9 +982,7 @@ async fn concurrent_on(kind: Kind) {
 /// which still holds the older data; the submission is checked against the claim as it is now.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_submission_checks_the_claim_as_another_gateway_left_it() {
-    let s = TestServer::start(Kind::Postgres).await;
-    let other = TestServer::serve(&s.db.url, |_| {}).await;
-    reference(&s).await;
+    let (s, other) = two_gateways().await;
     let t = admin();
     // this gateway creates the claim, so it holds it folded as created
     let uuid = create(&s, claim("MP-1", ADULT, vec![line("NOPE", 1.0, 8.0)], vec![])).await;
