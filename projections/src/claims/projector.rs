@@ -235,22 +235,17 @@ fn statements(run: Run, backend: Backend) -> Vec<String> {
             bulk::insert(backend, "claims", &all(&[&CLAIM_NEW, &CLAIM_DATA])),
             bulk::insert(backend, "claim_lines", &LINE),
         ],
-        Run::Submitted => {
-            let (row, from) = bulk::source(backend, 1);
-            vec![
-                bulk::update(backend, "claim_lines", &LINE_ASSESSED, &LINE_KEY),
-                bulk::update(backend, "claims", &CLAIM_SUBMITTED, &CLAIM_KEY),
-                // the passed lines at the adjusted price, rounded per line as the domain does
-                format!(
-                    "UPDATE claims SET adjusted = (SELECT SUM((l.qty_provided * l.price_adjusted + 50) / 100)
-                         FROM claim_lines l WHERE l.claim_id = claims.claim_id AND l.status = 1)
-                     WHERE {}",
-                    bulk::one_of(backend, "claim_id", &format!("SELECT {row}->>'claim_id' FROM {from}"))
-                ),
-            ]
-        }
+        Run::Submitted => vec![
+            bulk::update(backend, "claim_lines", &LINE_ASSESSED, &LINE_KEY),
+            bulk::update_also(backend, "claims", &CLAIM_SUBMITTED, &CLAIM_KEY, &[CLAIM_ADJUSTED]),
+        ],
     }
 }
+
+/// The passed lines at the adjusted price, rounded per line as the domain does; set with the rest
+/// of a submission's columns (one write of the claim's row), after its lines were written.
+const CLAIM_ADJUSTED: &str = "adjusted = (SELECT SUM((l.qty_provided * l.price_adjusted + 50) / 100)
+     FROM claim_lines l WHERE l.claim_id = x.claim_id AND l.status = 1)";
 
 /// Rows of a batched event: (statement index, key to keep only the last row of, row).
 type Rows = Vec<(usize, Option<String>, Value)>;
@@ -327,7 +322,6 @@ fn batched(recorded: &RecordedEvent, event: &ClaimEvent) -> Option<(Run, Rows)> 
                 "approved": amount(*approved), "category": category.map(|c| c.name()), "submitted_at": text(at),
             });
             rows.push((1, None, stamp(at, row)));
-            rows.push((2, None, json!({ "claim_id": claim_id })));
             (Run::Submitted, rows)
         }
         _ => return None,
