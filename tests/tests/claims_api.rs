@@ -509,6 +509,29 @@ async fn two_gateways() -> (TestServer, RunningServer) {
     (s, other)
 }
 
+/// Two gateways on one PostgreSQL: a gateway that holds a claim as it created it (ENTERED) is asked
+/// for a step the claim, submitted through the other since, now allows: the refusal its own copy
+/// would give is not answered, the claim is read and the step done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_command_is_not_refused_on_a_claim_another_gateway_changed() {
+    let (s, other) = two_gateways().await;
+    let t = admin();
+    let uuid = create(&s, claim("MP-2", ADULT, vec![line("I1", 1.0, 8.0)], vec![])).await;
+    let r = s
+        .client
+        .post(format!("http://{}/api/v1/claims/submit", other.addr))
+        .bearer_auth(&t)
+        .json(&json!({ "uuids": [uuid] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let selected = bulk(&s, "/api/v1/claims/feedback/select", &t, &uuid).await;
+    assert_eq!(selected["done"], true, "selected on the claim as submitted: {selected}");
+    assert_eq!(selected["claim"]["feedback_status"], 4, "{selected}");
+    other.stop().await;
+}
+
 /// Two gateways on one PostgreSQL: reference data upserted through one (and applied by whichever
 /// process's projector) is seen by the other's next submission, though the other holds a copy it
 /// read for an earlier submission.

@@ -196,8 +196,8 @@ async fn free_stale_code(state: &AppState, key: &str) -> Result<bool, ApiError> 
 /// Runs a decision on one claim: lock its stream (commands on a claim take turns), decide on the
 /// claim as this process holds it (no read of the log when it holds it), append at the version
 /// decided on with the code key its events take, retry when a concurrent writer won (the retry
-/// reads the log). `decide` also returns the events of a companion stream (restore's new claim). The answer
-/// is the claim after the command: 201 for a command that creates and appended, else 200.
+/// reads the log). `decide` also returns the events of a companion stream (restore's new claim).
+/// The answer is the claim after the command: 201 for a command that creates and appended, else 200.
 pub(crate) async fn on_claim(
     state: &AppState,
     run: OnClaim<'_>,
