@@ -61,6 +61,29 @@ where
 
     /// The stream's aggregate, locked and brought up to date with the log.
     pub async fn lock(&self, store: &EventStore, stream: &str) -> Result<OwnedMutexGuard<Loaded<A>>, ApiError> {
+        let mut loaded = self.entry(stream).await;
+        catch_up(&mut loaded, store, stream).await?;
+        Ok(loaded)
+    }
+
+    /// The stream's aggregate, locked, as this process last folded it when it holds it (true when
+    /// it was read from the log instead). Another process may have appended since: a decision
+    /// appended at its version is refused then (the expected version), so the caller that appends
+    /// needs no read first; an answer given without an append needs [`catch_up`] first.
+    pub async fn lock_held(
+        &self,
+        store: &EventStore,
+        stream: &str,
+    ) -> Result<(OwnedMutexGuard<Loaded<A>>, bool), ApiError> {
+        let mut loaded = self.entry(stream).await;
+        if loaded.version > 0 {
+            return Ok((loaded, false));
+        }
+        catch_up(&mut loaded, store, stream).await?;
+        Ok((loaded, true))
+    }
+
+    async fn entry(&self, stream: &str) -> OwnedMutexGuard<Loaded<A>> {
         let entry = {
             let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
             if entries.len() >= self.capacity && !entries.contains_key(stream) {
@@ -73,18 +96,28 @@ where
         };
         let mut loaded = entry.lock_owned().await;
         loaded.last_used = self.tick.fetch_add(1, Ordering::Relaxed);
-        loop {
-            let events = store.read_stream(stream, loaded.version, 1000).await?;
-            let Some(last) = events.last() else { break };
-            let version = last.version;
-            let decoded = events
-                .iter()
-                .map(|e| e.decode::<A::Event>())
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| ApiError::internal(e.to_string()))?;
-            loaded.advance(&decoded, version);
-        }
-        Ok(loaded)
+        loaded
+    }
+}
+
+/// Folds the events appended to the stream since the version held: true when there were any.
+pub async fn catch_up<A>(loaded: &mut Loaded<A>, store: &EventStore, stream: &str) -> Result<bool, ApiError>
+where
+    A: Aggregate,
+    A::Event: DomainEvent,
+{
+    let mut moved = false;
+    loop {
+        let events = store.read_stream(stream, loaded.version, 1000).await?;
+        let Some(last) = events.last() else { return Ok(moved) };
+        let version = last.version;
+        let decoded = events
+            .iter()
+            .map(|e| e.decode::<A::Event>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        loaded.advance(&decoded, version);
+        moved = true;
     }
 }
 

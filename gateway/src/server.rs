@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
 use careledger_projections::Projections;
+use careledger_projections::claims::ReferenceCache;
 use careledger_store::{EventStore, StoreOptions};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::sync::watch;
@@ -118,6 +119,7 @@ pub async fn start(config: Config) -> Result<RunningServer, String> {
         encounters: Arc::new(AggregateCache::new(4096)),
         claims: Arc::new(AggregateCache::new(16384)),
         registry: Arc::default(),
+        claims_reference: Arc::new(ReferenceCache::new()),
         config: Arc::new(config),
     };
     let listener = tokio::net::TcpListener::bind(state.config.addr)

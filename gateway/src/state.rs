@@ -6,6 +6,7 @@ use careledger_domain::claims::Claim;
 use careledger_domain::codes::CodeBatch;
 use careledger_domain::requisitions::EncounterRequisition;
 use careledger_projections::Projections;
+use careledger_projections::claims::ReferenceCache;
 use careledger_store::EventStore;
 
 use crate::Config;
@@ -32,4 +33,7 @@ pub struct AppState {
     pub claims: Arc<AggregateCache<Claim>>,
     /// Legal entities and divisions equipment commands read, kept folded.
     pub registry: Arc<crate::registry::RegistryReferences>,
+    /// The reference data submissions are checked against, as of a version of the read model
+    /// (see `ReferenceCache` for why a submission never sees it older than the read model).
+    pub claims_reference: Arc<ReferenceCache>,
 }

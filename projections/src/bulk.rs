@@ -66,8 +66,14 @@ pub fn upsert(backend: Backend, table: &str, columns: &[Column], key: &[&str]) -
 /// guesses 100 rows for any array and, on a table of a few thousand rows, joins them by reading
 /// the whole table (measured: the claims table read twice per batch of submissions).
 pub fn update(backend: Backend, table: &str, columns: &[Column], key: &[Column]) -> String {
+    update_also(backend, table, columns, key, &[])
+}
+
+/// [`update`], also setting `also` (`column = expression` of the row being updated, `x`).
+pub fn update_also(backend: Backend, table: &str, columns: &[Column], key: &[Column], also: &[&str]) -> String {
     let (row, from) = source(backend, 1);
-    let set: Vec<String> = columns.iter().map(|c| format!("{} = {}", c.name(), c.value(row))).collect();
+    let mut set: Vec<String> = columns.iter().map(|c| format!("{} = {}", c.name(), c.value(row))).collect();
+    set.extend(also.iter().map(|s| s.to_string()));
     let mut matches: Vec<String> = key.iter().map(|c| format!("x.{} = {}", c.name(), c.value(row))).collect();
     if let Some(first) = key.first() {
         let column = format!("x.{}", first.name());

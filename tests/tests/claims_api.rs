@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use careledger_gateway::RunningServer;
 use careledger_projections::{Projections, dump_tables};
 use careledger_tests::{Answer, CLAIMS, Kind, TestServer, both_backends, token_at_facility, token_for};
 use chrono::{Days, NaiveDate, Utc};
@@ -461,6 +462,106 @@ async fn submission_on(kind: Kind) {
     assert_eq!(bad.invalid_entries(), vec!["status", "date_from", "claimed_min", "limit"]);
 }
 
+// The reference data a gateway keeps in process for submissions changes with the read model: a
+// submission after an upsert's position was applied is checked against the upsert (the price
+// list, the register, a product's coverage), though an earlier submission read the older data.
+both_backends!(a_reference_upsert_is_seen_by_the_next_submission, reference_seen_on);
+async fn reference_seen_on(kind: Kind) {
+    let s = TestServer::start(kind).await;
+    reference(&s).await;
+    let lines =
+        || (vec![line("I1", 1.0, 8.0), line("I3", 1.0, 2.5)], vec![line("S1", 1.0, 45.0), line("S3", 1.0, 300.0)]);
+    let (items, services) = lines();
+    let before = create(&s, claim("RC-1", ADULT, items, services)).await;
+    submit(&s, &before).await;
+    assert_eq!(outcome(&s, &before).await, (4, None, vec![0, 0, 0, 0]));
+    // S1 leaves HF1's price list, I3 becomes in-patient only, the product no longer covers I1
+    let listed = |code: &str| json!({ "code": code, "valid_from": "2020-01-01" });
+    upsert(
+        &s,
+        "/api/v1/price-lists",
+        json!([{ "health_facility": "HF1", "items": [listed("I1"), listed("I3")], "services": [listed("S3")] }]),
+    )
+    .await;
+    upsert(
+        &s,
+        "/api/v1/medical-items",
+        json!([{ "code": "I3", "name": "Item I3", "price": 2.5, "care_type": "I", "frequency_days": 30 }]),
+    )
+    .await;
+    upsert(
+        &s,
+        "/api/v1/products",
+        json!([{ "code": "P1", "name": "Basic", "items": [{ "code": "I3" }], "services": [{ "code": "S1" }, { "code": "S3" }] }]),
+    )
+    .await;
+    let (items, services) = lines();
+    let after = create(&s, claim("RC-2", CHILD, items, services)).await;
+    submit(&s, &after).await;
+    assert_eq!(outcome(&s, &after).await, (4, None, vec![3, 10, 2, 0]));
+}
+
+/// Two gateways on one PostgreSQL database, with the reference data.
+async fn two_gateways() -> (TestServer, RunningServer) {
+    let s = TestServer::start(Kind::Postgres).await;
+    let other = TestServer::serve(&s.db.url, |_| {}).await;
+    reference(&s).await;
+    (s, other)
+}
+
+/// Two gateways on one PostgreSQL: a gateway that holds a claim as it created it (ENTERED) is asked
+/// for a step the claim, submitted through the other since, now allows: the refusal its own copy
+/// would give is not answered, the claim is read and the step done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_command_is_not_refused_on_a_claim_another_gateway_changed() {
+    let (s, other) = two_gateways().await;
+    let t = admin();
+    let uuid = create(&s, claim("MP-2", ADULT, vec![line("I1", 1.0, 8.0)], vec![])).await;
+    let r = s
+        .client
+        .post(format!("http://{}/api/v1/claims/submit", other.addr))
+        .bearer_auth(&t)
+        .json(&json!({ "uuids": [uuid] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let selected = bulk(&s, "/api/v1/claims/feedback/select", &t, &uuid).await;
+    assert_eq!(selected["done"], true, "selected on the claim as submitted: {selected}");
+    assert_eq!(selected["claim"]["feedback_status"], 4, "{selected}");
+    other.stop().await;
+}
+
+/// Two gateways on one PostgreSQL: reference data upserted through one (and applied by whichever
+/// process's projector) is seen by the other's next submission, though the other holds a copy it
+/// read for an earlier submission.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reference_upsert_through_one_gateway_is_seen_by_another_ones_submissions() {
+    let (s, other) = two_gateways().await;
+    let t = admin();
+    let submit_there = |uuid: String| {
+        let (client, t) = (s.client.clone(), t.clone());
+        let url = format!("http://{}/api/v1/claims/submit", other.addr);
+        async move {
+            let r = client.post(url).bearer_auth(&t).json(&json!({ "uuids": [uuid] })).send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::OK);
+            let body: Value = r.json().await.unwrap();
+            body["data"][0]["claim"].clone()
+        }
+    };
+    let before = create(&s, claim("MR-1", ADULT, vec![line("I1", 1.0, 8.0)], vec![line("S1", 1.0, 45.0)])).await;
+    let answer = submit_there(before).await;
+    assert_eq!(answer["status"], 4, "{answer}");
+    let listed = |code: &str| json!({ "code": code, "valid_from": "2020-01-01" });
+    upsert(&s, "/api/v1/price-lists", json!([{ "health_facility": "HF1", "items": [listed("I1")], "services": [] }]))
+        .await;
+    let after = create(&s, claim("MR-2", ADULT, vec![line("I1", 1.0, 8.0)], vec![line("S1", 1.0, 45.0)])).await;
+    let answer = submit_there(after).await;
+    assert_eq!(answer["services"][0]["rejection_reason"], 2, "S1 left HF1's price list: {answer}");
+    assert_eq!(answer["items"][0]["rejection_reason"], 0, "{answer}");
+    other.stop().await;
+}
+
 both_backends!(feedback_review_and_processing, steps_on);
 async fn steps_on(kind: Kind) {
     let s = TestServer::start(kind).await;
@@ -904,9 +1005,7 @@ async fn concurrent_on(kind: Kind) {
 /// which still holds the older data; the submission is checked against the claim as it is now.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_submission_checks_the_claim_as_another_gateway_left_it() {
-    let s = TestServer::start(Kind::Postgres).await;
-    let other = TestServer::serve(&s.db.url, |_| {}).await;
-    reference(&s).await;
+    let (s, other) = two_gateways().await;
     let t = admin();
     // this gateway creates the claim, so it holds it folded as created
     let uuid = create(&s, claim("MP-1", ADULT, vec![line("NOPE", 1.0, 8.0)], vec![])).await;

@@ -29,7 +29,7 @@ use uuid::Uuid;
 
 use crate::auth::User;
 pub(crate) use crate::handler::counted;
-use crate::handler::{CommandCtx, CommitError, IDEMPOTENCY_HEADER, MAX_ATTEMPTS};
+use crate::handler::{CommandCtx, CommitError, IDEMPOTENCY_HEADER, MAX_ATTEMPTS, catch_up};
 use crate::http::body::Fields;
 use crate::http::envelope::{ApiError, Envelope, Invalid};
 use crate::state::AppState;
@@ -193,10 +193,11 @@ async fn free_stale_code(state: &AppState, key: &str) -> Result<bool, ApiError> 
     Ok(true)
 }
 
-/// Runs a decision on one claim: lock its stream (commands on a claim take turns), decide, append
-/// at the version decided on with the code key its events take, retry when a concurrent writer
-/// won. `decide` also returns the events of a companion stream (restore's new claim). The answer
-/// is the claim after the command: 201 for a command that creates and appended, else 200.
+/// Runs a decision on one claim: lock its stream (commands on a claim take turns), decide on the
+/// claim as this process holds it (no read of the log when it holds it), append at the version
+/// decided on with the code key its events take, retry when a concurrent writer won (the retry
+/// reads the log). `decide` also returns the events of a companion stream (restore's new claim).
+/// The answer is the claim after the command: 201 for a command that creates and appended, else 200.
 pub(crate) async fn on_claim(
     state: &AppState,
     run: OnClaim<'_>,
@@ -208,8 +209,15 @@ pub(crate) async fn on_claim(
         if let Some(answer) = run.ctx.earlier_answer(&state.store).await? {
             return Ok(answer);
         }
-        let mut guard = state.claims.lock(&state.store, &stream).await?;
-        let (events, companion) = decide(&guard.state, &decision).map_err(refused)?;
+        // the claim as held: a decision that appends is checked by the append's expected version
+        let (mut guard, read) = state.claims.lock_held(&state.store, &stream).await?;
+        let mut decided = decide(&guard.state, &decision);
+        let appends = matches!(&decided, Ok((events, companion)) if !events.is_empty() || !companion.is_empty());
+        if !appends && !read && catch_up(&mut *guard, &state.store, &stream).await? {
+            // a refusal or an answer without an append is of the claim as it is in the log
+            decided = decide(&guard.state, &decision);
+        }
+        let (events, companion) = decided.map_err(refused)?;
         if events.is_empty() && companion.is_empty() {
             return Ok(Envelope::ok(summary(&guard.state)).at(state.store.head().await?));
         }

@@ -1,9 +1,10 @@
 //! SubmitClaim (111007, bulk): each ENTERED claim checked against the reference data and CHECKED or
 //! REJECTED, every line with its rejection reason.
 //!
-//! The reference data is read from the read models with a handful of queries per claim (facility,
-//! the register and the facility's price list for the claim's codes, the insuree with its policies
-//! and their coverage of those codes, the insuree's passed lines of those codes), never per line.
+//! What a claim is checked against is read per claim, never per line: the insuree with its policies
+//! and its passed lines of the claim's codes in one statement from the read models, the facility,
+//! its price list, the register and the products' coverage from the copy this process keeps
+//! (`AppState::claims_reference`), which that statement tells whether it is still current.
 
 use std::sync::Mutex;
 
@@ -53,15 +54,19 @@ async fn submit_one(state: &AppState, ctx: &CommandCtx, user: &User, claim_id: U
         let mut codes: Vec<String> = data.lines().map(|(_, _, l)| l.code.clone()).collect();
         codes.sort();
         codes.dedup();
-        let facts =
-            ClaimQueries(state.store.db()).submit_facts(claim_id, &data.health_facility, &data.insuree, &codes).await?;
+        let facts = ClaimQueries(state.store.db())
+            .submit_facts(&state.claims_reference, claim_id, &data.health_facility, &data.insuree, &codes)
+            .await?;
         let changed = Mutex::new(None);
         let result = on_claim(
             state,
             OnClaim::new(claim_id, ctx),
             alone(|claim, decision| {
-                if let Some(f) = claim.0.as_ref().filter(|f| f.data != data) {
-                    *changed.lock().unwrap_or_else(|p| p.into_inner()) = Some(f.data.clone());
+                // what the last decision found (on_claim may decide again on the claim as read)
+                let newer = claim.0.as_ref().filter(|f| f.data != data).map(|f| f.data.clone());
+                let found = newer.is_some();
+                *changed.lock().unwrap_or_else(|p| p.into_inner()) = newer;
+                if found {
                     return Err(ClaimError::Changed);
                 }
                 command.decide(claim, &facts, decision)

@@ -4,8 +4,10 @@
 
 mod projector;
 mod queries;
+mod reference;
 
 pub use projector::ClaimsProjector;
 pub use queries::{
     AttachmentView, ClaimDetail, ClaimFilter, ClaimQueries, ClaimView, LineView, StageTotals, stage_value,
 };
+pub use reference::ReferenceCache;

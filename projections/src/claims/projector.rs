@@ -38,6 +38,7 @@ impl Projector for ClaimsProjector {
             "claim_lines",
             "claim_attachments",
             "claim_valuation_runs",
+            "claims_reference_version",
         ]
     }
 
@@ -48,11 +49,15 @@ impl Projector for ClaimsProjector {
     fn apply<'a>(&'a self, tx: &'a mut Tx, events: &'a [RecordedEvent]) -> BoxFuture<'a, Result<(), ProjectionError>> {
         Box::pin(async move {
             let mut pending = Pending::default();
+            let mut reference_at = None;
             for recorded in events {
                 if !self.handles(recorded) {
                     continue;
                 }
                 let event = recorded.decode::<ClaimEvent>()?;
+                if is_cached_reference(&event) {
+                    reference_at = Some(recorded.position);
+                }
                 if let Some((run, rows)) = batched(recorded, &event) {
                     if pending.run != Some(run) {
                         pending.flush(tx).await?;
@@ -66,9 +71,31 @@ impl Projector for ClaimsProjector {
                 pending.flush(tx).await?;
                 apply_one(tx, recorded, &event).await?;
             }
-            pending.flush(tx).await
+            pending.flush(tx).await?;
+            if let Some(position) = reference_at {
+                sql_exec!(
+                    tx.exec(),
+                    "INSERT INTO claims_reference_version (id, position) VALUES (1, $1)
+                     ON CONFLICT (id) DO UPDATE SET position = excluded.position",
+                    [position]
+                )?;
+            }
+            Ok(())
         })
     }
+}
+
+/// Whether the event changes reference data that gateways keep in process for submissions (see
+/// `ReferenceCache`): such an event moves `claims_reference_version` to its position, in the
+/// transaction that applies it.
+fn is_cached_reference(event: &ClaimEvent) -> bool {
+    matches!(
+        event,
+        ClaimEvent::HealthFacilityUpserted { .. }
+            | ClaimEvent::MedicalEntryUpserted { .. }
+            | ClaimEvent::PriceListUpserted { .. }
+            | ClaimEvent::ProductUpserted { .. }
+    )
 }
 
 /// Who did it: the token's `sub` recorded with the event.
@@ -208,22 +235,17 @@ fn statements(run: Run, backend: Backend) -> Vec<String> {
             bulk::insert(backend, "claims", &all(&[&CLAIM_NEW, &CLAIM_DATA])),
             bulk::insert(backend, "claim_lines", &LINE),
         ],
-        Run::Submitted => {
-            let (row, from) = bulk::source(backend, 1);
-            vec![
-                bulk::update(backend, "claim_lines", &LINE_ASSESSED, &LINE_KEY),
-                bulk::update(backend, "claims", &CLAIM_SUBMITTED, &CLAIM_KEY),
-                // the passed lines at the adjusted price, rounded per line as the domain does
-                format!(
-                    "UPDATE claims SET adjusted = (SELECT SUM((l.qty_provided * l.price_adjusted + 50) / 100)
-                         FROM claim_lines l WHERE l.claim_id = claims.claim_id AND l.status = 1)
-                     WHERE {}",
-                    bulk::one_of(backend, "claim_id", &format!("SELECT {row}->>'claim_id' FROM {from}"))
-                ),
-            ]
-        }
+        Run::Submitted => vec![
+            bulk::update(backend, "claim_lines", &LINE_ASSESSED, &LINE_KEY),
+            bulk::update_also(backend, "claims", &CLAIM_SUBMITTED, &CLAIM_KEY, &[CLAIM_ADJUSTED]),
+        ],
     }
 }
+
+/// The passed lines at the adjusted price, rounded per line as the domain does; set with the rest
+/// of a submission's columns (one write of the claim's row), after its lines were written.
+const CLAIM_ADJUSTED: &str = "adjusted = (SELECT SUM((l.qty_provided * l.price_adjusted + 50) / 100)
+     FROM claim_lines l WHERE l.claim_id = x.claim_id AND l.status = 1)";
 
 /// Rows of a batched event: (statement index, key to keep only the last row of, row).
 type Rows = Vec<(usize, Option<String>, Value)>;
@@ -300,7 +322,6 @@ fn batched(recorded: &RecordedEvent, event: &ClaimEvent) -> Option<(Run, Rows)> 
                 "approved": amount(*approved), "category": category.map(|c| c.name()), "submitted_at": text(at),
             });
             rows.push((1, None, stamp(at, row)));
-            rows.push((2, None, json!({ "claim_id": claim_id })));
             (Run::Submitted, rows)
         }
         _ => return None,

@@ -5,15 +5,13 @@
 use std::collections::HashMap;
 
 use careledger_domain::claims::{PastLine, SubmitFacts};
-use careledger_events::claims::{
-    Amount, CareType, ClaimStatus, Coverage, Feedback, Gender, HealthFacility, Insuree, LineKind, MedicalEntry, Policy,
-    PriceListEntry, PriceOrigin, Product, ServiceCategory,
-};
+use careledger_events::claims::{Amount, ClaimStatus, Feedback, Gender, Insuree, LineKind, Policy, Product};
 use careledger_store::{Backend, Db, sql_exec, sql_fetch_all, sql_fetch_one, sql_fetch_optional};
 use chrono::NaiveDate;
 use serde::Serialize;
 use uuid::Uuid;
 
+use super::reference::{ReferenceCache, VERSION};
 use crate::ProjectionError;
 use crate::bulk::one_of;
 
@@ -168,7 +166,7 @@ const CLAIM_WHERE: &str = "WHERE ($1 IS NULL OR health_facility = $1) AND ($2 IS
      AND ($10 IS NULL OR claimed >= $10) AND ($11 IS NULL OR claimed <= $11)
      AND ($12 IS NULL OR approved >= $12) AND ($13 IS NULL OR approved <= $13)";
 
-fn cents(v: Option<i64>) -> Option<Amount> {
+pub(super) fn cents(v: Option<i64>) -> Option<Amount> {
     v.map(Amount)
 }
 
@@ -236,11 +234,11 @@ fn code_in(backend: Backend, column: &str, param: u32) -> String {
     one_of(backend, column, &elements)
 }
 
-fn date(s: &str) -> Result<NaiveDate, sqlx::Error> {
+pub(super) fn date(s: &str) -> Result<NaiveDate, sqlx::Error> {
     NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|e| sqlx::Error::Decode(Box::new(e)))
 }
 
-fn parse<T>(s: &str, from_name: impl Fn(&str) -> Option<T>) -> Result<T, sqlx::Error> {
+pub(super) fn parse<T>(s: &str, from_name: impl Fn(&str) -> Option<T>) -> Result<T, sqlx::Error> {
     from_name(s).ok_or_else(|| sqlx::Error::Decode(format!("unexpected value {s}").into()))
 }
 
@@ -421,19 +419,24 @@ impl ClaimQueries<'_> {
     }
 }
 
-/// A row of the reference data a submission reads.
-enum Reference {
-    Facility(HealthFacility),
-    Register(MedicalEntry),
-    Listed(PriceListEntry),
+/// A row of what a submission reads of its insuree: the insuree with a policy (or none), a passed
+/// line of another claim, or the version of the reference data.
+enum InsureeRow {
+    Insured { insuree: Insuree, policy: Option<Policy>, updated_at: String },
+    Past(PastLine),
+    Version(i64),
 }
 
 /// What submissions and batch runs read.
 impl ClaimQueries<'_> {
     /// The reference data a submission of a claim at `facility` for insuree `chfid` with these
     /// codes is checked against, and the insuree's passed lines of other claims.
+    ///
+    /// One round trip to the database when `reference` holds the reference data at the version
+    /// read with the insuree (see [`ReferenceCache`] for why that is as fresh as the read model).
     pub async fn submit_facts(
         &self,
+        reference: &ReferenceCache,
         claim_id: Uuid,
         facility: &str,
         chfid: &str,
@@ -441,145 +444,104 @@ impl ClaimQueries<'_> {
     ) -> Result<SubmitFacts, ProjectionError> {
         let backend = self.0.backend();
         let codes_json = serde_json::to_string(codes).unwrap_or_else(|_| "[]".into());
-        let mut conn = self.0.acquire().await?;
-        let mut out = SubmitFacts::default();
-        // the facility, the register's entries and the facility's price list of the claim's
-        // codes, in one round trip: rows tagged F, R or P
-        let sql = format!(
-            "SELECT 'R', kind, code, name, price, care_type, frequency_days, maximum_amount, category,
-                 NULL AS valid_from, NULL AS valid_to
-             FROM claims_medical_register WHERE {codes}
-             UNION ALL
-             SELECT 'P', kind, code, NULL, price, NULL, NULL, NULL, NULL, valid_from, valid_to
-             FROM claims_price_lists WHERE health_facility = $2 AND {codes}
-             UNION ALL
-             SELECT 'F', NULL, code, name, NULL, care_type, NULL, NULL, NULL, NULL, NULL
-             FROM claims_health_facilities WHERE code = $2",
-            codes = code_in(backend, "code", 1)
-        );
-        let rows = sql_fetch_all!(conn.exec(), sqlx::AssertSqlSafe(sql), [codes_json.as_str(), facility], |row| {
-            let text = |i: usize| row.try_get::<Option<String>, _>(i);
-            let required = |i: usize| text(i)?.ok_or_else(|| sqlx::Error::Decode("unexpected NULL".into()));
-            Ok(match required(0)?.as_str() {
-                "F" => Reference::Facility(HealthFacility {
-                    code: required(2)?,
-                    name: required(3)?,
-                    care_type: parse(&required(5)?, CareType::from_name)?,
-                }),
-                "R" => Reference::Register(MedicalEntry {
-                    kind: parse(&required(1)?, LineKind::from_name)?,
-                    code: required(2)?,
-                    name: required(3)?,
-                    price: Amount(row.try_get(4)?),
-                    care_type: parse(&required(5)?, CareType::from_name)?,
-                    frequency_days: row.try_get::<Option<i32>, _>(6)?.map(|d| d.max(0) as u32),
-                    maximum_amount: cents(row.try_get(7)?),
-                    category: text(8)?.as_deref().and_then(ServiceCategory::from_name),
-                }),
-                _ => Reference::Listed(PriceListEntry {
-                    kind: parse(&required(1)?, LineKind::from_name)?,
-                    code: required(2)?,
-                    price: cents(row.try_get(4)?),
-                    valid_from: date(&required(9)?)?,
-                    valid_to: text(10)?.as_deref().map(date).transpose()?,
-                }),
-            })
-        })?;
-        for row in rows {
-            match row {
-                Reference::Facility(f) => out.facility = Some(f),
-                Reference::Register(e) => {
-                    out.register.insert((e.kind, e.code.clone()), e);
-                }
-                Reference::Listed(p) => out.price_list.push(p),
-            }
-        }
-        // the insuree (the newest entry of the CHFID) with its policies and their coverage of the
-        // codes: each table read by its index for the rows of the one before (see `one_of`), the
-        // joins only of those few rows
+        // the insuree (the newest entry of the CHFID) with its policies, each table read by its
+        // index for the rows of the one before (see `one_of`); the insuree's passed lines of the
+        // codes on other claims; and the reference data's version: one statement, one snapshot
         let sql = format!(
             "WITH i AS (SELECT insuree_id, chfid, birth_date, gender, updated_at FROM claims_insurees WHERE chfid = $2),
                  p AS (SELECT policy_id, insuree_id, product_code, effective_date, expiry_date FROM claims_policies
-                       WHERE {policies}),
-                 c AS (SELECT product_code, kind, code, limit_adult, limit_child, waiting_period_adult,
-                              waiting_period_child, price_origin
-                       FROM claims_product_coverage WHERE {products} AND {codes})
-             SELECT i.insuree_id, i.chfid, i.birth_date, i.gender, p.policy_id, p.product_code, p.effective_date,
-                 p.expiry_date, c.kind, c.code, c.limit_adult, c.limit_child, c.waiting_period_adult,
-                 c.waiting_period_child, c.price_origin
-             FROM i
-             LEFT JOIN p ON p.insuree_id = i.insuree_id
-             LEFT JOIN c ON c.product_code = p.product_code
-             ORDER BY i.updated_at DESC, i.insuree_id, p.effective_date, p.policy_id",
+                       WHERE {policies})
+             SELECT 'I', i.insuree_id, i.chfid, i.birth_date, i.gender, p.policy_id, p.product_code,
+                 p.effective_date, p.expiry_date, i.updated_at, CAST(NULL AS BIGINT)
+             FROM i LEFT JOIN p ON p.insuree_id = i.insuree_id
+             UNION ALL
+             SELECT 'H', l.kind, l.code, c.target_date, NULL, NULL, NULL, NULL, NULL, NULL,
+                 COALESCE(l.qty_approved, l.qty_provided)
+             FROM claims c JOIN claim_lines l ON l.claim_id = c.claim_id
+             WHERE c.insuree = $2 AND c.claim_id <> $3 AND c.status IN (4, 8, 16) AND l.status = 1 AND {codes}
+             UNION ALL
+             SELECT 'V', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, {VERSION}",
             policies = one_of(backend, "insuree_id", "SELECT insuree_id FROM i"),
-            products = one_of(backend, "product_code", "SELECT product_code FROM p"),
-            codes = code_in(backend, "code", 1),
+            codes = code_in(backend, "l.code", 1),
         );
         let uuid = |s: String| Uuid::parse_str(&s).map_err(|e| sqlx::Error::Decode(Box::new(e)));
-        let rows = sql_fetch_all!(conn.exec(), sqlx::AssertSqlSafe(sql), [codes_json.as_str(), chfid], |row| {
-            let insuree = Insuree {
-                insuree_id: uuid(row.try_get(0)?)?,
-                chfid: row.try_get(1)?,
-                birth_date: date(&row.try_get::<String, _>(2)?)?,
-                gender: parse(&row.try_get::<String, _>(3)?, Gender::from_name)?,
-            };
-            let policy = match row.try_get::<Option<String>, _>(4)? {
-                None => None,
-                Some(id) => Some(Policy {
-                    policy_id: uuid(id)?,
-                    insuree_id: insuree.insuree_id,
-                    product_code: row.try_get(5)?,
-                    effective_date: date(&row.try_get::<String, _>(6)?)?,
-                    expiry_date: date(&row.try_get::<String, _>(7)?)?,
-                }),
-            };
-            let coverage = match row.try_get::<Option<String>, _>(8)? {
-                None => None,
-                Some(kind) => Some(Coverage {
-                    kind: parse(&kind, LineKind::from_name)?,
-                    code: row.try_get(9)?,
-                    limit_adult: cents(row.try_get(10)?),
-                    limit_child: cents(row.try_get(11)?),
-                    waiting_period_adult: row.try_get::<i32, _>(12)?.max(0) as u32,
-                    waiting_period_child: row.try_get::<i32, _>(13)?.max(0) as u32,
-                    price_origin: parse(&row.try_get::<String, _>(14)?, PriceOrigin::from_name)?,
-                }),
-            };
-            Ok((insuree, policy, coverage))
-        })?;
-        out.insuree = rows.first().map(|(insuree, _, _)| insuree.clone());
-        let first = out.insuree.as_ref().map(|i| i.insuree_id);
-        for (insuree, policy, coverage) in rows {
-            let Some(policy) = policy.filter(|_| Some(insuree.insuree_id) == first) else { continue };
-            let at = match out.policies.iter().position(|(p, _)| p.policy_id == policy.policy_id) {
-                Some(at) => at,
-                None => {
-                    let code = policy.product_code.clone();
-                    out.policies.push((policy, Product { code, name: String::new(), coverage: vec![] }));
-                    out.policies.len() - 1
-                }
-            };
-            out.policies[at].1.coverage.extend(coverage);
-        }
-        if out.insuree.is_some() {
-            let sql = format!(
-                "SELECT l.kind, l.code, c.target_date, COALESCE(l.qty_approved, l.qty_provided)
-                 FROM claims c JOIN claim_lines l ON l.claim_id = c.claim_id
-                 WHERE c.insuree = $2 AND c.claim_id <> $3 AND c.status IN (4, 8, 16) AND l.status = 1 AND {}",
-                code_in(backend, "l.code", 1)
-            );
-            out.history = sql_fetch_all!(
+        let rows = {
+            let mut conn = self.0.acquire().await?;
+            sql_fetch_all!(
                 conn.exec(),
                 sqlx::AssertSqlSafe(sql),
                 [codes_json.as_str(), chfid, claim_id.to_string()],
-                |row| Ok(PastLine {
-                    kind: parse(&row.try_get::<String, _>(0)?, LineKind::from_name)?,
-                    code: row.try_get(1)?,
-                    date: date(&row.try_get::<String, _>(2)?)?,
-                    quantity: Amount(row.try_get(3)?),
-                })
-            )?;
+                |row| {
+                    let text = |i: usize| row.try_get::<Option<String>, _>(i);
+                    let required = |i: usize| text(i)?.ok_or_else(|| sqlx::Error::Decode("unexpected NULL".into()));
+                    Ok(match required(0)?.as_str() {
+                        "I" => {
+                            let insuree = Insuree {
+                                insuree_id: uuid(required(1)?)?,
+                                chfid: required(2)?,
+                                birth_date: date(&required(3)?)?,
+                                gender: parse(&required(4)?, Gender::from_name)?,
+                            };
+                            let policy = match text(5)? {
+                                None => None,
+                                Some(id) => Some(Policy {
+                                    policy_id: uuid(id)?,
+                                    insuree_id: insuree.insuree_id,
+                                    product_code: required(6)?,
+                                    effective_date: date(&required(7)?)?,
+                                    expiry_date: date(&required(8)?)?,
+                                }),
+                            };
+                            InsureeRow::Insured { insuree, policy, updated_at: required(9)? }
+                        }
+                        "H" => InsureeRow::Past(PastLine {
+                            kind: parse(&required(1)?, LineKind::from_name)?,
+                            code: required(2)?,
+                            date: date(&required(3)?)?,
+                            quantity: Amount(row.try_get(10)?),
+                        }),
+                        _ => InsureeRow::Version(row.try_get(10)?),
+                    })
+                }
+            )?
+        };
+        let mut insured = Vec::new();
+        let mut history = Vec::new();
+        let mut version = -1;
+        for row in rows {
+            match row {
+                InsureeRow::Insured { insuree, policy, updated_at } => insured.push((updated_at, insuree, policy)),
+                InsureeRow::Past(line) => history.push(line),
+                InsureeRow::Version(v) => version = v,
+            }
         }
+        // the newest entry of the CHFID first, its policies in the order they took effect
+        insured.sort_by(|(at_a, a, pa), (at_b, b, pb)| {
+            let policy = |p: &Option<Policy>| p.as_ref().map(|p| (p.effective_date, p.policy_id));
+            at_b.cmp(at_a).then(a.insuree_id.cmp(&b.insuree_id)).then(policy(pa).cmp(&policy(pb)))
+        });
+
+        let snapshot = reference.snapshot(self.0, version).await?;
+        let at = reference.facility(self.0, &snapshot, facility).await?;
+        let mut out = SubmitFacts { facility: at.facility.clone(), ..SubmitFacts::default() };
+        for code in codes {
+            for e in snapshot.register(code) {
+                out.register.insert((e.kind, e.code.clone()), e.clone());
+            }
+            out.price_list.extend(at.price_list(code).cloned());
+        }
+        out.insuree = insured.first().map(|(_, insuree, _)| insuree.clone());
+        let Some(first) = out.insuree.as_ref().map(|i| i.insuree_id) else { return Ok(out) };
+        for (_, insuree, policy) in insured {
+            let Some(policy) = policy.filter(|_| insuree.insuree_id == first) else { continue };
+            if out.policies.iter().any(|(p, _)| p.policy_id == policy.policy_id) {
+                continue;
+            }
+            let code = policy.product_code.clone();
+            let coverage = codes.iter().flat_map(|c| snapshot.coverage(&code, c).cloned()).collect();
+            out.policies.push((policy, Product { code, name: String::new(), coverage }));
+        }
+        out.history = history;
         Ok(out)
     }
 
