@@ -100,6 +100,9 @@ where
     }
 }
 
+/// Events read from a stream per round trip when catching up.
+const CATCH_UP_PAGE: i64 = 1000;
+
 /// Folds the events appended to the stream since the version held: true when there were any.
 pub async fn catch_up<A>(loaded: &mut Loaded<A>, store: &EventStore, stream: &str) -> Result<bool, ApiError>
 where
@@ -108,9 +111,10 @@ where
 {
     let mut moved = false;
     loop {
-        let events = store.read_stream(stream, loaded.version, 1000).await?;
+        let events = store.read_stream(stream, loaded.version, CATCH_UP_PAGE).await?;
         let Some(last) = events.last() else { return Ok(moved) };
         let version = last.version;
+        let more = events.len() as i64 == CATCH_UP_PAGE;
         let decoded = events
             .iter()
             .map(|e| e.decode::<A::Event>())
@@ -118,6 +122,10 @@ where
             .map_err(|e| ApiError::internal(e.to_string()))?;
         loaded.advance(&decoded, version);
         moved = true;
+        if !more {
+            // a short page is the end of the stream: no round trip to be told so
+            return Ok(moved);
+        }
     }
 }
 
