@@ -7,16 +7,10 @@
 //! `careledger_append` call, in which every append has its own subtransaction: a refused append
 //! takes nothing of the others with it, and each caller gets its own answer. A writer alone waits
 //! for no one: a batch is whatever is queued when a committer is free, never a timer.
-//!
-//! A committer keeps its connection while appends keep coming and gives it back to the pool only
-//! before it waits on an empty queue: sqlx tests a connection with a round trip each time one
-//! goes back to the pool, which under load was one more round trip per batch.
 
 use std::sync::Arc;
 
-use sqlx::pool::PoolConnection;
-use sqlx::{PgPool, Postgres};
-use tokio::sync::mpsc::error::TryRecvError;
+use sqlx::PgPool;
 use tokio::sync::{Mutex, mpsc, oneshot, watch};
 
 use crate::postgres::{self, WireAppend};
@@ -67,24 +61,15 @@ struct Waiting {
 }
 
 async fn committer(pool: PgPool, waiting: Arc<Mutex<Waiting>>, appended: watch::Sender<i64>) {
-    let mut conn: Option<PoolConnection<Postgres>> = None;
     loop {
         let batch = {
             let mut guard = waiting.lock().await;
             let Waiting { jobs, held } = &mut *guard;
             let first = match held.take() {
                 Some(job) => job,
-                None => match jobs.try_recv() {
-                    Ok(job) => job,
-                    Err(TryRecvError::Disconnected) => return,
-                    Err(TryRecvError::Empty) => {
-                        // nothing queued: the connection goes back to the pool while this waits
-                        conn = None;
-                        match jobs.recv().await {
-                            Some(job) => job,
-                            None => return,
-                        }
-                    }
+                None => match jobs.recv().await {
+                    Some(job) => job,
+                    None => return,
                 },
             };
             let (mut bytes, mut events) = (first.append.bytes(), first.append.events());
@@ -102,7 +87,7 @@ async fn committer(pool: PgPool, waiting: Arc<Mutex<Waiting>>, appended: watch::
             }
             batch
         };
-        let answers = write(&pool, &mut conn, &batch).await;
+        let answers = write(&pool, &batch).await;
         let mut last = 0;
         for (job, answer) in batch.into_iter().zip(answers) {
             if let Ok(outcome) = &answer {
@@ -118,29 +103,13 @@ async fn committer(pool: PgPool, waiting: Arc<Mutex<Waiting>>, appended: watch::
     }
 }
 
-/// One answer per job, whatever happens. `conn` is the committer's connection, taken from the
-/// pool when it has none; after a failure it is given back (the pool's test closes it if it is
-/// broken) and the next batch takes another.
-async fn write(
-    pool: &PgPool,
-    conn: &mut Option<PoolConnection<Postgres>>,
-    batch: &[Job],
-) -> Vec<Result<AppendOutcome, StoreError>> {
+/// One answer per job, whatever happens.
+async fn write(pool: &PgPool, batch: &[Job]) -> Vec<Result<AppendOutcome, StoreError>> {
     let appends: Vec<&WireAppend> = batch.iter().map(|j| &j.append).collect();
     let mut attempt = 0;
     loop {
-        let result = match conn.take() {
-            Some(c) => Ok(c),
-            None => pool.acquire().await,
-        };
-        let result = match result {
-            Ok(mut c) => {
-                let result = postgres::append_batch(pool, &mut c, &appends).await;
-                if result.is_ok() {
-                    *conn = Some(c);
-                }
-                result
-            }
+        let result = match pool.acquire().await {
+            Ok(mut conn) => postgres::append_batch(pool, &mut conn, &appends).await,
             Err(e) => Err(e.into()),
         };
         match result {
