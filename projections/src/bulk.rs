@@ -2,7 +2,10 @@
 //! parameter): a run of events of one kind costs a statement per table, not one per event.
 //! The texts differ per backend only in how the array is unnested.
 
-use careledger_store::Backend;
+use careledger_store::{Backend, Tx, sql_exec};
+use serde_json::Value;
+
+use crate::ProjectionError;
 
 /// How a column is read from a row object of the JSON array.
 #[derive(Clone, Copy)]
@@ -95,4 +98,14 @@ pub fn one_of(backend: Backend, column: &str, subquery: &str) -> String {
         Backend::Postgres => format!("{column} = ANY(ARRAY({subquery}))"),
         Backend::Sqlite => format!("{column} IN ({subquery})"),
     }
+}
+
+/// Runs a statement of this module over `rows` bound as one JSON array (nothing when there are
+/// none). The statements are built from the projectors' column constants, never from input.
+pub async fn write(tx: &mut Tx, sql: String, rows: Vec<Value>) -> Result<(), ProjectionError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    sql_exec!(tx.exec(), sqlx::AssertSqlSafe(sql), [Value::Array(rows).to_string()])?;
+    Ok(())
 }

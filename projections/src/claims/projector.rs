@@ -385,24 +385,10 @@ impl Pending {
         let rows = std::mem::take(&mut self.rows);
         self.seen.clear();
         for (sql, rows) in statements(run, tx.backend()).into_iter().zip(rows) {
-            if rows.is_empty() {
-                continue;
-            }
-            let array = Value::Array(rows).to_string();
-            // statements are built from this module's constants only, never from input
-            sql_exec!(tx.exec(), sqlx::AssertSqlSafe(sql), [array])?;
+            bulk::write(tx, sql, rows).await?;
         }
         Ok(())
     }
-}
-
-/// Runs one of `statements`-like texts over a JSON array of rows.
-async fn write(tx: &mut Tx, sql: String, rows: Vec<Value>) -> Result<(), ProjectionError> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    sql_exec!(tx.exec(), sqlx::AssertSqlSafe(sql), [Value::Array(rows).to_string()])?;
-    Ok(())
 }
 
 fn valuation_rows(claim_id: &str, lines: &[LineValuation]) -> Vec<Value> {
@@ -464,7 +450,7 @@ async fn apply_one(tx: &mut Tx, recorded: &RecordedEvent, event: &ClaimEvent) ->
                 Column::Text("valid_to"),
                 Column::BigInt("price"),
             ];
-            write(tx, bulk::insert(backend, "claims_price_lists", &columns), rows).await?;
+            bulk::write(tx, bulk::insert(backend, "claims_price_lists", &columns), rows).await?;
         }
         ClaimEvent::ProductUpserted { product, at } => {
             sql_exec!(
@@ -499,7 +485,7 @@ async fn apply_one(tx: &mut Tx, recorded: &RecordedEvent, event: &ClaimEvent) ->
                 Column::BigInt("waiting_period_child"),
                 Column::Text("price_origin"),
             ];
-            write(tx, bulk::insert(backend, "claims_product_coverage", &columns), rows).await?;
+            bulk::write(tx, bulk::insert(backend, "claims_product_coverage", &columns), rows).await?;
         }
         ClaimEvent::ClaimUpdated(record) => {
             let claim_id = record.claim_id.to_string();
@@ -508,9 +494,9 @@ async fn apply_one(tx: &mut Tx, recorded: &RecordedEvent, event: &ClaimEvent) ->
             row["updated_at"] = json!(text(&record.at));
             row["updated_by"] = json!(by);
             let columns = [&CLAIM_DATA[..], &STAMPS[..]].concat();
-            write(tx, bulk::update(backend, "claims", &columns, &CLAIM_KEY), vec![row]).await?;
+            bulk::write(tx, bulk::update(backend, "claims", &columns, &CLAIM_KEY), vec![row]).await?;
             sql_exec!(tx.exec(), "DELETE FROM claim_lines WHERE claim_id = $1", [claim_id.as_str()])?;
-            write(tx, bulk::insert(backend, "claim_lines", &LINE), line_rows(record)).await?;
+            bulk::write(tx, bulk::insert(backend, "claim_lines", &LINE), line_rows(record)).await?;
         }
         ClaimEvent::ClaimDeleted { claim_id, .. } => {
             let claim_id = claim_id.to_string();
@@ -589,8 +575,12 @@ async fn apply_one(tx: &mut Tx, recorded: &RecordedEvent, event: &ClaimEvent) ->
             at,
         } => {
             let claim_id = claim_id.to_string();
-            write(tx, bulk::update(backend, "claim_lines", &LINE_VALUED, &LINE_KEY), valuation_rows(&claim_id, lines))
-                .await?;
+            bulk::write(
+                tx,
+                bulk::update(backend, "claim_lines", &LINE_VALUED, &LINE_KEY),
+                valuation_rows(&claim_id, lines),
+            )
+            .await?;
             sql_exec!(
                 tx.exec(),
                 "UPDATE claims SET status = $2, valuated = $3, remunerated = $4, feedback_status = $5,
@@ -610,8 +600,12 @@ async fn apply_one(tx: &mut Tx, recorded: &RecordedEvent, event: &ClaimEvent) ->
         }
         ClaimEvent::ClaimValuated { claim_id, batch_run_id, status, lines, valuated, remunerated, at } => {
             let claim_id = claim_id.to_string();
-            write(tx, bulk::update(backend, "claim_lines", &LINE_VALUED, &LINE_KEY), valuation_rows(&claim_id, lines))
-                .await?;
+            bulk::write(
+                tx,
+                bulk::update(backend, "claim_lines", &LINE_VALUED, &LINE_KEY),
+                valuation_rows(&claim_id, lines),
+            )
+            .await?;
             sql_exec!(
                 tx.exec(),
                 "UPDATE claims SET status = $2, valuated = $3, remunerated = $4, batch_run_id = $5,
@@ -654,7 +648,7 @@ async fn apply_one(tx: &mut Tx, recorded: &RecordedEvent, event: &ClaimEvent) ->
             row["updated_by"] = json!(by);
             let columns =
                 [&ATTACHMENT[..], &[Column::Text("inserted_at"), Column::Text("inserted_by")], &STAMPS[..]].concat();
-            write(tx, bulk::insert(backend, "claim_attachments", &columns), vec![row]).await?;
+            bulk::write(tx, bulk::insert(backend, "claim_attachments", &columns), vec![row]).await?;
         }
         ClaimEvent::AttachmentUpdated { claim_id, attachment, at } => {
             let mut row = attachment_row(&claim_id.to_string(), attachment);
@@ -662,7 +656,7 @@ async fn apply_one(tx: &mut Tx, recorded: &RecordedEvent, event: &ClaimEvent) ->
             row["updated_by"] = json!(by);
             let columns = [&ATTACHMENT[2..], &STAMPS[..]].concat();
             let key = [Column::Text("attachment_id")];
-            write(tx, bulk::update(backend, "claim_attachments", &columns, &key), vec![row]).await?;
+            bulk::write(tx, bulk::update(backend, "claim_attachments", &columns, &key), vec![row]).await?;
         }
         ClaimEvent::AttachmentDeleted { attachment_id, .. } => {
             sql_exec!(

@@ -7,7 +7,7 @@
 
 use careledger_events::requisitions::{EntityType, RequisitionEvent};
 use careledger_events::{DomainEvent, RecordedEvent};
-use careledger_store::{Tx, sql_exec};
+use careledger_store::Tx;
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
@@ -89,10 +89,7 @@ impl Projector for RequisitionsProjector {
             for (table, columns, rows) in
                 [("requisitions", &REQUISITION[..], numbers), ("requisition_entities", &ENTITY[..], entities)]
             {
-                if !rows.is_empty() {
-                    let sql = bulk::insert(tx.backend(), table, columns);
-                    sql_exec!(tx.exec(), sqlx::AssertSqlSafe(sql), [Value::Array(rows).to_string()])?;
-                }
+                bulk::write(tx, bulk::insert(tx.backend(), table, columns), rows).await?;
             }
             Ok(())
         })
