@@ -124,6 +124,10 @@ impl Db {
             let options = PgConnectOptions::from_str(url)?;
             let sets_jit = url.contains("jit=") || url.contains("jit%3D") || url.contains("jit%3d");
             let options = if sets_jit { options } else { options.options([("jit", "off")]) };
+            // Reads of the log take the horizon and then the events in one call, each statement
+            // with its own snapshot, which only READ COMMITTED gives (migrations/postgres/0015):
+            // a server or database whose default is stricter must not change that for us.
+            let options = options.options([("default_transaction_isolation", "read committed")]);
             // sqlx tests every connection with a round trip as it goes back to the pool and, by
             // default, again as it is taken out. Under load a connection goes back and out again
             // within milliseconds, so the second test only doubled the round trips of every short

@@ -1,5 +1,7 @@
 //! The PostgreSQL backend: positions from transaction ids, reads below the visibility horizon.
-//! See `migrations/postgres/0001_event_log.sql` for why this never skips an event.
+//! See `migrations/postgres/0001_event_log.sql` for why this never skips an event, and
+//! `0015_read_with_horizon.sql` for the horizon (`careledger_horizon`, which was the `HORIZON`
+//! query of this file before) and the reads that take it in the same round trip.
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
@@ -10,28 +12,6 @@ use crate::{AppendOutcome, AppendRequest, ExpectedVersion, RecordedEvent, StoreE
 
 /// Positions are `txid << INDEX_BITS | index of the event in its append`.
 const INDEX_BITS: u32 = 20;
-
-/// The reading horizon: the lowest transaction id of an appender of this database still running,
-/// or the next transaction id when none runs. Every transaction below it has ended, so a read in a
-/// later statement sees all their events. Only appenders count (their advisory lock says who they
-/// are): a long transaction of a projector, of a rebuild or of another database on the same server
-/// never holds readers back. `backend_xid` is 32 bits: it is widened to 64 as the id nearest to the
-/// snapshot's xmax (running ids are within 2^31 of it).
-const HORIZON: &str = "WITH s AS (SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS n)
-     SELECT LEAST(s.n, COALESCE((
-         SELECT min(s.n + (((a.backend_xid::text::bigint - (s.n & 4294967295)) % 4294967296
-                                  + 6442450944) % 4294967296 - 2147483648))
-         FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-         WHERE l.locktype = 'advisory' AND l.granted
-           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-           AND l.classid = 1128354373::oid AND l.objid = 1::oid AND l.objsubid = 2
-           AND a.backend_xid IS NOT NULL), s.n))
-     FROM s";
-
-/// See [`HORIZON`]; the events read must be read by a later statement than this one.
-async fn horizon(pool: &PgPool) -> Result<i64, StoreError> {
-    Ok(sqlx::query_scalar(HORIZON).fetch_one(pool).await?)
-}
 
 /// An append as `careledger_append` takes it (JSON), serialised by the caller's task.
 pub(crate) struct WireAppend {
@@ -239,12 +219,11 @@ pub(crate) async fn stream_version(pool: &PgPool, stream: &str) -> Result<i64, S
 }
 
 pub(crate) async fn read_all(pool: &PgPool, after: i64, limit: i64) -> Result<Vec<RecordedEvent>, StoreError> {
-    let horizon = horizon(pool).await?;
-    // a function that pins the plan to the primary-key walk (migrations/postgres/0006)
-    let rows = sqlx::query("SELECT * FROM careledger_read_all($1, $2, $3)")
+    // the horizon and the read in one round trip, each with its own snapshot, on the primary-key
+    // walk (migrations/postgres/0006, 0015)
+    let rows = sqlx::query("SELECT * FROM careledger_read_after($1, $2)")
         .bind(after)
         .bind(limit.clamp(0, i64::from(i32::MAX)) as i32)
-        .bind(horizon)
         .fetch_all(pool)
         .await?;
     rows.iter().map(decode).collect()
@@ -262,8 +241,7 @@ pub(crate) async fn read_positions(pool: &PgPool, positions: &[i64]) -> Result<V
 }
 
 pub(crate) async fn head(pool: &PgPool) -> Result<i64, StoreError> {
-    let horizon = horizon(pool).await?;
-    let head: Option<i64> = sqlx::query_scalar("SELECT careledger_head($1)").bind(horizon).fetch_one(pool).await?;
+    let head: Option<i64> = sqlx::query_scalar("SELECT careledger_head_now()").fetch_one(pool).await?;
     Ok(head.unwrap_or(0))
 }
 
