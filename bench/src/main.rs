@@ -13,6 +13,10 @@ mod service;
 
 use clap::{Parser, Subcommand};
 
+/// The server runs in this process: the same allocator as the `careledger` binary.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "careledger-bench")]
 struct Cli {
