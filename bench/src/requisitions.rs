@@ -13,7 +13,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::appends::measure;
-use crate::service::{FreshDb, SECRET, figure, percentile, serve};
+use crate::service::{FreshDb, SECRET, busy_cpu_ms, figure, percentile, serve};
 
 const SCOPE: &str = "service_request:write service_request:read";
 /// The figure the issue asks for.
@@ -32,6 +32,7 @@ pub async fn run(backend: &str, pg_admin: &str, writers: usize, seconds: f64) ->
     let latencies = Arc::new(Mutex::new(Vec::new()));
     let failures = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let (l, f) = (latencies.clone(), failures.clone());
+    let cpu_before = busy_cpu_ms();
     let issued = measure(writers, seconds, move |_, _| {
         let (client, url, token, latencies, failures) = (client.clone(), url.clone(), token.clone(), l.clone(), f.clone());
         async move {
@@ -50,6 +51,7 @@ pub async fn run(backend: &str, pg_admin: &str, writers: usize, seconds: f64) ->
         }
     })
     .await?;
+    let cpu_ms = cpu_before.zip(busy_cpu_ms()).map(|(before, after)| after - before);
     let failed = failures.load(std::sync::atomic::Ordering::Relaxed);
     let numbers = count(&server.state.store, "SELECT COUNT(*) FROM unique_keys WHERE scope = 'requisition'").await?;
 
@@ -63,7 +65,13 @@ pub async fn run(backend: &str, pg_admin: &str, writers: usize, seconds: f64) ->
     extra["ratio_to_baseline"] = json!(issued / baseline);
     figure("requisitions", "requisitions_issued", issued, "requisitions/s", extra);
     figure("requisitions", "issue_latency_p50", percentile(&mut latencies, 50.0), "ms", common.clone());
-    figure("requisitions", "issue_latency_p99", percentile(&mut latencies, 99.0), "ms", common);
+    figure("requisitions", "issue_latency_p99", percentile(&mut latencies, 99.0), "ms", common.clone());
+    if let Some(cpu_ms) = cpu_ms {
+        // the requests answered by the end of the measured window (the count above may include
+        // a few issued as it closed)
+        let answered = latencies.len().max(1) as f64;
+        figure("requisitions", "machine_cpu_per_requisition", cpu_ms * 1000.0 / answered, "us", common);
+    }
     server.stop().await;
     db.drop_now().await;
     if failed > 0 {

@@ -70,6 +70,18 @@ pub fn percentile(samples: &mut [f64], p: f64) -> f64 {
     samples[rank.min(samples.len() - 1)]
 }
 
+/// The whole machine's busy CPU time so far, in ms over all cores (Linux `/proc/stat`, in its
+/// fixed 100 ticks a second; steal excluded; `None` elsewhere). Between two readings, divided by
+/// the operations done, it is what one operation costs the machine (the server, its database and
+/// the client together): a figure that a slower or busier machine moves far less than a rate.
+pub fn busy_cpu_ms() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    // cpu  user nice system idle iowait irq softirq steal
+    let ticks: Vec<f64> = stat.lines().next()?.split_whitespace().skip(1).take(8).filter_map(|t| t.parse().ok()).collect();
+    let [user, nice, system, _idle, _iowait, irq, softirq, _steal] = ticks[..] else { return None };
+    Some((user + nice + system + irq + softirq) * 10.0)
+}
+
 /// Prints one figure as a JSON line on stdout.
 pub fn figure(bench: &str, name: &str, value: f64, unit: &str, extra: serde_json::Value) {
     let mut line =
