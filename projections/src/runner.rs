@@ -28,8 +28,10 @@ pub trait Projector: Send + Sync {
     fn handles(&self, _event: &RecordedEvent) -> bool {
         true
     }
-    /// Applies events, in order, inside the transaction that will move the checkpoint.
-    fn apply<'a>(&'a self, tx: &'a mut Tx, events: &'a [RecordedEvent]) -> BoxFuture<'a, Result<(), ProjectionError>>;
+    /// Applies events, in order, inside the transaction that will move the checkpoint. They are
+    /// shared with the process's other subscriptions (the log's tail keeps one copy of each).
+    fn apply<'a>(&'a self, tx: &'a mut Tx, events: &'a [Arc<RecordedEvent>])
+    -> BoxFuture<'a, Result<(), ProjectionError>>;
 }
 
 /// Where a projector is.
@@ -133,7 +135,7 @@ impl Projections {
         &self,
         projector: &Arc<dyn Projector>,
         from: i64,
-        events: &[RecordedEvent],
+        events: &[Arc<RecordedEvent>],
     ) -> Result<Applied, ProjectionError> {
         let name = projector.name();
         let Some(last) = events.last() else { return Ok(Applied::Moved(from)) };

@@ -1,5 +1,6 @@
 //! Catch-up then follow: the way projectors and the relay read the log.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -14,7 +15,8 @@ type Read = JoinHandle<Result<Vec<RecordedEvent>, StoreError>>;
 /// Wakes at once for appends of this process and polls for those of other processes.
 ///
 /// Near the head of the log, the events come from the process's shared [`Tail`] (read from the
-/// database once for every subscription); further behind, from the database.
+/// database once for every subscription, and shared with them: hence the [`Arc`]s); further
+/// behind, from the database.
 ///
 /// While catching up (a batch came back full, so more is probably waiting), the next batch is
 /// read in the background while the caller handles this one: the database's time and the
@@ -53,13 +55,14 @@ impl Subscription {
     ///
     /// Cancel-safe: dropped before it returns, it hands out nothing and loses nothing (a read
     /// started ahead stays with the subscription for the next call).
-    pub async fn next_batch(&mut self) -> Result<Vec<RecordedEvent>, StoreError> {
+    pub async fn next_batch(&mut self) -> Result<Vec<Arc<RecordedEvent>>, StoreError> {
         loop {
             let (events, from_database) = match self.ahead.as_mut() {
                 Some(read) => {
                     let result = read.await;
                     self.ahead = None;
-                    (result.map_err(|e| StoreError::Backend(format!("read ahead of the log: {e}")))??, true)
+                    let events = result.map_err(|e| StoreError::Backend(format!("read ahead of the log: {e}")))??;
+                    (shared(events), true)
                 }
                 None => {
                     // changes of the tail from here on wake the waits below
@@ -69,7 +72,7 @@ impl Subscription {
                         Served::Elsewhere => {
                             // appends from here on wake the wait below, whatever this read sees
                             self.appended.borrow_and_update();
-                            (self.store.read_all(self.position, self.batch_size).await?, true)
+                            (shared(self.store.read_all(self.position, self.batch_size).await?), true)
                         }
                     }
                 }
@@ -95,6 +98,10 @@ impl Subscription {
             read.abort();
         }
     }
+}
+
+fn shared(events: Vec<RecordedEvent>) -> Vec<Arc<RecordedEvent>> {
+    events.into_iter().map(Arc::new).collect()
 }
 
 impl Drop for Subscription {

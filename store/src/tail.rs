@@ -11,6 +11,10 @@
 //! can still appear. The ring therefore holds *every* event in `(base, tail]`, and a subscription
 //! at `position >= base` finds all its next events there.
 //!
+//! The events are kept behind [`Arc`]s and handed out as such: every subscription shares one copy
+//! of each event instead of cloning its data (five deep clones and drops of every event's JSON
+//! were ~5% of the server's CPU on requisitions).
+//!
 //! The reader task runs while subscriptions exist (it stops once the last is dropped, and the
 //! next subscription starts it again, continuing after the tail it had read).
 
@@ -29,7 +33,7 @@ const READ: i64 = 1000;
 /// What the tail can do for a subscription at a position.
 pub(crate) enum Served {
     /// The next events after the position (empty: it is at the tail; wait for `read_to`).
-    Events(Vec<RecordedEvent>),
+    Events(Vec<Arc<RecordedEvent>>),
     /// The position is not covered (before the ring, past its tail, or the tail has not read
     /// yet): read the database.
     Elsewhere,
@@ -39,7 +43,7 @@ pub(crate) enum Served {
 struct Ring {
     /// Every event in `(base, tail]` is in `events`, in order; `None` until the first read.
     span: Option<(i64, i64)>,
-    events: VecDeque<RecordedEvent>,
+    events: VecDeque<Arc<RecordedEvent>>,
     running: bool,
 }
 
@@ -90,7 +94,7 @@ impl Tail {
         let Some((mut base, mut tail)) = ring.span else { return };
         for event in events {
             tail = event.position;
-            ring.events.push_back(event);
+            ring.events.push_back(Arc::new(event));
         }
         while ring.events.len() > CAPACITY {
             if let Some(oldest) = ring.events.pop_front() {

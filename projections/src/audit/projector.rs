@@ -4,6 +4,8 @@
 //! PostgreSQL `jsonb_array_elements`), as the codes projector does with runs of assignments, so
 //! catching up with a log of a million events is a few thousand statements, not a million.
 
+use std::sync::Arc;
+
 use careledger_events::RecordedEvent;
 use careledger_store::{Backend, Tx, sql_exec};
 use futures::future::BoxFuture;
@@ -23,12 +25,16 @@ impl Projector for AuditProjector {
         &["audit_events"]
     }
 
-    fn apply<'a>(&'a self, tx: &'a mut Tx, events: &'a [RecordedEvent]) -> BoxFuture<'a, Result<(), ProjectionError>> {
+    fn apply<'a>(
+        &'a self,
+        tx: &'a mut Tx,
+        events: &'a [Arc<RecordedEvent>],
+    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
         Box::pin(async move {
             if events.is_empty() {
                 return Ok(());
             }
-            let rows = Value::Array(events.iter().map(row).collect()).to_string();
+            let rows = Value::Array(events.iter().map(|e| row(e)).collect()).to_string();
             let sql = match tx.backend() {
                 Backend::Postgres => {
                     "INSERT INTO audit_events (position, event_id, stream, version, context, event_type, recorded_at,

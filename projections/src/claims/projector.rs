@@ -5,6 +5,8 @@
 //! other event is a statement or a few of its own. Order is kept: a run is written before the next
 //! event of another kind is applied.
 
+use std::sync::Arc;
+
 use std::collections::HashMap;
 
 use careledger_events::claims::{Attachment, ClaimEvent, ClaimRecord, ClaimStatus, LineValuation, StepStatus};
@@ -46,7 +48,11 @@ impl Projector for ClaimsProjector {
         careledger_events::stream_context(&event.stream) == ClaimEvent::CONTEXT
     }
 
-    fn apply<'a>(&'a self, tx: &'a mut Tx, events: &'a [RecordedEvent]) -> BoxFuture<'a, Result<(), ProjectionError>> {
+    fn apply<'a>(
+        &'a self,
+        tx: &'a mut Tx,
+        events: &'a [Arc<RecordedEvent>],
+    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
         Box::pin(async move {
             let mut pending = Pending::default();
             let mut reference_at = None;

@@ -4,6 +4,8 @@
 //! array (SQLite `json_each`, PostgreSQL `jsonb_array_elements_text`): a million codes are a
 //! hundred statements, not a million.
 
+use std::sync::Arc;
+
 use careledger_events::codes::CodeEvent;
 use careledger_events::{DomainEvent, RecordedEvent};
 use careledger_store::{Backend, Tx, sql_exec, sql_fetch_all};
@@ -27,7 +29,11 @@ impl Projector for CodesProjector {
         careledger_events::stream_context(&event.stream) == CodeEvent::CONTEXT
     }
 
-    fn apply<'a>(&'a self, tx: &'a mut Tx, events: &'a [RecordedEvent]) -> BoxFuture<'a, Result<(), ProjectionError>> {
+    fn apply<'a>(
+        &'a self,
+        tx: &'a mut Tx,
+        events: &'a [Arc<RecordedEvent>],
+    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
         Box::pin(async move {
             // consecutive assignments are applied together: a few statements for the run instead
             // of four round trips each (at 1,000 assignments/s the projector fell behind)

@@ -7,6 +7,8 @@
 //! other event is a statement or three of its own. Order is kept: a run of registrations is
 //! written before the next event of another kind is applied.
 
+use std::sync::Arc;
+
 use careledger_events::registry::{EquipmentRegistration, EquipmentStatus, LinkStatus, RegistryEvent};
 use careledger_events::{DomainEvent, RecordedEvent};
 use careledger_store::{Tx, sql_exec};
@@ -32,7 +34,11 @@ impl Projector for RegistryProjector {
         careledger_events::stream_context(&event.stream) == RegistryEvent::CONTEXT
     }
 
-    fn apply<'a>(&'a self, tx: &'a mut Tx, events: &'a [RecordedEvent]) -> BoxFuture<'a, Result<(), ProjectionError>> {
+    fn apply<'a>(
+        &'a self,
+        tx: &'a mut Tx,
+        events: &'a [Arc<RecordedEvent>],
+    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
         Box::pin(async move {
             let mut registrations = Registrations::default();
             for recorded in events {

@@ -5,6 +5,8 @@
 //! claims projector writes its runs (`bulk`). At thousands of numbers a second, two statements per
 //! event were a large part of what the database did for each number.
 
+use std::sync::Arc;
+
 use careledger_events::requisitions::{EntityType, RequisitionEvent};
 use careledger_events::{DomainEvent, RecordedEvent};
 use careledger_store::Tx;
@@ -51,7 +53,11 @@ impl Projector for RequisitionsProjector {
         careledger_events::stream_context(&event.stream) == RequisitionEvent::CONTEXT
     }
 
-    fn apply<'a>(&'a self, tx: &'a mut Tx, events: &'a [RecordedEvent]) -> BoxFuture<'a, Result<(), ProjectionError>> {
+    fn apply<'a>(
+        &'a self,
+        tx: &'a mut Tx,
+        events: &'a [Arc<RecordedEvent>],
+    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
         Box::pin(async move {
             let (mut numbers, mut entities) = (Vec::new(), Vec::new());
             for recorded in events.iter().filter(|e| self.handles(e)) {
