@@ -77,7 +77,8 @@ pub fn percentile(samples: &mut [f64], p: f64) -> f64 {
 pub fn busy_cpu_ms() -> Option<f64> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     // cpu  user nice system idle iowait irq softirq steal
-    let ticks: Vec<f64> = stat.lines().next()?.split_whitespace().skip(1).take(8).filter_map(|t| t.parse().ok()).collect();
+    let ticks: Vec<f64> =
+        stat.lines().next()?.split_whitespace().skip(1).take(8).filter_map(|t| t.parse().ok()).collect();
     let [user, nice, system, _idle, _iowait, irq, softirq, _steal] = ticks[..] else { return None };
     Some((user + nice + system + irq + softirq) * 10.0)
 }

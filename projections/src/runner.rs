@@ -30,8 +30,11 @@ pub trait Projector: Send + Sync {
     }
     /// Applies events, in order, inside the transaction that will move the checkpoint. They are
     /// shared with the process's other subscriptions (the log's tail keeps one copy of each).
-    fn apply<'a>(&'a self, tx: &'a mut Tx, events: &'a [Arc<RecordedEvent>])
-    -> BoxFuture<'a, Result<(), ProjectionError>>;
+    fn apply<'a>(
+        &'a self,
+        tx: &'a mut Tx,
+        events: &'a [Arc<RecordedEvent>],
+    ) -> BoxFuture<'a, Result<(), ProjectionError>>;
 }
 
 /// Where a projector is.

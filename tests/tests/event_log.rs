@@ -208,6 +208,38 @@ async fn other_writing_transactions_do_not_stall_readers() {
     other.rollback().await.unwrap();
 }
 
+/// A read takes the horizon and then the events in one call, each statement with its own
+/// snapshot, which only READ COMMITTED gives: the store pins it on its connections whatever the
+/// database's default, and the function refuses a caller in a stricter transaction rather than
+/// read with one snapshot for both (which could skip a commit in between).
+#[tokio::test]
+async fn reads_keep_read_committed_whatever_the_database_default() {
+    let db = TestDb::new(Kind::Postgres).await;
+    let name = db.url.rsplit_once('/').map(|(_, n)| n.to_string()).unwrap();
+    {
+        let store = db.store().await;
+        let mut conn = store.db().acquire().await.unwrap();
+        careledger_store::sql_exec!(
+            conn.exec(),
+            sqlx::AssertSqlSafe(format!("ALTER DATABASE {name} SET default_transaction_isolation = 'serializable'")),
+            []
+        )
+        .unwrap();
+    }
+    let store = db.store().await;
+    let appended = store.append(&AppendRequest::single("t-rc-1", ExpectedVersion::Any, vec![event(1)])).await.unwrap();
+    let seen = store.read_all(0, 10).await.unwrap();
+    assert_eq!(seen.iter().map(|e| e.position).collect::<Vec<_>>(), vec![appended.last_position()]);
+    assert_eq!(store.head().await.unwrap(), appended.last_position());
+
+    let mut tx = store.db().begin().await.unwrap();
+    careledger_store::sql_exec!(tx.exec(), "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ", []).unwrap();
+    let refused = careledger_store::sql_exec!(tx.exec(), "SELECT * FROM careledger_read_after(0, 10)", []);
+    let message = refused.expect_err("a read in REPEATABLE READ must be refused").to_string();
+    assert!(message.contains("needs READ COMMITTED"), "{message}");
+    tx.rollback().await.unwrap();
+}
+
 both_backends!(concurrent_appends_get_their_own_answers, own_answers_on);
 /// Concurrent appends share transactions on PostgreSQL (group commit): a refused one must take
 /// nothing of the others with it, and each caller must get its own answer and positions.
