@@ -5,8 +5,8 @@
 -- READ COMMITTED each statement of a VOLATILE function takes a fresh snapshot. The horizon is read
 -- by one statement and the events by a later one, exactly as the two round trips did (see 0001
 -- and `store/src/postgres.rs`). Under REPEATABLE READ or SERIALIZABLE both statements would share
--- the transaction's snapshot and a commit between them could be missed, so the functions refuse
--- to run there.
+-- the transaction's snapshot and a commit between them could be missed, so `careledger_horizon`
+-- refuses to run there (the store's connections pin READ COMMITTED).
 --
 -- The horizon: the lowest transaction id of an appender of this database still running (an
 -- appender holds advisory lock (1128354373, 1, 2) while it writes), or the next transaction id when
@@ -20,6 +20,9 @@ RETURNS BIGINT
 LANGUAGE plpgsql VOLATILE
 AS $$
 BEGIN
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'reading the log needs READ COMMITTED (the horizon, then the events, each with its own snapshot)';
+    END IF;
     RETURN (
         WITH s AS (SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS n)
         SELECT LEAST(s.n, COALESCE((
@@ -43,10 +46,7 @@ AS $$
 DECLARE
     horizon BIGINT;
 BEGIN
-    IF current_setting('transaction_isolation') <> 'read committed' THEN
-        RAISE EXCEPTION 'careledger_read_after needs READ COMMITTED (it reads the horizon, then the log, each with its own snapshot)';
-    END IF;
-    horizon := careledger_horizon();
+    horizon := careledger_horizon();  -- its own statement: the read below takes a later snapshot
     RETURN QUERY SELECT * FROM careledger_read_all(after, max_rows, horizon);
 END
 $$;
@@ -59,10 +59,7 @@ AS $$
 DECLARE
     horizon BIGINT;
 BEGIN
-    IF current_setting('transaction_isolation') <> 'read committed' THEN
-        RAISE EXCEPTION 'careledger_head_now needs READ COMMITTED (it reads the horizon, then the log, each with its own snapshot)';
-    END IF;
-    horizon := careledger_horizon();
+    horizon := careledger_horizon();  -- its own statement, as above
     RETURN careledger_head(horizon);
 END
 $$;

@@ -296,7 +296,7 @@ async fn assignment_on(kind: Kind) {
     let second = s.post(&format!("/api/v1/codes/{}/assignment", codes[6]), &t, json!({ "insuree_id": "ins-2" })).await;
     assert_eq!(second.status, StatusCode::CONFLICT, "{}", second.text);
     // unknown valid code: 404; invalid code: 422; bad body: 422
-    let unknown = CodeFormat::default().render(100_000_00 * 10 + CodeFormat::default().check_digit(100_000_00) as u64);
+    let unknown = CodeFormat::default().render(10_000_000 * 10 + CodeFormat::default().check_digit(10_000_000) as u64);
     let u = s.post(&format!("/api/v1/codes/{unknown}/assignment"), &t, json!({ "insuree_id": "ins-3" })).await;
     assert_eq!(u.status, StatusCode::NOT_FOUND, "{}", u.text);
     let i = s.post("/api/v1/codes/123456781/assignment", &t, json!({ "insuree_id": "ins-3" })).await;
@@ -406,7 +406,7 @@ async fn audit_trail_on(kind: Kind) {
     assert_eq!(s.get("/api/v1/streams/codes-batch-nope/events", &t).await.status, StatusCode::NOT_FOUND);
 
     generate(&s, "AUD", 2).await;
-    let all = s.get(&format!("/api/v1/events?after=0&limit=3"), &t).await;
+    let all = s.get("/api/v1/events?after=0&limit=3", &t).await;
     let positions: Vec<i64> = all.data().as_array().unwrap().iter().map(|e| e["position"].as_i64().unwrap()).collect();
     assert_eq!(positions.len(), 3);
     assert!(positions.windows(2).all(|w| w[0] < w[1]));
