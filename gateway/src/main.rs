@@ -1,7 +1,7 @@
 //! `careledger`: serve, migrate, mint tokens, rebuild projections.
 
 /// mimalloc instead of glibc's malloc: under load, glibc's malloc and free (with its
-/// `malloc_consolidate`) took about a quarter of the server's own CPU (README, "Why").
+/// `malloc_consolidate`) took a third of the server's own CPU (README, "Why").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

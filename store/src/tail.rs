@@ -12,8 +12,9 @@
 //! at `position >= base` finds all its next events there.
 //!
 //! The events are kept behind [`Arc`]s and handed out as such: every subscription shares one copy
-//! of each event instead of cloning its data (five deep clones and drops of every event's JSON
-//! were ~5% of the server's CPU on requisitions).
+//! of each event instead of cloning its data (five deep clones and drops of every event's JSON:
+//! ~5% of the server's CPU on requisitions with glibc's allocator, 0.6% of the machine's with
+//! mimalloc).
 //!
 //! The reader task runs while subscriptions exist (it stops once the last is dropped, and the
 //! next subscription starts it again, continuing after the tail it had read).
