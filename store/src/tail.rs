@@ -34,7 +34,7 @@ const READ: i64 = 1000;
 /// load every commit wakes the tail, and reading after each of them (hundreds of reads a second,
 /// a few events each) cost a fifth of PostgreSQL's statement time on requisitions. A quiet log is
 /// still read as soon as an append wakes the tail.
-const BUSY_GAP: std::time::Duration = std::time::Duration::from_millis(4);
+const BUSY_GAP: std::time::Duration = std::time::Duration::from_millis(8);
 
 /// What the tail can do for a subscription at a position.
 pub(crate) enum Served {
