@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use crate::Config;
 use crate::auth::Keys;
 use crate::handler::AggregateCache;
-use crate::state::AppState;
+use crate::state::{AppState, Services};
 
 /// The metrics recorder is process-wide; servers in one process (tests) share it.
 fn metrics_handle() -> PrometheusHandle {
@@ -108,7 +108,7 @@ pub async fn start(config: Config) -> Result<RunningServer, String> {
         status
     });
     let intake = config.intake.as_ref().map(crate::intake::status_channel);
-    let state = AppState {
+    let state = AppState::new(Services {
         store,
         projections,
         keys: Keys::new(&config.jwt_secret),
@@ -121,7 +121,7 @@ pub async fn start(config: Config) -> Result<RunningServer, String> {
         registry: Arc::default(),
         claims_reference: Arc::new(ReferenceCache::new()),
         config: Arc::new(config),
-    };
+    });
     let listener = tokio::net::TcpListener::bind(state.config.addr)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", state.config.addr))?;

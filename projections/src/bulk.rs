@@ -3,7 +3,7 @@
 //! The texts differ per backend only in how the array is unnested.
 
 use careledger_store::{Backend, Tx, sql_exec};
-use serde_json::Value;
+use serde::Serialize;
 
 use crate::ProjectionError;
 
@@ -101,11 +101,12 @@ pub fn one_of(backend: Backend, column: &str, subquery: &str) -> String {
 }
 
 /// Runs a statement of this module over `rows` bound as one JSON array (nothing when there are
-/// none). The statements are built from the projectors' column constants, never from input.
-pub async fn write(tx: &mut Tx, sql: String, rows: Vec<Value>) -> Result<(), ProjectionError> {
+/// none): `serde_json::Value` objects, or structs whose fields are the columns. The statements are
+/// built from the projectors' column constants, never from input.
+pub async fn write<R: Serialize>(tx: &mut Tx, sql: String, rows: Vec<R>) -> Result<(), ProjectionError> {
     if rows.is_empty() {
         return Ok(());
     }
-    sql_exec!(tx.exec(), sqlx::AssertSqlSafe(sql), [Value::Array(rows).to_string()])?;
+    sql_exec!(tx.exec(), sqlx::AssertSqlSafe(sql), [serde_json::to_string(&rows)?])?;
     Ok(())
 }

@@ -8,6 +8,8 @@ pub enum ProjectionError {
     Database(#[from] sqlx::Error),
     #[error(transparent)]
     Decode(#[from] careledger_events::DecodeError),
+    #[error("encoding rows: {0}")]
+    Encode(#[from] serde_json::Error),
     #[error("no projector named {0}")]
     UnknownProjector(String),
     #[error("read models did not reach position {0} in time")]

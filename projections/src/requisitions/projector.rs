@@ -12,7 +12,7 @@ use careledger_events::{DomainEvent, RecordedEvent};
 use careledger_store::Tx;
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
-use serde_json::{Value, json};
+use serde::Serialize;
 use uuid::Uuid;
 
 use crate::bulk::{self, Column};
@@ -72,48 +72,70 @@ impl Projector for RequisitionsProjector {
                         ..
                     } => {
                         let actor = &recorded.metadata.actor;
-                        numbers.push(json!({
-                            "requisition": requisition,
-                            "encounter_id": encounter_id.to_string(),
-                            "salt": salt,
-                            "issued_at": text(&issued_at),
-                            "issued_position": recorded.position,
-                            "issued_by": actor.user_id,
-                            "issued_for": actor.legal_entity_id,
-                            "correlation_id": recorded.metadata.correlation_id.to_string(),
-                        }));
-                        entities.push(entity(recorded, &requisition, entity_type, &entity_id, &issued_at));
+                        entities.push(Entity::of(recorded, requisition.clone(), entity_type, entity_id, &issued_at));
+                        numbers.push(Number {
+                            requisition,
+                            encounter_id,
+                            salt,
+                            issued_at: text(&issued_at),
+                            issued_position: recorded.position,
+                            issued_by: actor.user_id.clone(),
+                            issued_for: actor.legal_entity_id.clone(),
+                            correlation_id: recorded.metadata.correlation_id,
+                        });
                     }
                     RequisitionEvent::RequisitionEntityAdded {
                         requisition, entity_type, entity_id, added_at, ..
                     } => {
-                        entities.push(entity(recorded, &requisition, entity_type, &entity_id, &added_at));
+                        entities.push(Entity::of(recorded, requisition, entity_type, entity_id, &added_at));
                     }
                 }
             }
             // the numbers first: an entity added in this batch may belong to a number issued in it
-            for (table, columns, rows) in
-                [("requisitions", &REQUISITION[..], numbers), ("requisition_entities", &ENTITY[..], entities)]
-            {
-                bulk::write(tx, bulk::insert(tx.backend(), table, columns), rows).await?;
-            }
+            bulk::write(tx, bulk::insert(tx.backend(), "requisitions", &REQUISITION), numbers).await?;
+            bulk::write(tx, bulk::insert(tx.backend(), "requisition_entities", &ENTITY), entities).await?;
             Ok(())
         })
     }
 }
 
-fn entity(
-    recorded: &RecordedEvent,
-    requisition: &str,
-    entity_type: EntityType,
-    entity_id: &Uuid,
-    added_at: &DateTime<Utc>,
-) -> Value {
-    json!({
-        "requisition": requisition,
-        "entity_type": entity_type.name(),
-        "entity_id": entity_id.to_string(),
-        "added_at": text(added_at),
-        "position": recorded.position,
-    })
+/// A row of `requisitions`, serialised as the insert takes it (the columns of [`REQUISITION`]).
+#[derive(Serialize)]
+struct Number {
+    requisition: String,
+    encounter_id: Uuid,
+    salt: String,
+    issued_at: String,
+    issued_position: i64,
+    issued_by: Option<String>,
+    issued_for: Option<String>,
+    correlation_id: Uuid,
+}
+
+/// A row of `requisition_entities` (the columns of [`ENTITY`]).
+#[derive(Serialize)]
+struct Entity {
+    requisition: String,
+    entity_type: &'static str,
+    entity_id: Uuid,
+    added_at: String,
+    position: i64,
+}
+
+impl Entity {
+    fn of(
+        recorded: &RecordedEvent,
+        requisition: String,
+        entity_type: EntityType,
+        entity_id: Uuid,
+        added_at: &DateTime<Utc>,
+    ) -> Self {
+        Entity {
+            requisition,
+            entity_type: entity_type.name(),
+            entity_id,
+            added_at: text(added_at),
+            position: recorded.position,
+        }
+    }
 }
