@@ -83,6 +83,18 @@ pub fn busy_cpu_ms() -> Option<f64> {
     Some((user + nice + system + irq + softirq) * 10.0)
 }
 
+/// This process's CPU time so far (user and system, all threads), in ms (Linux `/proc/self/stat`,
+/// 100 ticks a second; `None` elsewhere). For a benchmark that runs the server in-process, it is
+/// the server's and the client's share of [`busy_cpu_ms`]: the part the database does not blur.
+pub fn process_cpu_ms() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // after the command name in parentheses: state is field 3, utime 14 and stime 15
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) * 10.0)
+}
+
 /// Prints one figure as a JSON line on stdout.
 pub fn figure(bench: &str, name: &str, value: f64, unit: &str, extra: serde_json::Value) {
     let mut line =
