@@ -45,8 +45,8 @@ enum Command {
         writers: usize,
         #[arg(long, default_value_t = 10.0)]
         seconds: f64,
-        /// PostgreSQL group-commit tasks (the service's CARELEDGER_PG_COMMITTERS)
-        #[arg(long, default_value_t = 4)]
+        /// PostgreSQL group-commit tasks (as the service's CARELEDGER_PG_COMMITTERS, default 2)
+        #[arg(long, default_value_t = 2)]
         committers: usize,
     },
     /// Command latency at an offered rate, and projection lag.

@@ -154,7 +154,7 @@ impl StoreOptions {
             url: url.into(),
             max_connections: 16,
             poll_interval: Duration::from_millis(20),
-            committers: 4,
+            committers: 2,
             shared_tail: std::env::var("CARELEDGER_SHARED_TAIL").map_or(true, |v| v != "0"),
         }
     }
