@@ -102,7 +102,9 @@ pub fn figure(bench: &str, name: &str, value: f64, unit: &str, extra: serde_json
     if let (Some(obj), serde_json::Value::Object(more)) = (line.as_object_mut(), extra) {
         obj.extend(more);
     }
-    println!("{line}");
+    // a reader that went away (`| head`) must not panic the run before it drops its database
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{line}");
 }
 
 /// The store alone (migrated), for work without a server.
