@@ -5,14 +5,15 @@
 -- PostgreSQL's CPU on the requisitions benchmark, for conflicts that almost never happen. Now each
 -- append is first written with plain INSERTs (`careful` false). If one of them meets a row there
 -- already (unique_violation), the append's subtransaction is rolled back and the append is written
--- again with `careful` true, which is 0013's function unchanged: that is where a refusal gets its
--- answer (and where a key its own owner holds already is accepted). The answers are the same as
+-- again with `careful` true, 0013's statements: that is where a refusal of its stream or keys gets
+-- its answer (and where a key its own owner holds already is accepted). An idempotency key taken
+-- needs no second try: its unique_violation is the refusal (CL003). The answers are the same as
 -- before; only a refused append costs one more try.
 DROP FUNCTION careledger_write_append(JSONB, xid8, BIGINT, TIMESTAMPTZ);
 
--- One append, refused by raising CL001 (expected version), CL002 (keys taken), CL003
--- (idempotency key taken) or unique_violation (event id; with `careful` false, also a stream,
--- key or idempotency key there already). Its events take the positions from `first_position` on.
+-- One append, refused by raising CL001 (expected version), CL002 (keys taken) or unique_violation
+-- (event id or idempotency key; with `careful` false, also a stream or key there already). Its
+-- events take the positions from `first_position` on.
 CREATE FUNCTION careledger_write_append(
     req JSONB, me xid8, first_position BIGINT, now TIMESTAMPTZ, careful BOOLEAN,
     OUT versions BIGINT[], OUT event_count INTEGER
@@ -112,22 +113,13 @@ BEGIN
             END IF;
         END IF;
     END LOOP;
-    IF jsonb_typeof(req->'idempotency') = 'object' AND NOT careful THEN
+    -- taken already: unique_violation, which the caller answers as CL003 (ON CONFLICT would
+    -- only tell the same thing later)
+    IF jsonb_typeof(req->'idempotency') = 'object' THEN
         INSERT INTO idempotency_keys (key, request_hash, status, body, position, recorded_at)
             VALUES (req->'idempotency'->>'key', req->'idempotency'->>'hash',
                     (req->'idempotency'->>'status')::integer, req->'idempotency'->>'body',
                     CASE WHEN event_count > 0 THEN first_position + event_count - 1 ELSE 0 END, now);
-    ELSIF jsonb_typeof(req->'idempotency') = 'object' THEN
-        INSERT INTO idempotency_keys (key, request_hash, status, body, position, recorded_at)
-            VALUES (req->'idempotency'->>'key', req->'idempotency'->>'hash',
-                    (req->'idempotency'->>'status')::integer, req->'idempotency'->>'body',
-                    CASE WHEN event_count > 0 THEN first_position + event_count - 1 ELSE 0 END, now)
-            ON CONFLICT DO NOTHING;
-        GET DIAGNOSTICS inserted = ROW_COUNT;
-        IF inserted = 0 THEN
-            RAISE EXCEPTION USING ERRCODE = 'CL003',
-                MESSAGE = json_build_object('key', req->'idempotency'->>'key')::text;
-        END IF;
     END IF;
 END
 $$;
@@ -161,7 +153,7 @@ BEGIN
                 next_index := next_index + one.event_count;
                 EXIT;
             EXCEPTION
-                WHEN SQLSTATE 'CL001' OR SQLSTATE 'CL002' OR SQLSTATE 'CL003' THEN
+                WHEN SQLSTATE 'CL001' OR SQLSTATE 'CL002' THEN
                     refusal := SQLSTATE;
                     detail := SQLERRM;
                     EXIT;
@@ -170,6 +162,11 @@ BEGIN
                     IF constraint_name = 'events_event_id_key' THEN
                         refusal := SQLSTATE;
                         detail := constraint_name;
+                        EXIT;
+                    END IF;
+                    IF constraint_name = 'idempotency_keys_pkey' THEN
+                        refusal := 'CL003';
+                        detail := json_build_object('key', reqs->r->'idempotency'->>'key')::text;
                         EXIT;
                     END IF;
                     IF attempt = 2 THEN
