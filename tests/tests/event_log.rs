@@ -408,3 +408,36 @@ async fn the_same_store_is_shared_by_clones() {
     clone.append(&AppendRequest::single("t-c-1", ExpectedVersion::Any, vec![event(1)])).await.unwrap();
     assert_eq!(store.count().await.unwrap(), 1);
 }
+
+/// A transaction whose start is cancelled (its future dropped while `BEGIN` is on its way: a
+/// client gone, a timeout, a task stopped at shutdown) leaves no transaction open on the
+/// connection, which goes back to the pool and serves the next append. sqlx 0.9.0 did leave one:
+/// the group commit's next `careledger_append` ran inside it and was answered as committed while
+/// nothing committed it (the next one then reused its transaction id, so its positions, and
+/// failed on `events_pkey`). Seen when a stopping gateway still took commands after its
+/// projectors were stopped mid-transaction; sqlx 0.9.1 claims the depth before the round trip.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_transaction_start_leaves_no_transaction_open() {
+    let db = TestDb::new(Kind::Postgres).await;
+    db.store().await.db().close().await;
+    let mut options = careledger_store::StoreOptions::new(&db.url);
+    // one connection: whatever the cancelled start leaves on it, the append gets
+    options.max_connections = 1;
+    let store = EventStore::open(&options).await.unwrap();
+    let careledger_store::Db::Postgres(pool) = store.db() else { unreachable!() };
+    // a start that takes long enough to be cancelled while the server runs it
+    let started = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.begin_with("BEGIN; SELECT pg_sleep(0.5)").await.map(|_| ()) }
+    });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    started.abort();
+    assert!(started.await.is_err_and(|e| e.is_cancelled()), "the start was cancelled");
+    let appended = store.append(&AppendRequest::single("t-c-1", ExpectedVersion::Exact(0), vec![event(1)])).await;
+    assert!(appended.is_ok(), "{appended:?}");
+    store.db().close().await;
+    // what another process sees: the append is there, committed
+    let other = db.store().await;
+    assert_eq!(other.stream_version("t-c-1").await.unwrap(), 1, "the append answered as committed is in the log");
+    assert_eq!(other.read_stream("t-c-1", 0, 10).await.unwrap().len(), 1);
+}
