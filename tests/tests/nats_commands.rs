@@ -475,15 +475,11 @@ async fn ready_follows_the_connection() {
     generated(&nats, &t, "R", 2).await;
 }
 
-/// A gateway stopped while commands run answers every command it took before it closes the
-/// store, and runs none it did not take.
-///
-/// Why "took": async-nats (0.51) forgets a subscription right after sending its UNSUB, without
-/// waiting for the server's PONG, so a message the server routed to this gateway just before the
-/// UNSUB can arrive after that and is dropped by the client library. Its requester times out (or
-/// hears "no responders"); the command never ran, so a retry with its idempotency key is safe.
-/// The test sends the commands while the gateway stops, so each one ends either answered 201 or
-/// unanswered and absent from the log; never run without an answer.
+/// A gateway stopped while commands run answers every command sent to it before it stopped, and
+/// runs each once, before it closes the store. (A command that reaches no gateway at all, sent
+/// after the last one left, hears "no responders" and never runs: a retry with its idempotency
+/// key is safe.) How the intake leaves its queue group without dropping what the server routed
+/// to it meanwhile: `intake::leave`, and `gateways_stopping_under_load_lose_no_command` below.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_stopping_gateway_answers_what_it_took() {
     let nats_server = NatsServer::start().await;
@@ -519,7 +515,7 @@ async fn a_stopping_gateway_answers_what_it_took() {
         }
     }
     let answered = replies.iter().filter(|r| r.is_ok()).count();
-    assert!(answered > 0, "the gateway answered none of the commands sent before it stopped");
+    assert_eq!(answered, sends.len(), "every command sent before the gateway stopped is answered: {replies:?}");
 }
 
 /// An answer larger than NATS' maximum payload (1 MiB by default): the command took effect, and
@@ -564,4 +560,67 @@ async fn concurrency_is_bounded() {
     s.stop().await;
     let most = watcher.await.expect("watcher");
     assert!((1..=2).contains(&most), "at most 2 commands ran at once, not {most}");
+}
+
+/// Gateways leaving a queue group while commands keep coming lose none of them: each command is
+/// answered, by the gateway that stays or by the one stopping. A stopping gateway's intake
+/// unsubscribes; a command the server routed to it just before the server took the UNSUB must
+/// still reach it and be answered (async-nats' own drain forgets the subscription before the
+/// server has confirmed the UNSUB, and such a command was dropped unread, its requester timing
+/// out).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn gateways_stopping_under_load_lose_no_command() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let nats_server = NatsServer::start().await;
+    let (s, _) = start(Kind::Postgres, &nats_server).await;
+    let nats = async_nats::ConnectOptions::new()
+        .request_timeout(Some(Duration::from_secs(5)))
+        .connect(nats_server.url())
+        .await
+        .expect("connect to nats");
+    let t = token_for("user-1", REQUISITIONS, Some("le-1"));
+    let sending = Arc::new(AtomicBool::new(true));
+    let senders: Vec<_> = (0..8)
+        .map(|_| {
+            let (nats, t, sending) = (nats.clone(), t.clone(), sending.clone());
+            tokio::spawn(async move {
+                let (mut answered, mut lost) = (0usize, Vec::new());
+                while sending.load(Ordering::Relaxed) {
+                    let body = json!({ "encounter_id": Uuid::new_v4(), "entity_type": "service_request",
+                                       "entity_id": Uuid::new_v4() });
+                    match Message::new("requisitions", "IssueRequisition", &t, body).try_over_nats(&nats).await {
+                        Ok(reply) => {
+                            assert_eq!(reply.status, 201, "{}", reply.body);
+                            answered += 1;
+                        }
+                        Err(e) => lost.push(e),
+                    }
+                }
+                (answered, lost)
+            })
+        })
+        .collect();
+    for _ in 0..4 {
+        let leaving = TestServer::serve(&s.db.url, |c| c.intake = Some(IntakeConfig::new(nats_server.url()))).await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !leaving.state.intake.as_ref().is_some_and(|i| i.borrow().subscribed) {
+            assert!(Instant::now() < deadline, "the second gateway did not subscribe");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let took = leaving.state.intake.as_ref().map(|i| i.borrow().answered).unwrap_or(0);
+        assert!(took > 0, "the second gateway took no command while it was in the group");
+        leaving.stop().await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    sending.store(false, Ordering::Relaxed);
+    let (mut answered, mut lost) = (0, Vec::new());
+    for sender in senders {
+        let (a, l) = sender.await.expect("sender");
+        answered += a;
+        lost.extend(l);
+    }
+    assert!(lost.is_empty(), "{} of {} commands went unanswered: {lost:?}", lost.len(), answered + lost.len());
 }

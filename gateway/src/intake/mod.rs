@@ -121,6 +121,8 @@ async fn run(
             changed
         });
     };
+    // messages this subscription delivered: what an UNSUB's maximum counts (see `leave`)
+    let mut received: u64 = 0;
     'taking: loop {
         let permit = loop {
             tokio::select! {
@@ -137,22 +139,78 @@ async fn run(
             }
         };
         let Some(message) = message else { break };
+        received += 1;
         tokio::spawn(take(router.clone(), client.clone(), message, permit, status.clone()));
     }
 
     // shutting down: no new commands; answer those NATS already handed this gateway, then wait
     // for every command running to finish before the store closes under it
     status.send_modify(|s| s.update(|s| s.listening = false));
-    let _ = subscriber.drain().await;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while let Ok(Some(message)) = tokio::time::timeout_at(deadline.into(), subscriber.next()).await {
-        let Ok(permit) = permits.clone().acquire_owned().await else { break };
-        tokio::spawn(take(router.clone(), client.clone(), message, permit, status.clone()));
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(30), permits.acquire_many(concurrency as u32)).await;
+    let mut leaving = tokio::task::JoinSet::new();
+    leave(&mut subscriber, received, concurrency as u64, |message| {
+        let (router, client, status, permits) = (router.clone(), client.clone(), status.clone(), permits.clone());
+        leaving.spawn(async move {
+            if let Ok(permit) = permits.acquire_owned().await {
+                take(router, client, message, permit, status).await;
+            }
+        });
+    })
+    .await;
+    let _ = tokio::time::timeout(Duration::from_secs(30), async {
+        while leaving.join_next().await.is_some() {}
+        let _ = permits.acquire_many(concurrency as u32).await;
+    })
+    .await;
     let _ = tokio::time::timeout(Duration::from_secs(2), client.flush()).await;
     tracing::info!("command intake stopped");
     Ok(())
+}
+
+/// How long a stopping gateway waits for the server to close its subscription before it
+/// unsubscribes outright.
+const LEAVING: Duration = Duration::from_secs(2);
+
+/// Leaves the queue group without dropping a command the server routed here meanwhile, handing
+/// each message still delivered to `run`. `received` is how many messages the subscription has
+/// delivered so far.
+///
+/// async-nats' `drain` sends UNSUB and forgets the subscription at once, before the server has
+/// taken the UNSUB: a command routed here in between arrives for a subscription the client no
+/// longer has and is dropped unread, its requester timing out (seen under load by
+/// `gateways_stopping_under_load_lose_no_command`). Instead the subscription is told to end after
+/// `lame_duck` more messages (`UNSUB <sid> <max>`, where both the server and the client count
+/// the messages of the subscription): both sides then stop at the same message, and whatever the
+/// server sent before it took the UNSUB is still received. Only when fewer than `lame_duck`
+/// commands come within `LEAVING` (a quiet moment, when nothing is likely to be on its way) does
+/// the gateway unsubscribe outright.
+async fn leave(
+    subscriber: &mut async_nats::Subscriber,
+    mut received: u64,
+    lame_duck: u64,
+    mut run: impl FnMut(async_nats::Message),
+) {
+    // what the client holds already counts as delivered: take it first, so that `received` is
+    // what the client's count will be when it reads the UNSUB
+    while let Some(Some(message)) = futures::FutureExt::now_or_never(subscriber.next()) {
+        received += 1;
+        run(message);
+    }
+    if subscriber.unsubscribe_after(received + lame_duck.max(1)).await.is_err() {
+        return;
+    }
+    let deadline = Instant::now() + LEAVING;
+    loop {
+        match tokio::time::timeout_at(deadline.into(), subscriber.next()).await {
+            Ok(Some(message)) => run(message),
+            Ok(None) => return,
+            Err(_) => break,
+        }
+    }
+    let _ = subscriber.drain().await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while let Ok(Some(message)) = tokio::time::timeout_at(deadline.into(), subscriber.next()).await {
+        run(message);
+    }
 }
 
 /// Runs one message and replies; the permit bounds how many run at once.
