@@ -129,6 +129,24 @@ async fn start(kind: Kind, nats: &NatsServer) -> (TestServer, async_nats::Client
     (s, async_nats::connect(nats.url()).await.expect("connect to nats"))
 }
 
+/// A client whose requests give up after 5 s, so that a command lost costs the test 5 s, not 10.
+async fn impatient_client(nats: &NatsServer) -> async_nats::Client {
+    async_nats::ConnectOptions::new()
+        .request_timeout(Some(Duration::from_secs(5)))
+        .connect(nats.url())
+        .await
+        .expect("connect to nats")
+}
+
+/// Waits until another gateway's intake has subscribed (joined the queue group).
+async fn wait_joined(gateway: &careledger_gateway::RunningServer) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !gateway.state.intake.as_ref().is_some_and(|i| i.borrow().subscribed) {
+        assert!(Instant::now() < deadline, "the other gateway did not subscribe");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Waits until `/ready` says the intake is (or is not) subscribed.
 async fn wait_subscribed(s: &TestServer, subscribed: bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -443,11 +461,7 @@ async fn gateways_in_a_queue_group_run_each_command_once() {
     let t = token_for("user-1", ALL, Some("le-1"));
     let sends = generations(&t, "Q", 20, 2);
     // wait for the second gateway's subscription, then send them all at once
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !second.state.intake.as_ref().is_some_and(|i| i.borrow().subscribed) {
-        assert!(Instant::now() < deadline, "the second gateway did not subscribe");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_joined(&second).await;
     let replies = futures::future::join_all(sends.iter().map(|send| send.over_nats(&nats))).await;
     assert!(replies.iter().all(|r| r.status == 201), "{replies:?}");
     let log = careledger_tests::whole_log(&s.state().store).await;
@@ -484,11 +498,7 @@ async fn ready_follows_the_connection() {
 async fn a_stopping_gateway_answers_what_it_took() {
     let nats_server = NatsServer::start().await;
     let (mut s, _) = start(Kind::Postgres, &nats_server).await;
-    let nats = async_nats::ConnectOptions::new()
-        .request_timeout(Some(Duration::from_secs(5)))
-        .connect(nats_server.url())
-        .await
-        .expect("connect to nats");
+    let nats = impatient_client(&nats_server).await;
     let t = token_for("user-1", ALL, Some("le-1"));
     let sends = generations(&t, "S", 16, 2000);
     let replies = futures::future::join_all(sends.iter().map(|send| send.try_over_nats(&nats)));
@@ -575,11 +585,7 @@ async fn gateways_stopping_under_load_lose_no_command() {
 
     let nats_server = NatsServer::start().await;
     let (s, _) = start(Kind::Postgres, &nats_server).await;
-    let nats = async_nats::ConnectOptions::new()
-        .request_timeout(Some(Duration::from_secs(5)))
-        .connect(nats_server.url())
-        .await
-        .expect("connect to nats");
+    let nats = impatient_client(&nats_server).await;
     let t = token_for("user-1", REQUISITIONS, Some("le-1"));
     let sending = Arc::new(AtomicBool::new(true));
     let senders: Vec<_> = (0..8)
@@ -604,11 +610,7 @@ async fn gateways_stopping_under_load_lose_no_command() {
         .collect();
     for _ in 0..4 {
         let leaving = TestServer::serve(&s.db.url, |c| c.intake = Some(IntakeConfig::new(nats_server.url()))).await;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !leaving.state.intake.as_ref().is_some_and(|i| i.borrow().subscribed) {
-            assert!(Instant::now() < deadline, "the second gateway did not subscribe");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_joined(&leaving).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         let took = leaving.state.intake.as_ref().map(|i| i.borrow().answered).unwrap_or(0);
         assert!(took > 0, "the second gateway took no command while it was in the group");
