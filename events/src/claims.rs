@@ -24,6 +24,22 @@ pub struct Amount(pub i64);
 impl Amount {
     pub const ZERO: Amount = Amount(0);
 
+    /// The largest quantity a request may give (a line's `qty_provided`, `qty_approved`).
+    pub const MAX_QUANTITY: Amount = Amount::units(100_000);
+    /// The largest price or sum a request may give for one entry (prices asked, adjusted and
+    /// approved, price lists, an item's maximum amount, a product's limits).
+    pub const MAX_PRICE: Amount = Amount::units(1_000_000_000);
+    /// The largest value of one claim line (quantity × price), at every stage.
+    pub const MAX_LINE_VALUE: Amount = Amount::units(10_000_000_000);
+    /// The largest amount one valuation run distributes.
+    pub const MAX_ALLOCATION: Amount = Amount::units(1_000_000_000_000);
+
+    // Why these bounds (README "Bounds"): a line's SQL product `qty × price` in hundredths is at
+    // most 10^7 × 10^11 = 10^18 < 2^63; a claim of 200 lines at MAX_LINE_VALUE is 2 × 10^14
+    // hundredths, and a valuation run's lines add up to at most MAX_ALLOCATION (10^14
+    // hundredths): both below 2^50, under which an amount is exact as a JSON number. The codec
+    // below decodes whatever it encodes anyway (the property test in events/tests/amounts.rs).
+
     /// `units` whole units (`Amount::units(3)` is 3.00).
     pub const fn units(units: i64) -> Amount {
         Amount(units * 100)
@@ -106,10 +122,38 @@ impl schemars::JsonSchema for Amount {
     }
 }
 
+/// Decodes every amount [`Serialize`] writes: whole amounts exactly as integers (any `i64` of
+/// hundredths), others from the nearest `f64` (exact below 2^50 hundredths, the nearest
+/// representable value above, saturating at the `i64` range). Only what is no number is
+/// refused: an event that was
+/// written must always be read back, or every projector would stop at it.
 impl<'de> Deserialize<'de> for Amount {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let value = f64::deserialize(d)?;
-        Amount::from_f64(value).ok_or_else(|| serde::de::Error::custom("amount out of range"))
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Amount;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a number with at most two decimals")
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, units: i64) -> Result<Amount, E> {
+                units.checked_mul(100).map(Amount).ok_or_else(|| E::custom("amount out of range"))
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, units: u64) -> Result<Amount, E> {
+                i64::try_from(units).map_err(|_| E::custom("amount out of range")).and_then(|u| self.visit_i64(u))
+            }
+
+            fn visit_f64<E: serde::de::Error>(self, value: f64) -> Result<Amount, E> {
+                if !value.is_finite() {
+                    return Err(E::custom("amount out of range"));
+                }
+                // `as` saturates at the i64 range
+                Ok(Amount((value * 100.0).round() as i64))
+            }
+        }
+        d.deserialize_any(Visitor)
     }
 }
 

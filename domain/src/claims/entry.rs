@@ -1,7 +1,7 @@
 //! Entering a claim: create, update and delete while ENTERED, restore a REJECTED claim as a new
 //! one, and attachments.
 
-use careledger_events::claims::{Attachment, ClaimData, ClaimEvent, ClaimRecord, ClaimStatus, LineKind};
+use careledger_events::claims::{Amount, Attachment, ClaimData, ClaimEvent, ClaimRecord, ClaimStatus, LineKind};
 use uuid::Uuid;
 
 use super::{Claim, ClaimError, MAX_SECONDARY_ICD};
@@ -21,10 +21,26 @@ fn check(data: &ClaimData) -> Result<(), ClaimError> {
         if line.price_asked.0 < 0 {
             return Err(ClaimError::invalid(at("price_asked"), "must not be negative"));
         }
+        check_bounds(line.qty_provided, line.price_asked, |field| at(field))?;
         let explained = line.explanation.as_deref().is_some_and(|e| !e.trim().is_empty());
         if kind == LineKind::Service && line.qty_provided.0 > 100 && !explained {
             return Err(ClaimError::invalid(at("explanation"), "required for a service with a quantity above 1"));
         }
+    }
+    Ok(())
+}
+
+/// The bounds every line keeps (README "Bounds"): whatever a claim can hold, every read model
+/// and report can add up (see [`Amount::MAX_QUANTITY`]).
+pub(super) fn check_bounds(qty: Amount, price: Amount, at: impl Fn(&str) -> String) -> Result<(), ClaimError> {
+    if qty > Amount::MAX_QUANTITY {
+        return Err(ClaimError::invalid(at("qty_provided"), "must not be more than 100000"));
+    }
+    if price > Amount::MAX_PRICE {
+        return Err(ClaimError::invalid(at("price_asked"), "must not be more than 1000000000"));
+    }
+    if qty.times(price) > Amount::MAX_LINE_VALUE {
+        return Err(ClaimError::invalid(at("price_asked"), "quantity × price must not be more than 10000000000"));
     }
     Ok(())
 }

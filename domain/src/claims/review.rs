@@ -131,6 +131,13 @@ impl SaveReview {
             }
             line.qty_approved = r.qty_approved.or(line.qty_approved);
             line.price_approved = r.price_approved;
+            let field = |f: &str| match f {
+                "qty_provided" => entry(".qty_approved"),
+                _ => entry(".price_approved"),
+            };
+            if r.qty_approved.is_some() || r.price_approved.is_some() {
+                super::entry::check_bounds(line.quantity(), line.approved_price(), field)?;
+            }
             if r.rejected {
                 line.status = Some(careledger_events::claims::LineStatus::Rejected);
             }

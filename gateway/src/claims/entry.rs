@@ -23,8 +23,8 @@ fn lines(f: &mut Fields<'_>, name: &str, services: bool) -> Vec<LineInput> {
     f.objects(name, false, MAX_LINES, |l, _| {
         l.only(&["code", "qty_provided", "price_asked", "explanation"]);
         let code = l.string("code", true, 50);
-        let qty_provided = l.amount("qty_provided", true, Amount(1));
-        let price_asked = l.amount("price_asked", true, Amount::ZERO);
+        let qty_provided = l.amount("qty_provided", true, Amount(1), Amount::MAX_QUANTITY);
+        let price_asked = l.amount("price_asked", true, Amount::ZERO, Amount::MAX_PRICE);
         let explanation = l.string("explanation", false, 2000);
         if services && qty_provided.is_some_and(|q| q > Amount::units(1)) && explanation.is_none() {
             l.reject("explanation", "required", "required for a service with a quantity above 1");

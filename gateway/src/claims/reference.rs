@@ -115,10 +115,10 @@ fn medical(body: &Map<String, Value>, kind: LineKind) -> Result<Vec<(String, Cla
         e.only(&allowed);
         let code = e.string("code", true, 50);
         let name = e.string("name", true, 255);
-        let price = e.amount("price", true, Amount::ZERO);
+        let price = e.amount("price", true, Amount::ZERO, Amount::MAX_PRICE);
         let care_type = care_type(e, "care_type", false);
         let frequency_days = e.integer("frequency_days", false, 0, 36_500).map(|d| d as u32);
-        let maximum_amount = e.amount("maximum_amount", false, Amount::ZERO);
+        let maximum_amount = e.amount("maximum_amount", false, Amount::ZERO, Amount::MAX_QUANTITY);
         let category = if kind == LineKind::Service {
             e.one_of("category", false, ServiceCategory::from_name, &ServiceCategory::names())
         } else {
@@ -178,7 +178,7 @@ fn priced(f: &mut Fields<'_>, name: &str, kind: LineKind) -> Vec<PriceListEntry>
     f.objects(name, false, MAX_ENTRIES, |p, _| {
         p.only(&["code", "price", "valid_from", "valid_to"]);
         let code = p.string("code", true, 50);
-        let price = p.amount("price", false, Amount::ZERO);
+        let price = p.amount("price", false, Amount::ZERO, Amount::MAX_PRICE);
         let valid_from = p.date("valid_from", true);
         let valid_to = p.date("valid_to", false);
         if let (Some(from), Some(to)) = (valid_from, valid_to)
@@ -251,8 +251,8 @@ fn covered(f: &mut Fields<'_>, name: &str, kind: LineKind) -> Vec<Coverage> {
     f.objects(name, false, MAX_ENTRIES, |c, _| {
         c.only(&["code", "limit_adult", "limit_child", "waiting_period_adult", "waiting_period_child", "price_origin"]);
         let code = c.string("code", true, 50);
-        let limit_adult = c.amount("limit_adult", false, Amount::ZERO);
-        let limit_child = c.amount("limit_child", false, Amount::ZERO);
+        let limit_adult = c.amount("limit_adult", false, Amount::ZERO, Amount::MAX_QUANTITY);
+        let limit_child = c.amount("limit_child", false, Amount::ZERO, Amount::MAX_QUANTITY);
         let waiting_adult = c.integer("waiting_period_adult", false, 0, 1200);
         let waiting_child = c.integer("waiting_period_child", false, 0, 1200);
         let origin = c.one_of("price_origin", false, PriceOrigin::from_name, &PriceOrigin::names());

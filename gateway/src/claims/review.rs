@@ -128,8 +128,8 @@ pub async fn save_review(
             l.only(&["kind", "index", "qty_approved", "price_approved", "justification", "rejected"]);
             let kind = l.one_of("kind", true, LineKind::from_name, &LineKind::names());
             let index = l.integer("index", true, 0, 10_000);
-            let qty_approved = l.amount("qty_approved", false, Amount::ZERO);
-            let price_approved = l.amount("price_approved", false, Amount::ZERO);
+            let qty_approved = l.amount("qty_approved", false, Amount::ZERO, Amount::MAX_QUANTITY);
+            let price_approved = l.amount("price_approved", false, Amount::ZERO, Amount::MAX_PRICE);
             let justification = l.string("justification", false, 2000);
             let rejected = l.boolean("rejected", false);
             Some(LineReview {

@@ -381,23 +381,33 @@ impl ClaimQueries<'_> {
         to: Option<&str>,
     ) -> Result<Vec<StageTotals>, ProjectionError> {
         let mut conn = self.0.acquire().await?;
-        let rows = sql_fetch_all!(
-            conn.exec(),
-            // PostgreSQL sums BIGINT as NUMERIC: cast back
-            "SELECT status, COUNT(*), CAST(COALESCE(SUM(claimed), 0) AS BIGINT),
-                 CAST(COALESCE(SUM(adjusted), 0) AS BIGINT), CAST(COALESCE(SUM(approved), 0) AS BIGINT),
-                 CAST(COALESCE(SUM(valuated), 0) AS BIGINT), CAST(COALESCE(SUM(remunerated), 0) AS BIGINT)
+        // A sum of many claims can pass 2^63 hundredths, where SQLite's SUM fails and
+        // PostgreSQL's cast back to BIGINT does: a report must never fail on the data it reads.
+        // PostgreSQL sums exactly (NUMERIC) and saturates; SQLite's TOTAL is a float, exact below
+        // 2^53 hundredths (90 trillion), and its CAST saturates.
+        let sum = |column: &str| match self.0.backend() {
+            Backend::Sqlite => format!("CAST(TOTAL({column}) AS BIGINT)"),
+            Backend::Postgres => {
+                format!("CAST(LEAST(COALESCE(SUM({column}), 0), 9223372036854775807) AS BIGINT)")
+            }
+        };
+        let sql = format!(
+            "SELECT status, COUNT(*), {}, {}, {}, {}, {}
              FROM claims
              WHERE ($1 IS NULL OR health_facility = $1) AND ($2 IS NULL OR date_claimed >= $2)
                  AND ($3 IS NULL OR date_claimed <= $3)
              GROUP BY status",
-            [facility, from, to],
-            |row| {
-                let sums = [2, 3, 4, 5, 6].map(|i| row.try_get::<i64, _>(i).map(Amount));
-                let [a, b, c, d, e] = sums;
-                Ok((row.try_get::<i32, _>(0)?, row.try_get::<i64, _>(1)?, [a?, b?, c?, d?, e?]))
-            }
-        )?;
+            sum("claimed"),
+            sum("adjusted"),
+            sum("approved"),
+            sum("valuated"),
+            sum("remunerated")
+        );
+        let rows = sql_fetch_all!(conn.exec(), sqlx::AssertSqlSafe(sql), [facility, from, to], |row| {
+            let sums = [2, 3, 4, 5, 6].map(|i| row.try_get::<i64, _>(i).map(Amount));
+            let [a, b, c, d, e] = sums;
+            Ok((row.try_get::<i32, _>(0)?, row.try_get::<i64, _>(1)?, [a?, b?, c?, d?, e?]))
+        })?;
         let mut by_status: HashMap<i32, _> = rows.into_iter().map(|(s, n, sums)| (s, (n, sums))).collect();
         Ok(ClaimStatus::ALL
             .iter()
