@@ -407,3 +407,19 @@ pub fn token_at_facility(sub: &str, scope: &str, health_facility: &str) -> Strin
         .mint_scoped(sub, scope, None, Some(health_facility), 3600)
         .expect("token")
 }
+
+/// An event to append straight to the store, below the API (as an older release or a bug could
+/// have written it): `command` is recorded as the command that made it.
+pub fn raw_event(event_type: &str, data: Value, command: &str) -> careledger_store::NewEvent {
+    careledger_store::NewEvent {
+        event_id: uuid::Uuid::now_v7(),
+        event_type: event_type.into(),
+        data,
+        metadata: careledger_store::EventMetadata {
+            correlation_id: uuid::Uuid::now_v7(),
+            causation_id: None,
+            actor: Default::default(),
+            command: command.into(),
+        },
+    }
+}

@@ -103,26 +103,62 @@ async fn committer(pool: PgPool, waiting: Arc<Mutex<Waiting>>, appended: watch::
     }
 }
 
-/// One answer per job, whatever happens.
+/// One answer per job, whatever happens. When the database refuses the batch's call as a whole
+/// (an append carrying something it cannot store, say), each append is written again alone: the
+/// refusal is then its own, and no other caller's append fails with it (DESIGN rule 10).
 async fn write(pool: &PgPool, batch: &[Job]) -> Vec<Result<AppendOutcome, StoreError>> {
     let appends: Vec<&WireAppend> = batch.iter().map(|j| &j.append).collect();
+    match write_once(pool, &appends).await {
+        Ok(answers) => answers,
+        Err(failure) if appends.len() > 1 && refused_whole(&failure) => {
+            tracing::warn!(appends = appends.len(), error = %failure, "group commit refused; writing each append alone");
+            let mut answers = Vec::with_capacity(appends.len());
+            for append in &appends {
+                answers.push(match write_once(pool, std::slice::from_ref(append)).await {
+                    Ok(mut one) => one.pop().unwrap_or_else(|| Err(StoreError::Backend("no answer".into()))),
+                    Err(e) => Err(e),
+                });
+            }
+            answers
+        }
+        Err(failure) => {
+            tracing::warn!(appends = batch.len(), error = %failure, "group commit failed");
+            batch.iter().map(|_| Err(shared(&failure))).collect()
+        }
+    }
+}
+
+/// The database answered the call with an error: its transaction is rolled back, nothing of the
+/// batch was written, so writing the appends again cannot write one twice. (A lost connection is
+/// not: the commit may have happened, and the callers hear of the failure instead.)
+fn refused_whole(failure: &StoreError) -> bool {
+    matches!(failure, StoreError::Database(sqlx::Error::Database(_)))
+}
+
+/// One failure told to each caller of a batch.
+fn shared(failure: &StoreError) -> StoreError {
+    match failure {
+        StoreError::Contention(m) => StoreError::Contention(m.clone()),
+        // each caller must still learn that the database was out of reach (503, not 500)
+        StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
+        other => StoreError::Backend(other.to_string()),
+    }
+}
+
+/// One `careledger_append` call for `appends`, written again while it loses to contention.
+async fn write_once(
+    pool: &PgPool,
+    appends: &[&WireAppend],
+) -> Result<Vec<Result<AppendOutcome, StoreError>>, StoreError> {
     let mut attempt = 0;
     loop {
         let result = match pool.acquire().await {
-            Ok(mut conn) => postgres::append_batch(pool, &mut conn, &appends).await,
+            Ok(mut conn) => postgres::append_batch(pool, &mut conn, appends).await,
             Err(e) => Err(e.into()),
         };
         match result {
-            Ok(answers) => return answers,
             Err(StoreError::Contention(_)) if attempt < CONTENTION_RETRIES => attempt += 1,
-            Err(failure) => {
-                tracing::warn!(appends = batch.len(), error = %failure, "group commit failed");
-                let each = |_: &Job| match &failure {
-                    StoreError::Contention(m) => StoreError::Contention(m.clone()),
-                    other => StoreError::Backend(other.to_string()),
-                };
-                return batch.iter().map(|j| Err(each(j))).collect();
-            }
+            other => return other,
         }
     }
 }

@@ -36,6 +36,7 @@ pub fn router(state: AppState) -> Router {
         .merge(ops::routes())
         .fallback(|| async { ApiError::not_found("No such resource") })
         .method_not_allowed_fallback(|| async { ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed") })
+        .layer(axum::middleware::from_fn(refuse_nul))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(CatchPanicLayer::custom(|_| ApiError::internal("internal error").into_response()))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
@@ -66,10 +67,42 @@ async fn request_id(mut req: Request, next: Next) -> Response {
     }
 }
 
+/// A NUL character in the path or the query is a 422 before any handler runs: no database can
+/// take it as text (see `body::find_nul` for bodies), and a handler should not have to know.
+async fn refuse_nul(req: Request, next: Next) -> Response {
+    let uri = req.uri();
+    if body::has_nul(uri.path()) {
+        return ApiError::invalid(vec![envelope::Invalid::path("path", "format", "must not contain %00")])
+            .into_response();
+    }
+    if let Some(query) = uri.query()
+        && body::has_nul(query)
+    {
+        let name = query
+            .split('&')
+            .find(|pair| body::has_nul(pair))
+            .map(|pair| pair.split('=').next().unwrap_or(pair).to_string())
+            .unwrap_or_default();
+        return ApiError::invalid(vec![envelope::Invalid::query(name, "format", "must not contain %00")])
+            .into_response();
+    }
+    next.run(req).await
+}
+
 /// `?after_position=N`: waits until the read models have applied position N (read your writes).
+/// A position no append has reached is a 422 at once: nothing will ever be applied there for
+/// this caller to wait for (positions given to callers are committed, so they are never past the
+/// log's highest committed position).
 pub async fn read_after(state: &AppState, params: &mut Params<'_>) -> Result<(), ApiError> {
     let position = params.integer("after_position", 0, 0, i64::MAX);
-    if position > 0 && !state.projections.wait_for(position, state.config.query_wait).await {
+    if position <= 0 || state.projections.reached(position) {
+        return Ok(());
+    }
+    if position > state.store.highest_position().await? {
+        params.fail("after_position", "number", "no event of the log has reached this position");
+        return Ok(());
+    }
+    if !state.projections.wait_for(position, state.config.query_wait).await {
         return Err(careledger_projections::ProjectionError::Behind(position).into());
     }
     Ok(())
