@@ -108,7 +108,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Token { sub, scope, client_id, health_facility, ttl } => {
-            let secret = cli.storage.jwt_secret().map_err(|e| format!("cannot read or create the JWT secret: {e}"))?;
+            let secret = cli.storage.jwt_secret()?;
             let token = crate::auth::Keys::new(&secret).mint_scoped(
                 &sub,
                 &scope,
@@ -127,13 +127,19 @@ async fn run(cli: Cli) -> Result<(), String> {
             match command {
                 ProjectionsCommand::Status => {
                     for s in projections.status().await.map_err(|e| e.to_string())? {
-                        println!(
-                            "{}\tposition {}\thead {}\t{}",
-                            s.name,
-                            s.position,
-                            s.head,
-                            if s.position >= s.head { "caught up" } else { "behind" }
-                        );
+                        let state = if s.is_stuck() {
+                            format!(
+                                "STUCK after {} failures in a row (last at {}): {}",
+                                s.failures,
+                                s.failed_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
+                                s.error.as_deref().unwrap_or("")
+                            )
+                        } else if s.position >= s.head {
+                            "caught up".into()
+                        } else {
+                            "behind".into()
+                        };
+                        println!("{}\tposition {}\thead {}\t{state}", s.name, s.position, s.head);
                     }
                 }
                 ProjectionsCommand::Rebuild { name } => {

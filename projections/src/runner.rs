@@ -37,6 +37,11 @@ pub trait Projector: Send + Sync {
     ) -> BoxFuture<'a, Result<(), ProjectionError>>;
 }
 
+/// The longest wait between two tries of a failing projector.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// The first wait after a failure (doubled at each failure in a row).
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+
 /// Where a projector is.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ProjectorStatus {
@@ -46,6 +51,20 @@ pub struct ProjectorStatus {
     pub head: i64,
     /// Seconds between the last applied event's commit and its application (0 when none yet).
     pub lag_seconds: f64,
+    /// Failures in a row since it last applied a batch (0 when it is well).
+    pub failures: i64,
+    /// The last failure's error, while it is failing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed_at: Option<chrono::DateTime<Utc>>,
+}
+
+impl ProjectorStatus {
+    /// Failing and behind the head: its read model misses events until someone acts.
+    pub fn is_stuck(&self) -> bool {
+        self.failures > 0 && self.position < self.head
+    }
 }
 
 /// The projectors of one process, with the position each has reached.
@@ -83,12 +102,28 @@ impl Projections {
                 let projector = p.clone();
                 let mut shutdown = shutdown.clone();
                 tokio::spawn(async move {
+                    // failures in a row, and where the last one happened: a projector that moved
+                    // since then starts its backoff afresh
+                    let (mut failures, mut failed_at) = (0u32, -1i64);
                     loop {
                         tokio::select! {
                             result = this.follow(&projector) => {
-                                if let Err(e) = result {
-                                    tracing::error!(projector = projector.name(), error = %e, "projector failed; restarting");
-                                    tokio::time::sleep(Duration::from_millis(500)).await;
+                                let Err(e) = result else { continue };
+                                let name = projector.name();
+                                let position = this.position(name);
+                                failures = if position > failed_at { 1 } else { failures.saturating_add(1) };
+                                failed_at = position;
+                                let backoff = FIRST_BACKOFF.saturating_mul(1 << (failures - 1).min(6)).min(MAX_BACKOFF);
+                                tracing::error!(projector = name, position, failures, error = %e,
+                                    retry_in_ms = backoff.as_millis() as u64, "projector failed");
+                                metrics::counter!("careledger_projector_failures_total", "projector" => name).increment(1);
+                                metrics::gauge!("careledger_projector_failing", "projector" => name).set(1.0);
+                                if let Err(record) = this.record_failure(name, &e).await {
+                                    tracing::warn!(projector = name, error = %record, "cannot record the failure");
+                                }
+                                tokio::select! {
+                                    _ = tokio::time::sleep(backoff) => {}
+                                    _ = async { let _ = shutdown.wait_for(|stop| *stop).await; } => break,
                                 }
                             }
                             _ = async { let _ = shutdown.wait_for(|stop| *stop).await; } => break,
@@ -151,11 +186,13 @@ impl Projections {
         projector.apply(&mut tx, events).await?;
         sql_exec!(
             tx.exec(),
-            "UPDATE checkpoints SET position = $2, updated_at = $3 WHERE name = $1",
+            "UPDATE checkpoints SET position = $2, updated_at = $3, failures = 0, last_error = NULL, failed_at = NULL
+             WHERE name = $1",
             [name, last.position, Utc::now()]
         )?;
         tx.commit().await?;
         self.publish(name, last.position, Some(lag_of(last)));
+        metrics::gauge!("careledger_projector_failing", "projector" => name).set(0.0);
         Ok(Applied::Moved(last.position))
     }
 
@@ -173,6 +210,31 @@ impl Projections {
         }
     }
 
+    /// The position this process last saw a projector at.
+    fn position(&self, name: &str) -> i64 {
+        self.positions.get(name).map(|tx| *tx.borrow()).unwrap_or(0)
+    }
+
+    /// Keeps a failure beside the checkpoint, where every process (`/ready`, the CLI) sees it.
+    async fn record_failure(&self, name: &str, error: &ProjectionError) -> Result<(), ProjectionError> {
+        let mut message = error.to_string();
+        if message.len() > 500 {
+            let mut end = 500;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message.truncate(end);
+        }
+        let mut tx = self.store.db().begin_derived().await?;
+        sql_exec!(
+            tx.exec(),
+            "UPDATE checkpoints SET failures = failures + 1, last_error = $2, failed_at = $3 WHERE name = $1",
+            [name, message, Utc::now()]
+        )?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// A projector's checkpoint as stored (creating it at 0).
     pub async fn checkpoint(&self, name: &str) -> Result<i64, ProjectionError> {
         ensure_checkpoint(self.store.db(), name).await?;
@@ -181,6 +243,18 @@ impl Projections {
             sql_fetch_optional!(conn.exec(), "SELECT position FROM checkpoints WHERE name = $1", [name], |row| row
                 .try_get::<i64, _>(0))?;
         Ok(position.unwrap_or(0))
+    }
+
+    /// Whether every projector of this process has applied `position` already.
+    pub fn reached(&self, position: i64) -> bool {
+        self.positions.values().all(|tx| *tx.borrow() >= position)
+    }
+
+    /// Waits until the projector `name` has applied `position` (true), or the timeout passes.
+    pub async fn wait_for_one(&self, name: &str, position: i64, timeout: Duration) -> bool {
+        let Some(tx) = self.positions.get(name) else { return false };
+        let mut rx = tx.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|p| *p >= position)).await.is_ok_and(|r| r.is_ok())
     }
 
     /// Waits until every projector of this process has applied `position` (true), or the
@@ -246,15 +320,36 @@ impl Projections {
         self.catch_up(name, progress).await
     }
 
+    /// Every projector's checkpoint, with its failures as stored (so another process sees them).
     pub async fn status(&self) -> Result<Vec<ProjectorStatus>, ProjectionError> {
         let head = self.store.head().await?;
         let mut out = Vec::new();
         for p in &self.projectors {
+            ensure_checkpoint(self.store.db(), p.name()).await?;
+        }
+        let mut conn = self.store.db().acquire().await?;
+        let rows = sql_fetch_all!(
+            conn.exec(),
+            "SELECT name, position, failures, last_error, failed_at FROM checkpoints",
+            [],
+            |row| Ok((
+                row.try_get::<String, _>(0)?,
+                row.try_get::<i64, _>(1)?,
+                row.try_get::<i64, _>(2)?,
+                row.try_get::<Option<String>, _>(3)?,
+                row.try_get::<Option<chrono::DateTime<Utc>>, _>(4)?,
+            ))
+        )?;
+        for p in &self.projectors {
+            let row = rows.iter().find(|r| r.0 == p.name());
             out.push(ProjectorStatus {
                 name: p.name().to_string(),
-                position: self.checkpoint(p.name()).await?,
+                position: row.map(|r| r.1).unwrap_or(0),
                 head,
                 lag_seconds: self.lags.get(p.name()).map(|l| *l.borrow()).unwrap_or(0.0),
+                failures: row.map(|r| r.2).unwrap_or(0),
+                error: row.and_then(|r| r.3.clone()),
+                failed_at: row.and_then(|r| r.4),
             });
         }
         Ok(out)
