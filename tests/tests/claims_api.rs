@@ -923,7 +923,11 @@ async fn rebuild_on(kind: Kind) {
         .await;
     assert_eq!(run.status, StatusCode::CREATED, "{}", run.text);
     let a = s
-        .post(&format!("/api/v1/claims/{}/attachments", Uuid::now_v7()), &t, json!({ "title": "x", "url": "u" }))
+        .post(
+            &format!("/api/v1/claims/{}/attachments", Uuid::now_v7()),
+            &t,
+            json!({ "title": "x", "url": "https://example.org/u" }),
+        )
         .await;
     assert_eq!(a.status, StatusCode::NOT_FOUND);
     assert!(s.state().projections.wait_for(run.position().max(last), Duration::from_secs(10)).await);

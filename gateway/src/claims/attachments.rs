@@ -1,25 +1,52 @@
-//! Claim attachments (111010): add, update, delete; download (111001). A file is sent base64 in
-//! the JSON body (`document`, at most `CARELEDGER_ATTACHMENT_MAX_BYTES` decoded); its bytes are
-//! kept outside the log, content-addressed by their BLAKE2b-256 hash in `claim_attachment_files`,
-//! before the event that names the hash is appended (bytes nobody names are harmless; an event
-//! naming missing bytes cannot happen).
+//! Claim attachments (111010): add, update, delete; download (111001).
+//!
+//! What a request may attach, and why:
+//! - A file goes base64 in the JSON body (`document`): standard base64 (RFC 4648 §4) with its
+//!   padding, decoded strictly by the `base64` crate, of 1 to `CARELEDGER_ATTACHMENT_MAX_BYTES`
+//!   bytes. ASCII whitespace is skipped first, as MIME senders wrap base64 in lines; anything
+//!   else that is not base64 (text after the padding, a stray character) refuses the whole
+//!   `document` (422 `$.document`) rather than storing the part before it as if it were the file,
+//!   and an empty file is refused as no file at all.
+//! - A `url` must be an absolute `http` or `https` URL with a host (422 `$.url`): it is answered
+//!   as a redirect, and a `javascript:` or `data:` URL there would be the caller's browser
+//!   running what a claim's author wrote. A URL of any other scheme written to the log before this
+//!   check is refused at download (409), never redirected to.
+//!
+//! The bytes are kept outside the log, content-addressed by their BLAKE2b-256 hash in
+//! `claim_attachment_files`, before the event that names the hash is appended: an event naming
+//! missing bytes cannot happen. They are kept only once the claim is found, under its lock and as
+//! the log holds it, to be one the caller may change (it exists, is not deleted, and is of the
+//! caller's health facility; for an update, has the attachment): a request the command would
+//! refuse stores nothing, so unknown claim ids or another facility's claims cannot be used to fill
+//! the table. Bytes nobody names are harmless, which is all a claim deleted between that check
+//! and the append can leave.
+//!
+//! A download is served with `X-Content-Type-Options: nosniff` (a browser keeps the type the
+//! attachment declares instead of guessing, say, HTML from its bytes) and `Content-Disposition:
+//! attachment` naming the file twice (RFC 6266): `filename*` is the name itself, UTF-8
+//! percent-encoded (RFC 5987), `filename` an ASCII fallback for older clients in which quotes,
+//! backslashes, `%`, control characters and non-ASCII characters are `_`, so that no file name
+//! can end the quoted string or the header.
 
 use std::collections::HashMap;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use blake2::{Blake2b, Digest, digest::consts::U32};
 use careledger_domain::claims::{AttachmentChange, ChangeAttachment, ClaimError};
-use careledger_events::claims::Attachment;
+use careledger_events::claims::{Attachment, claim_stream};
 use careledger_projections::claims::ClaimQueries;
 use careledger_projections::time::text;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::queries::visible_claim;
-use super::{OnClaim, alone, counted, on_claim, on_one_claim, path_uuid};
+use super::{OnClaim, alone, counted, on_claim, on_one_claim, path_uuid, refused};
 use crate::auth::User;
 use crate::handler::CommandCtx;
 use crate::http::body::{Fields, JsonBody, Params};
@@ -27,29 +54,65 @@ use crate::http::envelope::{ApiError, Envelope};
 use crate::http::read_after;
 use crate::state::AppState;
 
-/// Standard base64 (padding optional, whitespace ignored); None when it is not base64.
-fn base64(text: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for c in text.bytes().filter(|c| !c.is_ascii_whitespace()) {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            b'=' => break,
-            _ => return None,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
+/// The file of a `document`: standard base64 with the padding it requires, decoded strictly.
+/// ASCII whitespace (space, tab, CR, LF, form feed) is removed first, and nothing else: MIME
+/// senders break base64 into lines of 76, and a line break carries no data.
+fn decode_document(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
+    if text.bytes().any(|b| b.is_ascii_whitespace()) {
+        let compact: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+        return STANDARD.decode(compact);
     }
-    Some(out)
+    STANDARD.decode(text)
+}
+
+/// An absolute `http` or `https` URL with a host, as RFC 3986 writes one; None for anything else.
+/// What a URL parser would silently repair is refused instead (whitespace and control characters
+/// it drops or encodes, a backslash it reads as a slash, `http:host` without its `//`,
+/// `http:///host` with one too many), so that the address a download redirects to (the parsed
+/// URL, which is ASCII) is the one any reader of the stored text takes it for.
+fn web_url(text: &str) -> Option<url::Url> {
+    if text.chars().any(|c| c.is_control() || c.is_whitespace() || c == '\\') {
+        return None;
+    }
+    let after = |prefix: &str| {
+        text.get(..prefix.len()).filter(|p| p.eq_ignore_ascii_case(prefix)).and_then(|_| text.get(prefix.len()..))
+    };
+    // the authority right after the `//`: `http:///host` is no host
+    let authority = after("http://").or_else(|| after("https://"))?;
+    if authority.is_empty() || authority.starts_with('/') {
+        return None;
+    }
+    let url = url::Url::parse(text).ok()?;
+    let web = matches!(url.scheme(), "http" | "https") && url.host_str().is_some_and(|h| !h.is_empty());
+    web.then_some(url)
+}
+
+/// RFC 5987's `attr-char`: ALPHA / DIGIT / "!" / "#" / "$" / "&" / "+" / "-" / "." / "^" / "_" /
+/// "`" / "|" / "~"; every other byte of the UTF-8 name is percent-encoded.
+const ATTR_CHAR: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'!')
+    .remove(b'#')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'+')
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'^')
+    .remove(b'_')
+    .remove(b'`')
+    .remove(b'|')
+    .remove(b'~');
+
+/// `Content-Disposition` of a download (RFC 6266): the name as `filename*` (UTF-8,
+/// percent-encoded), and an ASCII `filename` fallback holding only printable ASCII other than
+/// `"`, `\` and `%` (RFC 6266 appendix D: some clients decode `%xx` there).
+fn content_disposition(filename: &str) -> String {
+    let fallback: String = filename
+        .chars()
+        .map(|c| if (c.is_ascii_graphic() || c == ' ') && !matches!(c, '"' | '\\' | '%') { c } else { '_' })
+        .collect();
+    let encoded = utf8_percent_encode(filename, ATTR_CHAR);
+    format!("attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}")
 }
 
 fn hash(bytes: &[u8]) -> String {
@@ -76,6 +139,9 @@ fn attachment_fields(body: &Map<String, Value>, adding: bool, max_bytes: usize) 
     let attachment_type = f.string("type", false, 50);
     let date = f.date("date", false);
     let url = f.string("url", false, 2000);
+    if url.as_deref().is_some_and(|u| web_url(u).is_none()) {
+        f.reject("url", "format", "expected an absolute http or https URL with a host");
+    }
     let filename = f.string("filename", false, 255);
     let mime = f.string("mime", false, 100);
     let document = match body.get("document").and_then(Value::as_str) {
@@ -85,16 +151,20 @@ fn attachment_fields(body: &Map<String, Value>, adding: bool, max_bytes: usize) 
             }
             None
         }
-        Some(text) => match base64(text) {
-            None => {
-                f.reject("document", "format", "expected base64 text");
+        Some(text) => match decode_document(text) {
+            Err(_) => {
+                f.reject("document", "format", "expected standard base64 (RFC 4648) with its padding");
                 None
             }
-            Some(bytes) if bytes.len() > max_bytes => {
+            Ok(bytes) if bytes.is_empty() => {
+                f.reject("document", "length", "the file is empty");
+                None
+            }
+            Ok(bytes) if bytes.len() > max_bytes => {
                 f.reject("document", "length", format!("the file is larger than {max_bytes} bytes"));
                 None
             }
-            Some(bytes) => Some(bytes),
+            Ok(bytes) => Some(bytes),
         },
     };
     if adding && url.is_none() && document.is_none() && f.is_valid() {
@@ -104,12 +174,28 @@ fn attachment_fields(body: &Map<String, Value>, adding: bool, max_bytes: usize) 
     Ok(AttachmentFields { title, attachment_type, date, url, filename, mime, document })
 }
 
+/// What the command would refuse about the claim itself, checked before any bytes are kept: 404
+/// for an unknown or deleted claim (or, given `attachment`, one without it), 403 for another
+/// facility's. The claim is read under its lock as the log holds it, as the command decides.
+async fn check_claim(
+    state: &AppState,
+    claim_id: Uuid,
+    facility: Option<&str>,
+    attachment: Option<Uuid>,
+) -> Result<(), ApiError> {
+    let held = state.claims.lock(&state.store, &claim_stream(claim_id)).await?;
+    let facts = held.state.visible_to(facility).map_err(refused)?;
+    if attachment.is_some_and(|id| !facts.attachments.iter().any(|a| a.attachment_id == id)) {
+        return Err(refused(ClaimError::AttachmentNotFound));
+    }
+    Ok(())
+}
+
 /// Keeps the document's bytes; returns (hash, size).
-async fn keep(state: &AppState, document: &Option<Vec<u8>>) -> Result<Option<(String, u64)>, ApiError> {
-    let Some(bytes) = document else { return Ok(None) };
+async fn keep(state: &AppState, bytes: &[u8]) -> Result<(String, u64), ApiError> {
     let h = hash(bytes);
     ClaimQueries(state.store.db()).store_attachment_file(&h, bytes, &text(&chrono::Utc::now())).await?;
-    Ok(Some((h, bytes.len() as u64)))
+    Ok((h, bytes.len() as u64))
 }
 
 /// `POST /api/v1/claims/{uuid}/attachments` `{title, type, date, url | document, filename, mime}`
@@ -126,7 +212,17 @@ pub async fn add(
         let a = attachment_fields(&body, true, state.config.attachment_max_bytes)?;
         let path = format!("/api/v1/claims/{claim_id}/attachments");
         let ctx = CommandCtx::new("AddAttachment", user.actor(), &headers, &path, &bytes)?;
-        let file = keep(&state, &a.document).await?;
+        let file = match &a.document {
+            None => None,
+            Some(document) => {
+                // a repeat answers as the first time (which kept the bytes), whatever the claim is now
+                if let Some(answer) = ctx.earlier_answer(&state.store).await? {
+                    return Ok(answer);
+                }
+                check_claim(&state, claim_id, user.health_facility.as_deref(), None).await?;
+                Some(keep(&state, document).await?)
+            }
+        };
         let attachment = Attachment {
             attachment_id: Uuid::now_v7(),
             title: a.title.unwrap_or_default(),
@@ -159,7 +255,17 @@ pub async fn update(
         let attachment_id = path_uuid(&id, "id")?;
         let a = attachment_fields(&body, false, state.config.attachment_max_bytes)?;
         let path = format!("/api/v1/claims/{claim_id}/attachments/{attachment_id}");
-        let file = keep(&state, &a.document).await?;
+        let ctx = CommandCtx::new("UpdateAttachment", user.actor(), &headers, &path, &bytes)?;
+        let file = match &a.document {
+            None => None,
+            Some(document) => {
+                if let Some(answer) = ctx.earlier_answer(&state.store).await? {
+                    return Ok(answer);
+                }
+                check_claim(&state, claim_id, user.health_facility.as_deref(), Some(attachment_id)).await?;
+                Some(keep(&state, document).await?)
+            }
+        };
         let facility = user.health_facility.clone();
         let decide = |claim: &careledger_domain::claims::Claim, decision: &careledger_domain::Ctx| {
             let facts = claim.visible_to(facility.as_deref())?;
@@ -179,7 +285,7 @@ pub async fn update(
             ChangeAttachment { change: AttachmentChange::Update(new), facility: facility.clone() }
                 .decide(claim, decision)
         };
-        on_one_claim(&state, &user, &headers, &bytes, "UpdateAttachment", claim_id, &path, decide).await
+        on_claim(&state, OnClaim::new(claim_id, &ctx), alone(decide)).await
     })
     .await
 }
@@ -206,7 +312,8 @@ pub async fn delete(
     .await
 }
 
-/// `GET /api/v1/claims/{uuid}/attachments/{id}`: the file's bytes, or a redirect to its URL.
+/// `GET /api/v1/claims/{uuid}/attachments/{id}`: the file's bytes, or a redirect to its URL (an
+/// `http` or `https` one only: see the module's comment).
 pub async fn download(
     State(state): State<AppState>,
     Path((uuid, id)): Path<(String, String)>,
@@ -229,24 +336,91 @@ pub async fn download(
             .attachment_file(h)
             .await?
             .ok_or_else(|| ApiError::internal("the attachment's file is missing"))?;
-        let mime = a.mime.unwrap_or_else(|| "application/octet-stream".into());
-        let disposition =
-            format!("attachment; filename=\"{}\"", a.filename.unwrap_or_else(|| "attachment".into()).replace('"', ""));
-        return Ok(([(header::CONTENT_TYPE, mime), (header::CONTENT_DISPOSITION, disposition)], Body::from(bytes))
-            .into_response());
+        // a declared type that is no header value is no type at all
+        let mime = a
+            .mime
+            .as_deref()
+            .and_then(|m| HeaderValue::from_str(m).ok())
+            .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+        let disposition = content_disposition(a.filename.as_deref().unwrap_or("attachment"));
+        let headers = [
+            (header::CONTENT_TYPE, mime),
+            (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
+            (
+                header::CONTENT_DISPOSITION,
+                HeaderValue::from_str(&disposition).map_err(|e| ApiError::internal(e.to_string()))?,
+            ),
+        ];
+        return Ok((headers, Body::from(bytes)).into_response());
     }
     match a.url {
-        Some(url) => Ok((StatusCode::FOUND, [(header::LOCATION, url)]).into_response()),
+        // the parsed URL as the `url` crate writes it: ASCII, percent-encoded, fit for a header
+        Some(url) => match web_url(&url) {
+            Some(target) => Ok((StatusCode::FOUND, [(header::LOCATION, target.as_str())]).into_response()),
+            None => Err(ApiError::conflict(
+                "The attachment's URL is not an http or https URL and is not served; replace it with one that is",
+            )),
+        },
         None => Err(ApiError::not_found("The attachment has no file")),
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::{content_disposition, decode_document, web_url};
+
     #[test]
-    fn base64_decodes_standard_text() {
-        assert_eq!(super::base64("aGVsbG8=").unwrap(), b"hello");
-        assert_eq!(super::base64("aGVs\nbG8").unwrap(), b"hello");
-        assert!(super::base64("a$b").is_none());
+    fn documents_decode_strictly() {
+        assert_eq!(decode_document("aGVsbG8=").unwrap(), b"hello");
+        // line breaks and spaces, as MIME senders wrap base64, are skipped
+        assert_eq!(decode_document("aGVs\r\nbG8=\n").unwrap(), b"hello");
+        assert_eq!(decode_document(" aGVs bG8= ").unwrap(), b"hello");
+        assert!(decode_document("").unwrap().is_empty());
+        for bad in ["aGVsbG8=junk!!", "aGVsbG8", "a$b", "aGVsbG8==", "aGVsbG9=", "aGVs\u{a0}bG8=", "aGVsbG8=\0"] {
+            assert!(decode_document(bad).is_err(), "{bad:?} decoded");
+        }
+    }
+
+    #[test]
+    fn only_web_urls_are_kept() {
+        for good in ["https://example.org/r.pdf", "http://example.org", "HTTPS://Example.org/a?b=c#d"] {
+            assert!(web_url(good).is_some(), "{good} refused");
+        }
+        for bad in [
+            "javascript:alert(1)",
+            "JavaScript:alert(1)",
+            "data:text/html,<script>alert(1)</script>",
+            "vbscript:msgbox(1)",
+            "file:///etc/passwd",
+            "ftp://example.org/x",
+            "//example.org/x",
+            "/relative",
+            "u",
+            "http:example.org",
+            "http:///x",
+            "https://",
+            "java\nscript:alert(1)",
+            "http://exa mple.org",
+            "https://example.org\\@evil.example",
+            "https://example.org/\u{7}",
+        ] {
+            assert!(web_url(bad).is_none(), "{bad:?} kept");
+        }
+    }
+
+    #[test]
+    fn dispositions_name_the_file_twice() {
+        assert_eq!(
+            content_disposition("invoice.txt"),
+            "attachment; filename=\"invoice.txt\"; filename*=UTF-8''invoice.txt"
+        );
+        assert_eq!(
+            content_disposition("Счёт 1.pdf"),
+            "attachment; filename=\"____ 1.pdf\"; filename*=UTF-8''%D0%A1%D1%87%D1%91%D1%82%201.pdf"
+        );
+        assert_eq!(
+            content_disposition("a\"b\\c%41\r\nd.txt"),
+            "attachment; filename=\"a_b_c_41__d.txt\"; filename*=UTF-8''a%22b%5Cc%2541%0D%0Ad.txt"
+        );
     }
 }
