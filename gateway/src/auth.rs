@@ -2,7 +2,13 @@
 //!
 //! Claims: `sub` (user id), `client_id` (legal entity id, where the caller acts for one), `scope`
 //! (space-separated permissions: openIMIS rights as their numeric codes, eHealth scopes by name),
-//! `health_facility` (claim administrators: the facility whose claims alone they act on), `exp`. Messages follow eHealth's answers.
+//! `health_facility` (claim administrators: the facility whose claims alone they act on), `exp`,
+//! and optionally `nbf`. Messages follow eHealth's answers.
+//!
+//! Time rules: a token is refused once its `exp` second has passed (no leeway: a token minted
+//! with a time to live of 0 is refused a second later), and before its `nbf` when it has one, with
+//! [`NBF_LEEWAY_SECONDS`] of leeway for the clock of whoever minted it being a little ahead of
+//! ours. Before, `nbf` was not looked at: a token for next week worked today (issue #23, 9).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -28,7 +34,15 @@ pub struct Claims {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_facility: Option<String>,
     pub exp: u64,
+    /// Not before (seconds since the epoch): refused until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
 }
+
+/// How far in the future a token's `nbf` may be and the token still be taken: the clock of the
+/// server or identity provider that minted it ahead of ours (NTP keeps clocks within
+/// milliseconds; 5 s forgives a poorly kept one and admits nothing an hour early).
+pub const NBF_LEEWAY_SECONDS: u64 = 5;
 
 /// The keys of one server.
 #[derive(Clone)]
@@ -66,13 +80,25 @@ impl Keys {
             scope: scope.into(),
             health_facility: health_facility.map(Into::into),
             exp,
+            nbf: None,
         };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).map_err(|e| e.to_string())
+        self.sign(&claims)
+    }
+
+    /// A token carrying `claims` as they are, signed with this server's secret.
+    pub fn sign(&self, claims: &Claims) -> Result<String, String> {
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding).map_err(|e| e.to_string())
     }
 
     fn verify(&self, token: &str) -> Option<Claims> {
         let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 0;
+        // jsonwebtoken has one leeway for `exp` and `nbf`; `exp` is to have none. Its expiry test
+        // is `exp - reject_tokens_expiring_in_less_than < now - leeway`: with both at the nbf
+        // leeway, that is `exp < now` (no leeway), while `nbf > now + leeway` refuses an early one.
+        validation.leeway = NBF_LEEWAY_SECONDS;
+        validation.reject_tokens_expiring_in_less_than = NBF_LEEWAY_SECONDS;
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "sub"]);
         jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation).ok().map(|data| data.claims)
     }
@@ -88,7 +114,33 @@ pub struct User {
     scopes: Arc<HashSet<String>>,
 }
 
+/// Whose audit a caller may read (DESIGN rule 12).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditScope {
+    /// Every tenant's: a token acting for no tenant, or holding the all-tenants permission.
+    All,
+    /// The events made by the callers of one legal entity (the token's `client_id`).
+    LegalEntity(String),
+}
+
 impl User {
+    /// The audit this caller may read. The log records each event's legal entity (its actor's
+    /// `client_id`) but no health facility, so a facility-scoped token without the all-tenants
+    /// permission is refused rather than shown more than its facility.
+    pub fn audit_scope(&self, all_tenants: &str) -> Result<AuditScope, ApiError> {
+        if !all_tenants.is_empty() && self.scopes.contains(all_tenants) {
+            return Ok(AuditScope::All);
+        }
+        match (&self.legal_entity_id, &self.health_facility) {
+            (_, Some(facility)) => Err(ApiError::forbidden(format!(
+                "The audit records no health facility: a token scoped to health facility {facility} cannot read \
+                 it without {all_tenants}"
+            ))),
+            (Some(legal_entity), None) => Ok(AuditScope::LegalEntity(legal_entity.clone())),
+            (None, None) => Ok(AuditScope::All),
+        }
+    }
+
     /// 403 unless the token's scope holds `permission`.
     pub fn require(&self, permission: &str) -> Result<(), ApiError> {
         if self.scopes.contains(permission) {
@@ -123,5 +175,38 @@ impl FromRequestParts<AppState> for User {
             health_facility: claims.health_facility,
             scopes: Arc::new(claims.scope.split_whitespace().map(String::from).collect()),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> u64 {
+        chrono::Utc::now().timestamp().max(0) as u64
+    }
+
+    fn token(keys: &Keys, exp: u64, nbf: Option<u64>) -> String {
+        let claims = Claims { sub: "u".into(), client_id: None, scope: String::new(), health_facility: None, exp, nbf };
+        keys.sign(&claims).unwrap()
+    }
+
+    #[test]
+    fn nbf_in_the_future_is_refused_beyond_the_leeway() {
+        let keys = Keys::new("a-secret-of-at-least-thirty-two-bytes");
+        let exp = now() + 7200;
+        assert!(keys.verify(&token(&keys, exp, Some(now() + 3600))).is_none(), "an hour early");
+        assert!(keys.verify(&token(&keys, exp, Some(now() + NBF_LEEWAY_SECONDS + 2))).is_none());
+        assert!(keys.verify(&token(&keys, exp, Some(now() + 1))).is_some(), "within the leeway");
+        assert!(keys.verify(&token(&keys, exp, Some(now() - 60))).is_some());
+        assert!(keys.verify(&token(&keys, exp, None)).is_some(), "nbf is optional");
+    }
+
+    #[test]
+    fn exp_has_no_leeway() {
+        let keys = Keys::new("a-secret-of-at-least-thirty-two-bytes");
+        assert!(keys.verify(&token(&keys, now() - 1, None)).is_none(), "expired a second ago");
+        assert!(keys.verify(&token(&keys, now() + 60, None)).is_some());
+        assert!(keys.verify(&token(&keys, 3, None)).is_none(), "an exp below the leeway does not wrap around");
     }
 }

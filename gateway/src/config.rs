@@ -1,4 +1,8 @@
 //! Configuration: environment variables with defaults that run embedded, also settable by flags.
+//!
+//! The JWT secret is checked before anything starts: at least [`MIN_JWT_SECRET_BYTES`] bytes,
+//! from `CARELEDGER_JWT_SECRET` or the `jwt-secret` file alike. A short secret can be guessed
+//! offline from any one token, and an empty file used to sign with an empty key (issue #23, 9).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -18,7 +22,8 @@ pub struct StorageArgs {
     /// `postgres://...` for PostgreSQL; default: SQLite at <data-dir>/careledger.db.
     #[arg(long, env = "DATABASE_URL", global = true)]
     pub database_url: Option<String>,
-    /// HS256 secret for bearer tokens; default: generated once into <data-dir>/jwt-secret.
+    /// HS256 secret for bearer tokens, at least 32 bytes; default: generated once into
+    /// <data-dir>/jwt-secret.
     #[arg(long, env = "CARELEDGER_JWT_SECRET", hide_env_values = true, global = true)]
     pub jwt_secret: Option<String>,
 }
@@ -30,33 +35,89 @@ impl StorageArgs {
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("careledger.db").display()))
     }
 
-    /// The configured secret, or the one kept in the data directory (made on first use).
-    pub fn jwt_secret(&self) -> std::io::Result<String> {
+    /// The configured secret, or the one kept in the data directory (made on first use); an
+    /// error (for the operator, naming no secret) when it is shorter than
+    /// [`MIN_JWT_SECRET_BYTES`] or the file cannot be read or made.
+    pub fn jwt_secret(&self) -> Result<String, String> {
         if let Some(secret) = &self.jwt_secret {
+            check_secret(secret, "CARELEDGER_JWT_SECRET (--jwt-secret)")?;
             return Ok(secret.clone());
         }
         let path = self.data_dir.join("jwt-secret");
-        if let Ok(secret) = std::fs::read_to_string(&path) {
-            return Ok(secret.trim().to_string());
+        match read_secret(&path) {
+            Ok(Some(secret)) => return Ok(secret),
+            Ok(None) => {}
+            Err(e) => return Err(e),
         }
-        std::fs::create_dir_all(&self.data_dir)?;
-        let bytes: [u8; 32] = rand::random();
+        let cannot = |e: std::io::Error| format!("cannot create the JWT secret {}: {e}", path.display());
+        std::fs::create_dir_all(&self.data_dir).map_err(cannot)?;
+        // 32 random bytes (256 bits, HS256's own size), kept as 64 hex digits
+        let bytes: [u8; MIN_JWT_SECRET_BYTES] = rand::random();
         let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        write_private(&path, &secret)?;
-        Ok(secret)
+        if write_private(&path, &secret).map_err(cannot)? {
+            return Ok(secret);
+        }
+        // another process made it first: use theirs
+        read_secret(&path)?.ok_or_else(|| format!("the JWT secret {} went away as it was made", path.display()))
     }
 }
 
-fn write_private(path: &std::path::Path, content: &str) -> std::io::Result<()> {
+/// Fewest bytes of a JWT secret. HS256 is as strong as its key, and RFC 7518 (3.2) asks for a key
+/// of at least the hash's size: 256 bits.
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
+
+/// Refuses a secret shorter than [`MIN_JWT_SECRET_BYTES`], saying where it came from.
+fn check_secret(secret: &str, source: &str) -> Result<(), String> {
+    if secret.is_empty() {
+        return Err(format!(
+            "the JWT secret in {source} is empty: set one of at least {MIN_JWT_SECRET_BYTES} bytes \
+             (e.g. `openssl rand -hex 32`)"
+        ));
+    }
+    if secret.len() < MIN_JWT_SECRET_BYTES {
+        return Err(format!(
+            "the JWT secret in {source} is {} bytes, fewer than the {MIN_JWT_SECRET_BYTES} needed: set a longer one \
+             (e.g. `openssl rand -hex 32`)",
+            secret.len()
+        ));
+    }
+    Ok(())
+}
+
+/// The secret kept in `path` (surrounding whitespace trimmed), or None when there is no such file.
+fn read_secret(path: &std::path::Path) -> Result<Option<String>, String> {
+    match std::fs::read_to_string(path) {
+        Ok(secret) => {
+            let secret = secret.trim();
+            check_secret(secret, &path.display().to_string()).map_err(|e| {
+                format!("{e}; or delete the file to have a new secret generated (tokens signed with the old one stop working)")
+            })?;
+            Ok(Some(secret.to_string()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("cannot read the JWT secret {}: {e}", path.display())),
+    }
+}
+
+/// Writes `content` to `path`, readable by this user alone, unless `path` exists (false). The file
+/// appears whole or not at all: it is written under another name and linked into place, so that a
+/// process starting at the same time never reads it half written.
+fn write_private(path: &std::path::Path, content: &str) -> std::io::Result<bool> {
     use std::io::Write;
+    let draft = path.with_extension(format!("{}.tmp", uuid::Uuid::new_v4().simple()));
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    match options.open(path) {
-        Ok(mut f) => f.write_all(content.as_bytes()),
-        // another process made it first: use theirs
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+    let written = options.open(&draft).and_then(|mut f| {
+        f.write_all(content.as_bytes())?;
+        f.sync_all()
+    });
+    let linked = written.and_then(|()| std::fs::hard_link(&draft, path));
+    let _ = std::fs::remove_file(&draft);
+    match linked {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
         Err(e) => Err(e),
     }
 }
@@ -179,7 +240,7 @@ impl Config {
         Ok(Config {
             addr: serve.addr,
             database_url: storage.database_url(),
-            jwt_secret: storage.jwt_secret().map_err(|e| format!("cannot read or create the JWT secret: {e}"))?,
+            jwt_secret: storage.jwt_secret()?,
             max_body_bytes: serve.max_body_bytes,
             query_wait: Duration::from_millis(serve.query_wait_ms),
             db_connections: serve.db_connections,
@@ -216,7 +277,8 @@ impl Config {
         })
     }
 
-    /// Defaults for a server on `database_url` with `secret` (tests and benchmarks).
+    /// Defaults for a server on `database_url` with `secret` (tests and benchmarks; the secret is
+    /// taken as it is, without the length check of [`StorageArgs::jwt_secret`]).
     pub fn for_database(database_url: &str, secret: &str) -> Config {
         Config {
             addr: "127.0.0.1:0".parse().expect("loopback address"),
@@ -244,13 +306,15 @@ impl Config {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Permissions(HashMap<&'static str, String>);
 
-pub const OPERATIONS: [(&str, &str); 25] = [
+pub const OPERATIONS: [(&str, &str); 26] = [
     ("generate_codes", "111101"),
     ("read_codes", "111102"),
     ("reserve_codes", "111101"),
     ("assign_code", "101102"),
     ("link_control_number", "101102"),
     ("audit", "audit:read"),
+    // with `audit`: read the audit of every tenant although the token acts for one (README "Audit")
+    ("audit_all_tenants", "audit:read_all"),
     ("issue_requisition", "service_request:write"),
     ("read_requisition", "service_request:read"),
     ("write_legal_entity", "legal_entity:write"),

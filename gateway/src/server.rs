@@ -49,16 +49,41 @@ pub async fn open_store(config: &Config) -> Result<EventStore, String> {
     Ok(store)
 }
 
-/// The database URL without its password, for messages.
+/// A URL without the credentials in it, for logs and messages: the one function for the
+/// database URL and the NATS URL alike. A password (`user:secret@`) becomes `user:***@`; a user
+/// alone is kept in a PostgreSQL URL (a role name) and hidden in any other (NATS takes
+/// `nats://<token>@host`); a `password=` of the query (libpq's form) becomes `***`.
 pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{}{}@{}", &url[..scheme + 3], user, &url[at + 1..])
+    let Some(scheme_end) = url.find("://") else { return url.to_string() };
+    let (scheme, rest) = (&url[..scheme_end], &url[scheme_end + 3..]);
+    // the user information ends at the last `@` before the query (a password left unencoded
+    // may hold an `@` or a `/`)
+    let (head, tail) = rest.split_at(rest.find(['?', '#']).unwrap_or(rest.len()));
+    let head = match head.rfind('@') {
+        Some(at) => {
+            let (userinfo, host) = (&head[..at], &head[at + 1..]);
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{user}:***@{host}"),
+                None if matches!(scheme, "postgres" | "postgresql") => format!("{userinfo}@{host}"),
+                None => format!("***@{host}"),
+            }
         }
-        _ => url.to_string(),
-    }
+        None => head.to_string(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let pairs: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+                    _ => pair.to_string(),
+                })
+                .collect();
+            format!("{path}?{}", pairs.join("&"))
+        }
+        None => tail.to_string(),
+    };
+    format!("{scheme}://{head}{tail}")
 }
 
 /// A server listening on its address, with its projectors running.
@@ -140,4 +165,25 @@ pub async fn start(config: Config) -> Result<RunningServer, String> {
             .await
     });
     Ok(RunningServer { addr, state, shutdown, server, projectors })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn credentials_are_redacted_from_database_and_nats_urls() {
+        assert_eq!(redact("postgres://app:s3cr@t@db:5432/careledger"), "postgres://app:***@db:5432/careledger");
+        assert_eq!(redact("postgres://app@db/careledger"), "postgres://app@db/careledger");
+        assert_eq!(
+            redact("postgres://db/careledger?user=app&password=s3cret"),
+            "postgres://db/careledger?user=app&password=***"
+        );
+        assert_eq!(redact("sqlite://./data/careledger.db"), "sqlite://./data/careledger.db");
+        assert_eq!(redact("nats://user:pa55@nats:4222"), "nats://user:***@nats:4222");
+        assert_eq!(redact("nats://s3cret-token@nats:4222"), "nats://***@nats:4222");
+        assert_eq!(redact("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
+        assert_eq!(redact("tls://a:b@nats"), "tls://a:***@nats");
+        assert_eq!(redact("postgres://app:a/b@db/x"), "postgres://app:***@db/x");
+    }
 }

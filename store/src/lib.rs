@@ -20,8 +20,10 @@ mod tail;
 use std::time::Duration;
 
 pub use careledger_events::{Actor, EventMetadata, NewEvent, RecordedEvent};
-pub use error::StoreError;
+pub use error::{StoreError, is_unreachable};
 pub use exec::{Backend, Db, Exec, Tx};
+/// The SQLite query that finds keys held by another owner (exposed for its query-plan test).
+pub use sqlite::TAKEN_KEYS as SQLITE_TAKEN_KEYS;
 pub use subscription::Subscription;
 use tokio::sync::watch;
 
@@ -285,6 +287,15 @@ impl EventStore {
             Db::Sqlite { reader, .. } => sqlite::head(reader).await,
             Db::Postgres(pool) => postgres::head(pool).await,
         }
+    }
+
+    /// The highest position any committed append has reached. Unlike [`Self::head`] it does not
+    /// wait for the visibility horizon (PostgreSQL): a position a caller was given is never above
+    /// it, which is what tells a position that will never come from one not applied yet.
+    pub async fn highest_position(&self) -> Result<i64, StoreError> {
+        let mut conn = self.db.acquire().await?;
+        Ok(sql_fetch_one!(conn.exec(), "SELECT COALESCE(MAX(position), 0) FROM events", [], |row| row
+            .try_get::<i64, _>(0))?)
     }
 
     /// How many events the log holds.

@@ -1,12 +1,15 @@
-//! For operators: liveness, readiness, Prometheus metrics, the OpenAPI description.
+//! For operators: liveness, readiness, Prometheus metrics, the OpenAPI description. These answer
+//! without a token: a `/ready` that cannot read the database (503) says why in a few words
+//! ("database unreachable") and logs the driver's error under its request id.
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 
+use crate::http::envelope::{RETRY_AFTER_SECONDS, is_database_unreachable, request_id};
 use crate::state::AppState;
 
 /// The OpenAPI description, kept beside the code (`gateway/openapi.json`).
@@ -24,13 +27,21 @@ async fn health() -> impl IntoResponse {
     axum::Json(json!({ "status": "ok" }))
 }
 
-/// Ready when the database answers; says where each projector is.
+/// Ready when the database answers; says where each projector is. When it does not: 503 with
+/// `"status": "unavailable"`, a short `reason` ("database unreachable" while the database cannot
+/// be reached) and `Retry-After`.
 async fn ready(State(state): State<AppState>) -> Response {
     match state.projections.status().await {
         Ok(projections) => {
             let head = projections.first().map(|p| p.head).unwrap_or(0);
+            // A stuck projector makes the service "degraded", still 200: writes and the other
+            // read models work, and a failure on an event is the same on every replica, so a 503
+            // would take them all out of service for what only one read model suffers. Each
+            // projector's `failures`, `error` and `failed_at` say which and why.
+            let stuck: Vec<&str> = projections.iter().filter(|p| p.is_stuck()).map(|p| p.name.as_str()).collect();
             axum::Json(json!({
-                "status": "ready",
+                "status": if stuck.is_empty() { "ready" } else { "degraded" },
+                "stuck_projections": stuck,
                 "database": state.store.backend().name(),
                 "head": head,
                 "projections": projections,
@@ -39,13 +50,24 @@ async fn ready(State(state): State<AppState>) -> Response {
             }))
             .into_response()
         }
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(
-                json!({ "status": "unavailable", "database": state.store.backend().name(), "error": e.to_string() }),
-            ),
-        )
-            .into_response(),
+        Err(e) => {
+            // the details (driver errors, hosts) go to the log under the request id, not to the
+            // caller: /ready answers anyone who can reach the port
+            let reason =
+                if is_database_unreachable(&e) { "database unreachable" } else { "read models cannot be read" };
+            tracing::warn!(request_id = %request_id(), error = %e, reason, "not ready");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS))],
+                axum::Json(json!({
+                    "status": "unavailable",
+                    "database": state.store.backend().name(),
+                    "reason": reason,
+                    "request_id": request_id(),
+                })),
+            )
+                .into_response()
+        }
     }
 }
 
