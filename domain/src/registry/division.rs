@@ -102,11 +102,16 @@ impl RegisterDivision {
 pub struct ChangeDivisionStatus {
     pub status: Option<DivisionStatus>,
     pub is_active: Option<bool>,
+    /// The legal entity the caller acts for, when it acts for one: only its own divisions.
+    pub acting_for: Option<Uuid>,
 }
 
 impl ChangeDivisionStatus {
     pub fn decide(&self, state: &Division, ctx: &Ctx) -> Result<Vec<RegistryEvent>, RegistryError> {
         let facts = state.0.as_ref().ok_or(RegistryError::UnknownDivision)?;
+        if self.acting_for.is_some_and(|own| own != facts.legal_entity_id) {
+            return Err(RegistryError::ForeignDivision);
+        }
         let status = self.status.unwrap_or(facts.status);
         let is_active = self.is_active.unwrap_or(facts.is_active);
         if status == facts.status && is_active == facts.is_active {

@@ -38,6 +38,9 @@ pub enum RegistryError {
     EquipmentNotFound,
     #[error("Equipment belongs to another legal entity")]
     ForeignEquipment,
+    /// A caller acting for one legal entity changes only its own reference data.
+    #[error("Division belongs to another legal entity")]
+    ForeignDivision,
     #[error("Invalid transition. Equipment is in final status")]
     FinalStatus,
     #[error("It is prohibited to change status for equipment with availability status = {0}")]
@@ -62,7 +65,7 @@ impl RegistryError {
                 Refusal::Invalid { entry: "$.division_id" }
             }
             LegalEntityNotFound | UnknownDivision | EquipmentNotFound => Refusal::NotFound,
-            ForeignEquipment => Refusal::Forbidden,
+            ForeignEquipment | ForeignDivision => Refusal::Forbidden,
             LegalEntityExists
             | DivisionExists
             | LegalEntityNotActive

@@ -52,7 +52,9 @@ fn division(id: Uuid, owner: Uuid, status: DivisionStatus, is_active: bool) -> D
     let mut events = cmd.decide(&Division::default(), &le, &ctx()).unwrap();
     if !is_active {
         let d = Division::from_events(&events);
-        events.extend(ChangeDivisionStatus { status: None, is_active: Some(false) }.decide(&d, &ctx()).unwrap());
+        events.extend(
+            ChangeDivisionStatus { status: None, is_active: Some(false), acting_for: None }.decide(&d, &ctx()).unwrap(),
+        );
     }
     Division::from_events(&events)
 }
@@ -153,7 +155,7 @@ fn reference_data_registers_once_and_repeats_are_idempotent() {
     let moved = RegisterDivision { legal_entity_id: OTHER_LE, ..div.clone() };
     let other_le = legal_entity(OTHER_LE, LegalEntityType::Msp, LegalEntityStatus::Active);
     assert_eq!(moved.decide(&d, &other_le, &ctx()), Err(RegistryError::DivisionExists));
-    let off = ChangeDivisionStatus { status: Some(DivisionStatus::Inactive), is_active: None };
+    let off = ChangeDivisionStatus { status: Some(DivisionStatus::Inactive), is_active: None, acting_for: None };
     let d = d.clone().evolve(&off.decide(&d, &ctx()).unwrap()[0]);
     assert_eq!(d.0.as_ref().map(|f| (f.status, f.is_active)), Some((DivisionStatus::Inactive, true)));
     assert_eq!(off.decide(&d, &ctx()), Ok(vec![]));

@@ -44,12 +44,21 @@ pub async fn valuate(
 ) -> Result<Envelope, ApiError> {
     counted("ValuateClaims", async {
         user.require(state.config.permissions.of("valuate_claims"))?;
+        // A run distributes a product's allocation over every facility's claims of the period
+        // (the index is amount / their total): run for one facility, it would pay that
+        // facility's lines as if they were all. So a facility-scoped token cannot start one.
+        if let Some(facility) = &user.health_facility {
+            return Err(ApiError::forbidden(format!(
+                "A valuation runs over the claims of every health facility; a token scoped to health \
+                 facility {facility} cannot start one"
+            )));
+        }
         let mut f = Fields::new(&body);
         f.only(&["product", "from", "to", "amount"]);
         let product = f.string("product", true, 50);
         let from = f.date("from", true);
         let to = f.date("to", true);
-        let amount = f.amount("amount", true, Amount::ZERO);
+        let amount = f.amount("amount", true, Amount::ZERO, Amount::MAX_ALLOCATION);
         if let (Some(from), Some(to)) = (from, to)
             && to < from
         {
@@ -62,6 +71,12 @@ pub async fn valuate(
         let ctx = CommandCtx::new("ValuateClaims", user.actor(), &headers, "/api/v1/claims/valuations", &bytes)?;
         let batch_run_id = Uuid::now_v7();
         let decision = decision_ctx();
+        // The claims to value are found in the read model: let it see every claim processed
+        // before the run started (the claims themselves are then read from their streams).
+        let started_at = state.store.highest_position().await?;
+        if !state.projections.wait_for_one("claims", started_at, state.config.query_wait).await {
+            return Err(careledger_projections::ProjectionError::Behind(started_at).into());
+        }
         for _ in 0..MAX_ATTEMPTS {
             if let Some(answer) = ctx.earlier_answer(&state.store).await? {
                 return Ok(answer);

@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::auth::User;
+use crate::auth::{AuditScope, User};
 use crate::http::body::Params;
 use crate::http::envelope::{ApiError, Envelope};
 use crate::http::event_schema::is_event_type;
@@ -59,6 +59,7 @@ async fn search(
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Envelope, ApiError> {
     user.require(state.config.permissions.of("audit"))?;
+    let scope = user.audit_scope(state.config.permissions.of("audit_all_tenants"))?;
     let mut p = Params::new(&params);
     p.only(&PARAMETERS);
     let correlation_id = p.uuid("correlation_id").map(|id| id.to_string());
@@ -95,6 +96,14 @@ async fn search(
     let limit = p.integer("limit", 100, 1, 1000);
     read_after(&state, &mut p).await?;
     p.finish()?;
+    let mut filter = filter;
+    if let AuditScope::LegalEntity(own) = scope {
+        // a tenant's caller reads its own legal entity's events, whatever it asks for
+        if filter.legal_entity_id.as_ref().is_some_and(|asked| *asked != own) {
+            return Err(ApiError::forbidden("A token acting for a legal entity reads only that legal entity's audit"));
+        }
+        filter.legal_entity_id = Some(own);
+    }
     let page = AuditQueries(&state.store).page(&filter, limit).await?;
     let next = page.events.last().map(|e| e.position).unwrap_or(filter.after);
     let entries: Vec<AuditEntry> = page

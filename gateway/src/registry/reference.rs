@@ -53,6 +53,28 @@ fn division_view(folded: &Folded<Division>) -> Value {
     }
 }
 
+/// Who may change reference data (DESIGN rule 12): a caller acting for no legal entity (the
+/// register's integration) changes any; a caller acting for one (its token's `client_id`) only
+/// that legal entity and its divisions. The legal entity it acts for, when it does.
+fn acting_for(user: &User) -> Result<Option<Uuid>, ApiError> {
+    match &user.legal_entity_id {
+        None => Ok(None),
+        Some(own) => Uuid::parse_str(own)
+            .map(Some)
+            .map_err(|_| ApiError::forbidden("The token's client_id is not a legal entity id")),
+    }
+}
+
+/// 403 unless the caller may change legal entity `id`'s reference data (see [`acting_for`]).
+fn own_legal_entity(user: &User, id: Uuid) -> Result<(), ApiError> {
+    match acting_for(user)? {
+        Some(own) if own != id => {
+            Err(ApiError::forbidden("A token acting for a legal entity changes only that legal entity's data"))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// An id chosen by the caller: a UUID other than the nil one (which stands for "no legal entity").
 fn new_id(f: &mut Fields<'_>, name: &str) -> Option<Uuid> {
     let id = f.uuid(name, true)?;
@@ -84,6 +106,7 @@ pub async fn register_legal_entity(
         else {
             return Err(ApiError::internal("validated fields missing"));
         };
+        own_legal_entity(&user, id)?;
         let ctx = CommandCtx::new("RegisterLegalEntity", user.actor(), &headers, "/api/v1/legal-entities", &bytes)?;
         let command = RegisterLegalEntity {
             legal_entity_id: id,
@@ -109,6 +132,7 @@ pub async fn change_legal_entity_status(
     counted("ChangeLegalEntityStatus", async {
         user.require(state.config.permissions.of("write_legal_entity"))?;
         let id = path_id(&id)?;
+        own_legal_entity(&user, id)?;
         let mut f = Fields::new(&body);
         f.only(&["status"]);
         let status = f.one_of("status", true, LegalEntityStatus::from_name, &LegalEntityStatus::names());
@@ -145,6 +169,7 @@ pub async fn register_division(
         else {
             return Err(ApiError::internal("validated fields missing"));
         };
+        own_legal_entity(&user, legal_entity_id)?;
         let ctx = CommandCtx::new("RegisterDivision", user.actor(), &headers, "/api/v1/divisions", &bytes)?;
         let command = RegisterDivision {
             division_id: id,
@@ -186,7 +211,7 @@ pub async fn change_division_status(
         f.finish()?;
         let path = format!("/api/v1/divisions/{id}");
         let ctx = CommandCtx::new("ChangeDivisionStatus", user.actor(), &headers, &path, &bytes)?;
-        let command = ChangeDivisionStatus { status, is_active };
+        let command = ChangeDivisionStatus { status, is_active, acting_for: acting_for(&user)? };
         let run = OnStream::new(division_stream(id), &ctx);
         execute(&state, run, |d, decision| command.decide(d, decision), division_view).await
     })
