@@ -13,6 +13,7 @@ pub mod config;
 pub mod handler;
 pub mod http;
 pub mod intake;
+pub mod nats_url;
 pub mod registry;
 pub mod relay;
 pub mod requisitions;

@@ -98,6 +98,14 @@ enum RelayError {
     Store(#[from] StoreError),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    /// The stream's last message claims a position whose event the log does not hold with that
+    /// id: it was not published by a relay, and resuming after it would skip events.
+    #[error(
+        "relaying stopped: the stream's last message (sequence {sequence}) says position {position}, \
+         but the log holds no event with its Nats-Msg-Id there; remove that message from the stream \
+         (it was not published by careledger) and the relay resumes"
+    )]
+    Untrusted { sequence: u64, position: i64 },
 }
 
 fn nats(e: impl std::fmt::Display) -> RelayError {
@@ -160,11 +168,8 @@ async fn session(
     status: &watch::Sender<RelayStatus>,
 ) -> Result<(), RelayError> {
     let window = config.window.clamp(1, 10_000);
-    let client = async_nats::ConnectOptions::new()
-        .connection_timeout(Duration::from_secs(2))
-        .connect(config.url.as_str())
-        .await
-        .map_err(nats)?;
+    let (options, servers) = crate::nats_url::options(&config.url);
+    let client = options.connection_timeout(Duration::from_secs(2)).connect(servers.as_str()).await.map_err(nats)?;
     let result = relay_on(client.clone(), store, config, status, window).await;
     // Close the connection now: left to the drop of its last handle, it would keep reconnecting
     // and flushing publishes this session gave up on, beside the next session's connection.
@@ -191,22 +196,54 @@ async fn relay_on(
         .build(client);
     js.create_or_update_stream(config.stream_config()).await.map_err(nats)?;
     let mut nats_stream = js.get_stream(&config.stream).await.map_err(nats)?;
-    let last_sequence = nats_stream.info().await.map_err(nats)?.state.last_sequence;
-    let (stream_position, mut previous_id) = if last_sequence > 0 {
-        let last = nats_stream.get_raw_message(last_sequence).await.map_err(nats)?;
-        let header = |name: &str| last.headers.get(name).map(|v| v.as_str().to_string());
-        (header("Careledger-Position").and_then(|p| p.parse::<i64>().ok()).unwrap_or(0), header("Nats-Msg-Id"))
-    } else {
-        (0, None)
+    let state = nats_stream.info().await.map_err(nats)?.state.clone();
+    // The stream's sequence only grows: the last message held may come before it, when the ones
+    // after it were removed (an operator removing a message the relay did not write).
+    let last_sequence = state.last_sequence;
+    let mut sequence = last_sequence;
+    let mut last = None;
+    while sequence >= state.first_sequence.max(1) {
+        match nats_stream.get_raw_message(sequence).await {
+            Ok(message) => {
+                last = Some(message);
+                break;
+            }
+            Err(e) if e.kind() == stream::RawMessageErrorKind::NoMessageFound => sequence -= 1,
+            Err(e) => return Err(nats(e)),
+        }
+    }
+    let (stream_position, previous_id) = match &last {
+        Some(last) => {
+            let header = |name: &str| last.headers.get(name).map(|v| v.as_str().to_string());
+            (header("Careledger-Position").and_then(|p| p.parse::<i64>().ok()).unwrap_or(0), header("Nats-Msg-Id"))
+        }
+        None => (0, None),
     };
-    let mut position = checkpoint(store).await?.max(stream_position);
-    tracing::info!(url = %config.url, stream = %config.stream, position, checkpoint = position, stream_position, last_sequence, "relay connected");
+    let checkpoint = checkpoint(store).await?;
+    if stream_position > checkpoint {
+        // Anyone allowed to publish on `careledger.>` could have put that message there: resume
+        // after it only if the log holds that very event at that position, or events would be
+        // skipped, the one thing the relay must never do. Otherwise stop, saying why, until an
+        // operator removes the message (README "Events on NATS JetStream").
+        let held = store.read_positions(&[stream_position]).await?;
+        let matches = held.first().is_some_and(|e| {
+            e.position == stream_position && previous_id.as_deref() == Some(e.event_id.to_string().as_str())
+        });
+        if !matches {
+            return Err(RelayError::Untrusted { sequence, position: stream_position });
+        }
+    }
+    let mut position = checkpoint.max(stream_position);
+    tracing::info!(url = %crate::server::redact(&config.url), stream = %config.stream, position, checkpoint = position, stream_position, last_sequence, "relay connected");
     status.send_modify(|s| {
         s.connected = true;
         s.position = position;
     });
     metrics::gauge!("careledger_relay_connected").set(1.0);
 
+    // A session's first publish expects the stream's last sequence, not the last message's id:
+    // JetStream keeps a removed message's id as the last one until it restarts.
+    let mut expected = Expected::Sequence(last_sequence);
     let mut subscription = store.subscribe(position, window as i64);
     let mut in_flight: VecDeque<InFlight> = VecDeque::new();
     let mut saved = position;
@@ -245,9 +282,9 @@ async fn relay_on(
                         metrics::counter!("careledger_relay_skipped_total").increment(1);
                         continue;
                     }
-                    let ack = publish(&js, &event, previous_id.as_deref()).await
+                    let ack = publish(&js, &event, &expected).await
                         .map_err(|source| RelayError::Publish { position: event.position, source })?;
-                    previous_id = Some(event.event_id.to_string());
+                    expected = Expected::MsgId(event.event_id.to_string());
                     in_flight.push_back(InFlight { position: event.position, recorded_at: event.recorded_at, ack });
                 }
             }
@@ -262,15 +299,24 @@ async fn next_ack(in_flight: &mut VecDeque<InFlight>) -> Option<(InFlight, Resul
     Some((in_flight.pop_front()?, result))
 }
 
+/// What a publish expects the stream to hold last: JetStream refuses it otherwise.
+enum Expected {
+    /// The stream's last sequence when the session started (its first publish).
+    Sequence(u64),
+    /// The event published before (every later one).
+    MsgId(String),
+}
+
 async fn publish(
     js: &jetstream::Context,
     event: &RecordedEvent,
-    previous: Option<&str>,
+    expected: &Expected,
 ) -> Result<AckFuture, PublishError> {
     let mut headers = HeaderMap::new();
     headers.insert("Nats-Msg-Id", event.event_id.to_string().as_str());
-    if let Some(previous) = previous {
-        headers.insert("Nats-Expected-Last-Msg-Id", previous);
+    match expected {
+        Expected::Sequence(sequence) => headers.insert("Nats-Expected-Last-Sequence", sequence.to_string().as_str()),
+        Expected::MsgId(previous) => headers.insert("Nats-Expected-Last-Msg-Id", previous.as_str()),
     }
     headers.insert("Careledger-Stream", event.stream.as_str());
     headers.insert("Careledger-Position", event.position.to_string().as_str());

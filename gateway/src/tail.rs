@@ -67,12 +67,13 @@ fn line(message: &async_nats::Message) -> Value {
 pub async fn run(args: TailArgs, stop: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), String> {
     // listening for the signal from the start: a SIGINT while connecting still ends the run cleanly
     let mut stop = tokio::spawn(stop);
-    let client = async_nats::ConnectOptions::new()
+    let (options, servers) = crate::nats_url::options(&args.nats_url);
+    let client = options
         .name("careledger tail")
         .connection_timeout(Duration::from_secs(5))
-        .connect(args.nats_url.as_str())
+        .connect(servers.as_str())
         .await
-        .map_err(|e| format!("cannot connect to {}: {e}", args.nats_url))?;
+        .map_err(|e| format!("cannot connect to {}: {e}", crate::server::redact(&args.nats_url)))?;
     let js = jetstream::new(client.clone());
     let stream = js
         .get_stream(&args.stream)

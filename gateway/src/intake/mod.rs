@@ -84,7 +84,7 @@ pub fn spawn(
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         if let Err(error) = run(router, &config, &status, shutdown).await {
-            tracing::error!(%error, url = %config.url, "command intake stopped");
+            tracing::error!(%error, url = %crate::server::redact(&config.url), "command intake stopped");
         }
         status.send_modify(|s| s.update(|s| s.listening = false));
     })
@@ -99,16 +99,17 @@ async fn run(
     let concurrency = config.concurrency.clamp(1, 10_000);
     // connects in the background and reconnects by itself (resubscribing): a NATS that is down at
     // start or goes away later delays commands, it does not stop the service
-    let client = async_nats::ConnectOptions::new()
+    let (options, servers) = crate::nats_url::options(&config.url);
+    let client = options
         .name("careledger command intake")
         .retry_on_initial_connect()
-        .connect(config.url.as_str())
+        .connect(servers.as_str())
         .await
         .map_err(|e| e.to_string())?;
     let mut subscriber =
         client.queue_subscribe(format!("{SUBJECT_PREFIX}>"), config.queue.clone()).await.map_err(|e| e.to_string())?;
     status.send_modify(|s| s.update(|s| s.listening = true));
-    tracing::info!(url = %config.url, queue = %config.queue, concurrency, "command intake subscribed");
+    tracing::info!(url = %crate::server::redact(&config.url), queue = %config.queue, concurrency, "command intake subscribed");
 
     let permits = Arc::new(Semaphore::new(concurrency));
     let mut tick = tokio::time::interval(Duration::from_millis(250));
@@ -229,6 +230,15 @@ async fn take(
         metrics::counter!("careledger_nats_commands_unanswerable_total").increment(1);
         return;
     };
+    // A reply goes to the sender's inbox, never into careledger's own subjects: a reply subject
+    // of the event stream (`careledger.codes.…`) would store the answer there as if it were an
+    // event, for every integrator to consume, and one of the system's (`$JS.API.STREAM.DELETE…`)
+    // would make the service ask for what the sender may not. Such a command is not run.
+    if reply_to.as_str().starts_with("careledger.") || reply_to.as_str().starts_with('$') {
+        tracing::warn!(subject = %message.subject, reply = %reply_to, "a command replying into careledger's subjects is not run");
+        metrics::counter!("careledger_nats_commands_unanswerable_total").increment(1);
+        return;
+    }
     status.send_modify(|s| s.in_flight += 1);
     metrics::gauge!("careledger_nats_commands_in_flight").increment(1.0);
     let (code, headers, body) = answer(router, command, &message).await;
@@ -242,7 +252,7 @@ async fn take(
             // the command took effect; only its answer does not fit in a message (a reservation
             // of very many codes): say so, with the position it reached, rather than stay silent
             let position = message::header(Some(&headers), POSITION_HEADER).unwrap_or("none").to_string();
-            let error = ApiError::internal(format!(
+            let error = ApiError::internal_explained(format!(
                 "The answer ({size} bytes, status {code}) is larger than NATS' maximum payload; the command was \
                  executed (position {position}): read its result over HTTP, or send smaller commands"
             ));
