@@ -144,15 +144,13 @@ pub struct ClaimsStep {
     pub body: Value,
     /// The status it must answer.
     pub status: u16,
-    /// A bulk command (`{"uuids": [...]}`): it takes no idempotency key, and its events record
-    /// each claim's command (`recorded_as`) rather than its own name.
+    /// A bulk command (`{"uuids": [...]}`): it takes no idempotency key.
     pub bulk: bool,
-    pub recorded_as: &'static str,
 }
 
 impl ClaimsStep {
     fn new(command: &'static str, status: u16, body: Value) -> Self {
-        ClaimsStep { command, params: vec![], body, status, bulk: false, recorded_as: command }
+        ClaimsStep { command, params: vec![], body, status, bulk: false }
     }
 
     fn on(mut self, header: &'static str, value: impl ToString) -> Self {
@@ -160,8 +158,8 @@ impl ClaimsStep {
         self
     }
 
-    fn bulk(command: &'static str, recorded_as: &'static str, uuids: &[Uuid]) -> Self {
-        ClaimsStep { bulk: true, recorded_as, ..Self::new(command, 200, json!({ "uuids": uuids })) }
+    fn bulk(command: &'static str, uuids: &[Uuid]) -> Self {
+        ClaimsStep { bulk: true, ..Self::new(command, 200, json!({ "uuids": uuids })) }
     }
 }
 
@@ -245,16 +243,14 @@ pub async fn claims_lifecycle(mut send: impl AsyncFnMut(ClaimsStep) -> Value) {
     }
 
     // A and B CHECKED, D REJECTED (I9 is in no register)
-    let submitted = send(ClaimsStep::bulk("SubmitClaims", "SubmitClaim", &[a, b, d])).await;
+    let submitted = send(ClaimsStep::bulk("SubmitClaims", &[a, b, d])).await;
     let statuses: Vec<_> = (0..3).map(|i| submitted["data"][i]["claim"]["status"].as_i64()).collect();
     assert_eq!(statuses, [Some(4), Some(4), Some(1)], "{submitted}");
-    let step = |command, recorded_as, uuids: &[Uuid]| ClaimsStep::bulk(command, recorded_as, uuids);
-    for (skip, select, bypass, recorded_as) in [
-        ("SkipClaimsFeedback", "SelectClaimsForFeedback", "BypassClaimsFeedback", "ChangeFeedbackStatus"),
-        ("SkipClaimsReview", "SelectClaimsForReview", "BypassClaimsReview", "ChangeReviewStatus"),
+    for (skip, select, bypass) in [
+        ("SkipClaimsFeedback", "SelectClaimsForFeedback", "BypassClaimsFeedback"),
+        ("SkipClaimsReview", "SelectClaimsForReview", "BypassClaimsReview"),
     ] {
-        for s in [step(skip, recorded_as, &[a, b]), step(select, recorded_as, &[a, b]), step(bypass, recorded_as, &[b])]
-        {
+        for s in [ClaimsStep::bulk(skip, &[a, b]), ClaimsStep::bulk(select, &[a, b]), ClaimsStep::bulk(bypass, &[b])] {
             let answer = send(s).await;
             assert!(answer["data"].as_array().expect("entries").iter().all(|e| e["done"] == true), "{answer}");
         }
@@ -266,7 +262,7 @@ pub async fn claims_lifecycle(mut send: impl AsyncFnMut(ClaimsStep) -> Value) {
         json!({ "lines": [{ "kind": "item", "index": 0, "qty_approved": 1, "price_approved": 7 }], "deliver": true });
     send(ClaimsStep::new("SaveReview", 200, review).on("Careledger-Uuid", a)).await;
     // A waits for the batch run (S2's relative price), B is VALUATED at once
-    let processed = send(ClaimsStep::bulk("ProcessClaims", "ProcessClaim", &[a, b])).await;
+    let processed = send(ClaimsStep::bulk("ProcessClaims", &[a, b])).await;
     let statuses: Vec<_> = (0..2).map(|i| processed["data"][i]["claim"]["status"].as_i64()).collect();
     assert_eq!(statuses, [Some(8), Some(16)], "{processed}");
     let run = json!({ "product": "P1", "from": today - Days::new(30), "to": today, "amount": 100 });
@@ -274,7 +270,7 @@ pub async fn claims_lifecycle(mut send: impl AsyncFnMut(ClaimsStep) -> Value) {
 
     let restored = send(ClaimsStep::new("RestoreClaim", 201, json!({})).on("Careledger-Uuid", d)).await;
     let copy: Uuid = restored["data"]["uuid"].as_str().and_then(|u| u.parse().ok()).expect("the restored claim");
-    send(ClaimsStep::bulk("DeleteClaims", "DeleteClaim", &[copy])).await;
+    send(ClaimsStep::bulk("DeleteClaims", &[copy])).await;
 }
 
 /// [`claims_lifecycle`] over HTTP as [`CLAIMS_ADMIN`]; the position of its last event.

@@ -4,7 +4,6 @@
 //! from `CARELEDGER_JWT_SECRET` or the `jwt-secret` file alike. A short secret can be guessed
 //! offline from any one token, and an empty file used to sign with an empty key (issue #23, 9).
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -200,7 +199,7 @@ pub struct ServeArgs {
     )]
     pub requisition_key: String,
     /// Permission overrides, `operation=permission` separated by commas
-    /// (operations: see `OPERATIONS` in gateway/src/config.rs and the README).
+    /// (operations: see `Operation` in app/src/commands.rs and the README).
     #[arg(long, env = "CARELEDGER_PERMISSIONS", default_value = "")]
     pub permissions: String,
     /// Claim codes unique per health facility instead of across facilities.
@@ -302,63 +301,5 @@ impl Config {
     }
 }
 
-/// The permission string each operation needs. Defaults follow the seeds (openIMIS rights).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Permissions(HashMap<&'static str, String>);
-
-pub const OPERATIONS: [(&str, &str); 26] = [
-    ("generate_codes", "111101"),
-    ("read_codes", "111102"),
-    ("reserve_codes", "111101"),
-    ("assign_code", "101102"),
-    ("link_control_number", "101102"),
-    ("audit", "audit:read"),
-    // with `audit`: read the audit of every tenant although the token acts for one (README "Audit")
-    ("audit_all_tenants", "audit:read_all"),
-    ("issue_requisition", "service_request:write"),
-    ("read_requisition", "service_request:read"),
-    ("write_legal_entity", "legal_entity:write"),
-    ("write_division", "division:write"),
-    ("write_equipment", "equipment:write"),
-    ("read_equipment", "equipment:read"),
-    ("write_reference", "reference:write"),
-    ("read_claims", "111001"),
-    ("create_claim", "111002"),
-    ("update_claim", "111010"),
-    ("delete_claim", "111004"),
-    ("submit_claim", "111007"),
-    ("select_claim_steps", "111010"),
-    ("deliver_feedback", "111009"),
-    ("review_claim", "111008"),
-    ("process_claim", "111011"),
-    ("restore_claim", "111012"),
-    ("print_claim", "111006"),
-    ("valuate_claims", "111011"),
-];
-
-impl Default for Permissions {
-    fn default() -> Self {
-        Permissions(OPERATIONS.iter().map(|(op, perm)| (*op, perm.to_string())).collect())
-    }
-}
-
-impl Permissions {
-    pub fn parse(overrides: &str) -> Result<Self, String> {
-        let mut permissions = Permissions::default();
-        for pair in overrides.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (op, perm) =
-                pair.split_once('=').ok_or_else(|| format!("permission override `{pair}` is not op=perm"))?;
-            let key = OPERATIONS
-                .iter()
-                .map(|(o, _)| *o)
-                .find(|o| *o == op.trim())
-                .ok_or_else(|| format!("unknown operation `{op}` in permission overrides"))?;
-            permissions.0.insert(key, perm.trim().to_string());
-        }
-        Ok(permissions)
-    }
-
-    pub fn of(&self, operation: &str) -> &str {
-        self.0.get(operation).map(String::as_str).unwrap_or("")
-    }
-}
+/// The permission string each operation needs (the application layer's table of operations).
+pub use careledger_app::Permissions;

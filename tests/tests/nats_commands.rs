@@ -37,8 +37,7 @@ struct Message<'a> {
     body: String,
     /// The request id both ways get, so that whole bodies compare.
     request_id: String,
-    /// A bulk claims command: it takes no idempotency key, and its events record each claim's
-    /// command (this) rather than its own name.
+    /// A bulk claims command (its name): it takes no idempotency key.
     bulk: Option<&'a str>,
 }
 
@@ -61,7 +60,7 @@ impl<'a> Message<'a> {
 
     /// A step of the claims lifecycle.
     fn step(token: &'a str, step: ClaimsStep) -> Self {
-        let bulk = step.bulk.then_some(step.recorded_as);
+        let bulk = step.bulk.then_some(step.command);
         Message { params: step.params, bulk, ..Message::new("claims", step.command, token, step.body) }
     }
 

@@ -207,7 +207,7 @@ pub async fn add(
     JsonBody(body, bytes): JsonBody,
 ) -> Result<Envelope, ApiError> {
     counted("AddAttachment", async {
-        user.require(state.config.permissions.of("update_claim"))?;
+        user.require(state.config.permissions.of(careledger_app::Operation::UpdateClaim))?;
         let claim_id = path_uuid(&uuid, "uuid")?;
         let a = attachment_fields(&body, true, state.config.attachment_max_bytes)?;
         let path = format!("/api/v1/claims/{claim_id}/attachments");
@@ -250,7 +250,7 @@ pub async fn update(
     JsonBody(body, bytes): JsonBody,
 ) -> Result<Envelope, ApiError> {
     counted("UpdateAttachment", async {
-        user.require(state.config.permissions.of("update_claim"))?;
+        user.require(state.config.permissions.of(careledger_app::Operation::UpdateClaim))?;
         let claim_id = path_uuid(&uuid, "uuid")?;
         let attachment_id = path_uuid(&id, "id")?;
         let a = attachment_fields(&body, false, state.config.attachment_max_bytes)?;
@@ -298,7 +298,7 @@ pub async fn delete(
     headers: HeaderMap,
 ) -> Result<Envelope, ApiError> {
     counted("DeleteAttachment", async {
-        user.require(state.config.permissions.of("update_claim"))?;
+        user.require(state.config.permissions.of(careledger_app::Operation::UpdateClaim))?;
         let claim_id = path_uuid(&uuid, "uuid")?;
         let attachment_id = path_uuid(&id, "id")?;
         let path = format!("/api/v1/claims/{claim_id}/attachments/{attachment_id}");
@@ -320,7 +320,7 @@ pub async fn download(
     user: User,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    user.require(state.config.permissions.of("read_claims"))?;
+    user.require(state.config.permissions.of(careledger_app::Operation::ReadClaims))?;
     let attachment_id = path_uuid(&id, "id")?.to_string();
     let mut p = Params::new(&params);
     read_after(&state, &mut p).await?;

@@ -113,7 +113,7 @@ pub async fn create(
     JsonBody(body, bytes): JsonBody,
 ) -> Result<Envelope, ApiError> {
     counted("CreateClaim", async {
-        user.require(state.config.permissions.of("create_claim"))?;
+        user.require(state.config.permissions.of(careledger_app::Operation::CreateClaim))?;
         let (uuid, data) = claim_data(&body, true)?;
         let ctx = CommandCtx::new("CreateClaim", user.actor(), &headers, "/api/v1/claims", &bytes)?;
         let claim_id = uuid.unwrap_or_else(Uuid::now_v7);
@@ -132,7 +132,7 @@ pub async fn update(
     JsonBody(body, bytes): JsonBody,
 ) -> Result<Envelope, ApiError> {
     counted("UpdateClaim", async {
-        user.require(state.config.permissions.of("update_claim"))?;
+        user.require(state.config.permissions.of(careledger_app::Operation::UpdateClaim))?;
         let claim_id = path_uuid(&uuid, "uuid")?;
         let (_, data) = claim_data(&body, false)?;
         let path = format!("/api/v1/claims/{claim_id}");
@@ -150,10 +150,10 @@ pub async fn delete(
     JsonBody(body, _): JsonBody,
 ) -> Result<Envelope, ApiError> {
     counted("DeleteClaims", async {
-        user.require(state.config.permissions.of("delete_claim"))?;
+        user.require(state.config.permissions.of(careledger_app::Operation::DeleteClaim))?;
         let command = DeleteClaim { facility: user.health_facility.clone() };
         let path = "/api/v1/claims/delete";
-        bulk_command(&state, &user, &headers, &body, "DeleteClaim", path, |c, d| command.decide(c, d)).await
+        bulk_command(&state, &user, &headers, &body, "DeleteClaims", path, |c, d| command.decide(c, d)).await
     })
     .await
 }
@@ -168,7 +168,7 @@ pub async fn restore(
     JsonBody(body, bytes): JsonBody,
 ) -> Result<Envelope, ApiError> {
     counted("RestoreClaim", async {
-        user.require(state.config.permissions.of("restore_claim"))?;
+        user.require(state.config.permissions.of(careledger_app::Operation::RestoreClaim))?;
         let claim_id = path_uuid(&uuid, "uuid")?;
         Fields::new(&body).only(&[]).is_valid().then_some(()).ok_or_else(|| {
             ApiError::invalid(vec![crate::http::envelope::Invalid::field("$", "schema", "expected an empty object")])

@@ -161,7 +161,7 @@ pub async fn print(
     user: User,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    user.require(state.config.permissions.of("print_claim"))?;
+    user.require(state.config.permissions.of(careledger_app::Operation::PrintClaim))?;
     let mut p = Params::new(&params);
     read_after(&state, &mut p).await?;
     p.finish()?;

@@ -24,10 +24,10 @@ pub async fn process(
     JsonBody(body, _): JsonBody,
 ) -> Result<Envelope, ApiError> {
     counted("ProcessClaims", async {
-        user.require(state.config.permissions.of("process_claim"))?;
+        user.require(state.config.permissions.of(careledger_app::Operation::ProcessClaim))?;
         let command = ProcessClaim { facility: user.health_facility.clone() };
         let path = "/api/v1/claims/process";
-        bulk_command(&state, &user, &headers, &body, "ProcessClaim", path, |c, d| command.decide(c, d)).await
+        bulk_command(&state, &user, &headers, &body, "ProcessClaims", path, |c, d| command.decide(c, d)).await
     })
     .await
 }
@@ -43,7 +43,7 @@ pub async fn valuate(
     JsonBody(body, bytes): JsonBody,
 ) -> Result<Envelope, ApiError> {
     counted("ValuateClaims", async {
-        user.require(state.config.permissions.of("valuate_claims"))?;
+        user.require(state.config.permissions.of(careledger_app::Operation::ValuateClaims))?;
         // A run distributes a product's allocation over every facility's claims of the period
         // (the index is amount / their total): run for one facility, it would pay that
         // facility's lines as if they were all. So a facility-scoped token cannot start one.

@@ -39,7 +39,7 @@ pub async fn one(
     user: User,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Envelope, ApiError> {
-    user.require(state.config.permissions.of("read_claims"))?;
+    user.require(state.config.permissions.of(careledger_app::Operation::ReadClaims))?;
     let mut p = Params::new(&params);
     read_after(&state, &mut p).await?;
     p.finish()?;
@@ -87,7 +87,7 @@ pub async fn list(
     user: User,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Envelope, ApiError> {
-    user.require(state.config.permissions.of("read_claims"))?;
+    user.require(state.config.permissions.of(careledger_app::Operation::ReadClaims))?;
     let mut p = Params::new(&params);
     let steps = StepStatus::codes();
     let filter = ClaimFilter {
@@ -119,7 +119,7 @@ pub async fn by_stage(
     user: User,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Envelope, ApiError> {
-    user.require(state.config.permissions.of("read_claims"))?;
+    user.require(state.config.permissions.of(careledger_app::Operation::ReadClaims))?;
     let mut p = Params::new(&params);
     let facility = p.string("facility", false);
     let from = date(&mut p, "from");

@@ -86,7 +86,7 @@ pub async fn facilities(
     JsonBody(body, bytes): JsonBody,
 ) -> Result<Envelope, ApiError> {
     counted("UpsertHealthFacilities", async {
-        user.require(state.config.permissions.of("write_reference"))?;
+        user.require(state.config.permissions.of(careledger_app::Operation::WriteReference))?;
         let now = Utc::now();
         let events = entries(&body, "code", |e| {
             e.only(&["code", "name", "care_type"]);
@@ -150,7 +150,7 @@ pub async fn items(
     JsonBody(body, bytes): JsonBody,
 ) -> Result<Envelope, ApiError> {
     counted("UpsertMedicalItems", async {
-        user.require(state.config.permissions.of("write_reference"))?;
+        user.require(state.config.permissions.of(careledger_app::Operation::WriteReference))?;
         let events = medical(&body, LineKind::Item)?;
         upsert(&state, &user, &headers, "UpsertMedicalItems", "/api/v1/medical-items", &bytes, events).await
     })
@@ -165,7 +165,7 @@ pub async fn services(
     JsonBody(body, bytes): JsonBody,
 ) -> Result<Envelope, ApiError> {
     counted("UpsertMedicalServices", async {
-        user.require(state.config.permissions.of("write_reference"))?;
+        user.require(state.config.permissions.of(careledger_app::Operation::WriteReference))?;
         let events = medical(&body, LineKind::Service)?;
         upsert(&state, &user, &headers, "UpsertMedicalServices", "/api/v1/medical-services", &bytes, events).await
     })
@@ -204,7 +204,7 @@ pub async fn price_lists(
     JsonBody(body, bytes): JsonBody,
 ) -> Result<Envelope, ApiError> {
     counted("UpsertPriceLists", async {
-        user.require(state.config.permissions.of("write_reference"))?;
+        user.require(state.config.permissions.of(careledger_app::Operation::WriteReference))?;
         let now = Utc::now();
         let events = entries(&body, "health_facility", |e| {
             e.only(&["health_facility", "items", "services"]);
@@ -228,7 +228,7 @@ pub async fn insurees(
     JsonBody(body, bytes): JsonBody,
 ) -> Result<Envelope, ApiError> {
     counted("UpsertInsurees", async {
-        user.require(state.config.permissions.of("write_reference"))?;
+        user.require(state.config.permissions.of(careledger_app::Operation::WriteReference))?;
         let now = Utc::now();
         let events = entries(&body, "uuid", |e| {
             e.only(&["uuid", "chfid", "birth_date", "gender"]);
@@ -282,7 +282,7 @@ pub async fn products(
     JsonBody(body, bytes): JsonBody,
 ) -> Result<Envelope, ApiError> {
     counted("UpsertProducts", async {
-        user.require(state.config.permissions.of("write_reference"))?;
+        user.require(state.config.permissions.of(careledger_app::Operation::WriteReference))?;
         let now = Utc::now();
         let events = entries(&body, "code", |e| {
             e.only(&["code", "name", "items", "services"]);
@@ -310,7 +310,7 @@ pub async fn policies(
     JsonBody(body, bytes): JsonBody,
 ) -> Result<Envelope, ApiError> {
     counted("UpsertPolicies", async {
-        user.require(state.config.permissions.of("write_reference"))?;
+        user.require(state.config.permissions.of(careledger_app::Operation::WriteReference))?;
         let now = Utc::now();
         let events = entries(&body, "uuid", |e| {
             e.only(&["uuid", "insuree", "product", "effective_date", "expiry_date"]);

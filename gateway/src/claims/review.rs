@@ -25,13 +25,18 @@ async fn step(
     step: Step,
     raw_action: String,
 ) -> Result<Envelope, ApiError> {
-    let command = match step {
-        Step::Feedback => "ChangeFeedbackStatus",
-        Step::Review => "ChangeReviewStatus",
+    let action = action(&raw_action)?;
+    // each step and action is a command of its own (openIMIS' mutations, the NATS subjects)
+    let command = match (step, action) {
+        (Step::Feedback, StepAction::Select) => "SelectClaimsForFeedback",
+        (Step::Feedback, StepAction::Skip) => "SkipClaimsFeedback",
+        (Step::Feedback, StepAction::Bypass) => "BypassClaimsFeedback",
+        (Step::Review, StepAction::Select) => "SelectClaimsForReview",
+        (Step::Review, StepAction::Skip) => "SkipClaimsReview",
+        (Step::Review, StepAction::Bypass) => "BypassClaimsReview",
     };
     counted(command, async {
-        user.require(state.config.permissions.of("select_claim_steps"))?;
-        let action = action(&raw_action)?;
+        user.require(state.config.permissions.of(careledger_app::Operation::SelectClaimSteps))?;
         let path = format!("/api/v1/claims/{}/{raw_action}", step.name());
         let change = StepChange { step, action, facility: user.health_facility.clone() };
         bulk_command(&state, &user, &headers, &body, command, &path, |c, d| change.decide(c, d)).await
@@ -71,7 +76,7 @@ pub async fn deliver_feedback(
     JsonBody(body, bytes): JsonBody,
 ) -> Result<Envelope, ApiError> {
     counted("DeliverFeedback", async {
-        user.require(state.config.permissions.of("deliver_feedback"))?;
+        user.require(state.config.permissions.of(careledger_app::Operation::DeliverFeedback))?;
         let claim_id = path_uuid(&uuid, "uuid")?;
         let mut f = Fields::new(&body);
         f.only(&[
@@ -120,7 +125,7 @@ pub async fn save_review(
     JsonBody(body, bytes): JsonBody,
 ) -> Result<Envelope, ApiError> {
     counted("SaveReview", async {
-        user.require(state.config.permissions.of("review_claim"))?;
+        user.require(state.config.permissions.of(careledger_app::Operation::ReviewClaim))?;
         let claim_id = path_uuid(&uuid, "uuid")?;
         let mut f = Fields::new(&body);
         f.only(&["lines", "deliver"]);

@@ -31,9 +31,9 @@ pub async fn submit(
     JsonBody(body, _): JsonBody,
 ) -> Result<Envelope, ApiError> {
     counted("SubmitClaims", async {
-        user.require(state.config.permissions.of("submit_claim"))?;
+        user.require(state.config.permissions.of(careledger_app::Operation::SubmitClaim))?;
         let uuids = bulk_uuids(&body)?;
-        let ctx = bulk_ctx("SubmitClaim", &user, &headers, "/api/v1/claims/submit")?;
+        let ctx = bulk_ctx("SubmitClaims", &user, &headers, "/api/v1/claims/submit")?;
         bulk(uuids, |id| submit_one(&state, &ctx, &user, id)).await
     })
     .await

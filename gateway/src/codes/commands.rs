@@ -42,7 +42,7 @@ pub async fn generate(
     JsonBody(body, bytes): JsonBody,
 ) -> Result<Envelope, ApiError> {
     counted("GenerateCodes", async {
-        user.require(state.config.permissions.of("generate_codes"))?;
+        user.require(state.config.permissions.of(careledger_app::Operation::GenerateCodes))?;
         let mut f = Fields::new(&body);
         f.only(&["holder_type", "holder_code", "number"]);
         let holder_type = f.holder_type("holder_type");
@@ -118,7 +118,7 @@ pub async fn reserve(
     JsonBody(body, bytes): JsonBody,
 ) -> Result<Envelope, ApiError> {
     counted("ReserveCodes", async {
-        user.require(state.config.permissions.of("reserve_codes"))?;
+        user.require(state.config.permissions.of(careledger_app::Operation::ReserveCodes))?;
         let mut f = Fields::new(&body);
         f.only(&["holder_type", "holder_code", "number", "batch_id"]);
         let holder_type = f.holder_type("holder_type");
@@ -305,7 +305,7 @@ pub async fn assign(
     JsonBody(body, bytes): JsonBody,
 ) -> Result<Envelope, ApiError> {
     counted("AssignCode", async {
-        user.require(state.config.permissions.of("assign_code"))?;
+        user.require(state.config.permissions.of(careledger_app::Operation::AssignCode))?;
         let mut f = Fields::new(&body);
         f.only(&["insuree_id", "json_ext"]);
         let insuree_id = f.string("insuree_id", true, 100);
@@ -340,7 +340,7 @@ pub async fn link_control_number(
     JsonBody(body, bytes): JsonBody,
 ) -> Result<Envelope, ApiError> {
     counted("LinkControlNumber", async {
-        user.require(state.config.permissions.of("link_control_number"))?;
+        user.require(state.config.permissions.of(careledger_app::Operation::LinkControlNumber))?;
         let mut f = Fields::new(&body);
         f.only(&["control_number"]);
         let control_number = f.string("control_number", true, 50);

@@ -27,7 +27,7 @@ pub async fn batches(
     user: User,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Envelope, ApiError> {
-    user.require(state.config.permissions.of("read_codes"))?;
+    user.require(state.config.permissions.of(careledger_app::Operation::ReadCodes))?;
     let mut p = Params::new(&params);
     let holder_type = p.holder_type("holder_type");
     let holder_code = p.string("holder_code", true);
@@ -49,7 +49,7 @@ pub async fn codes(
     user: User,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Envelope, ApiError> {
-    user.require(state.config.permissions.of("read_codes"))?;
+    user.require(state.config.permissions.of(careledger_app::Operation::ReadCodes))?;
     let batch_id = batch_id_of(&batch_id)?;
     let mut p = Params::new(&params);
     let status = p.string("status", false);
@@ -77,7 +77,7 @@ pub async fn export(
     user: User,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    user.require(state.config.permissions.of("read_codes"))?;
+    user.require(state.config.permissions.of(careledger_app::Operation::ReadCodes))?;
     let batch_id = batch_id_of(&batch_id)?;
     let mut p = Params::new(&params);
     read_after(&state, &mut p).await?;
@@ -108,7 +108,7 @@ pub async fn code(
     user: User,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Envelope, ApiError> {
-    user.require(state.config.permissions.of("read_codes"))?;
+    user.require(state.config.permissions.of(careledger_app::Operation::ReadCodes))?;
     let mut p = Params::new(&params);
     read_after(&state, &mut p).await?;
     p.finish()?;

@@ -23,8 +23,8 @@ async fn stream_events(
     user: User,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Envelope, ApiError> {
-    user.require(state.config.permissions.of("audit"))?;
-    let scope = user.audit_scope(state.config.permissions.of("audit_all_tenants"))?;
+    user.require(state.config.permissions.of(careledger_app::Operation::Audit))?;
+    let scope = user.audit_scope(state.config.permissions.of(careledger_app::Operation::AuditAllTenants))?;
     let mut p = Params::new(&params);
     let after_version = p.integer("after_version", 0, 0, i64::MAX);
     let limit = p.integer("limit", 100, 1, 1000);
@@ -44,8 +44,8 @@ async fn all_events(
     user: User,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Envelope, ApiError> {
-    user.require(state.config.permissions.of("audit"))?;
-    let scope = user.audit_scope(state.config.permissions.of("audit_all_tenants"))?;
+    user.require(state.config.permissions.of(careledger_app::Operation::Audit))?;
+    let scope = user.audit_scope(state.config.permissions.of(careledger_app::Operation::AuditAllTenants))?;
     let mut p = Params::new(&params);
     let after = p.integer("after", 0, 0, i64::MAX);
     let limit = p.integer("limit", 100, 1, 1000);

@@ -58,8 +58,8 @@ async fn search(
     user: User,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Envelope, ApiError> {
-    user.require(state.config.permissions.of("audit"))?;
-    let scope = user.audit_scope(state.config.permissions.of("audit_all_tenants"))?;
+    user.require(state.config.permissions.of(careledger_app::Operation::Audit))?;
+    let scope = user.audit_scope(state.config.permissions.of(careledger_app::Operation::AuditAllTenants))?;
     let mut p = Params::new(&params);
     p.only(&PARAMETERS);
     let correlation_id = p.uuid("correlation_id").map(|id| id.to_string());

@@ -27,38 +27,8 @@ pub fn request_id() -> String {
 /// The name of the header carrying the log position a command reached.
 pub const POSITION_HEADER: &str = "careledger-position";
 
-/// One invalid part of a request: where, and which rule it breaks.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Invalid {
-    pub entry_type: &'static str,
-    pub entry: String,
-    pub rules: Vec<Rule>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Rule {
-    pub rule: &'static str,
-    pub description: String,
-    pub params: Vec<Value>,
-}
-
-impl Invalid {
-    pub fn field(entry: impl Into<String>, rule: &'static str, description: impl Into<String>) -> Self {
-        Invalid {
-            entry_type: "json_data_property",
-            entry: entry.into(),
-            rules: vec![Rule { rule, description: description.into(), params: vec![] }],
-        }
-    }
-
-    pub fn query(entry: impl Into<String>, rule: &'static str, description: impl Into<String>) -> Self {
-        Invalid { entry_type: "query_parameter", ..Invalid::field(entry, rule, description) }
-    }
-
-    pub fn path(entry: impl Into<String>, rule: &'static str, description: impl Into<String>) -> Self {
-        Invalid { entry_type: "path_parameter", ..Invalid::field(entry, rule, description) }
-    }
-}
+/// Invalid entries are the application layer's (one vocabulary for every transport).
+pub use careledger_app::{Invalid, Rule};
 
 /// Seconds a 503 asks the caller to wait before trying again (`Retry-After`): about as long as a
 /// PostgreSQL restart or a short lag of the read models takes, and as long as a query with
@@ -147,12 +117,7 @@ impl ApiError {
 
     /// A refused domain command, answered as its [`Refusal`] says.
     pub fn refused(refusal: Refusal, message: String) -> Self {
-        match refusal {
-            Refusal::Invalid { entry } => ApiError::invalid(vec![Invalid::field(entry, "invalid", message)]),
-            Refusal::NotFound => ApiError::not_found(message),
-            Refusal::Conflict => ApiError::conflict(message),
-            Refusal::Forbidden => ApiError::forbidden(message),
-        }
+        careledger_app::AppError::refused(refusal, message).into()
     }
 
     pub fn kind(&self) -> &'static str {
@@ -214,32 +179,32 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The application's errors, answered: the one place their statuses are chosen.
+impl From<careledger_app::AppError> for ApiError {
+    fn from(e: careledger_app::AppError) -> Self {
+        use careledger_app::AppError::*;
+        match e {
+            Invalid(invalid) => ApiError::invalid(invalid),
+            Forbidden(m) => ApiError::forbidden(m),
+            NotFound(m) => ApiError::not_found(m),
+            Conflict(m) => ApiError::conflict(m),
+            TooLarge(m) => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, m),
+            e @ Behind(_) => ApiError::unavailable(e.to_string()),
+            Unavailable(detail) => ApiError::database_unreachable(detail),
+            Internal(detail) => ApiError::internal(detail),
+        }
+    }
+}
+
 impl From<careledger_store::StoreError> for ApiError {
     fn from(e: careledger_store::StoreError) -> Self {
-        use careledger_store::StoreError::*;
-        match e {
-            WrongExpectedVersion { .. } | KeysTaken { .. } | IdempotencyKeyTaken(_) => {
-                ApiError::conflict(e.to_string())
-            }
-            DuplicateEvent(_) => ApiError::conflict(e.to_string()),
-            TooManyEvents(_) => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()),
-            Unavailable(_) => ApiError::database_unreachable(e.to_string()),
-            _ => ApiError::internal(e.to_string()),
-        }
+        careledger_app::AppError::from(e).into()
     }
 }
 
 impl From<careledger_projections::ProjectionError> for ApiError {
     fn from(e: careledger_projections::ProjectionError) -> Self {
-        use careledger_projections::ProjectionError;
-        match e {
-            ProjectionError::Behind(p) => {
-                ApiError::unavailable(format!("read models have not reached position {p} yet; retry"))
-            }
-            ProjectionError::Store(e) => e.into(),
-            other if is_database_unreachable(&other) => ApiError::database_unreachable(other.to_string()),
-            other => ApiError::internal(other.to_string()),
-        }
+        careledger_app::AppError::from(e).into()
     }
 }
 
@@ -309,6 +274,29 @@ impl Envelope {
             data: body.get("data").cloned().unwrap_or(Value::Null),
             paging: body.get("paging").cloned(),
             position: Some(position),
+        }
+    }
+}
+
+impl From<careledger_app::Answer> for Envelope {
+    fn from(a: careledger_app::Answer) -> Self {
+        Envelope {
+            status: StatusCode::from_u16(a.status).unwrap_or(StatusCode::OK),
+            data: a.data,
+            paging: a.paging,
+            position: a.position,
+        }
+    }
+}
+
+impl Envelope {
+    /// The answer as the application layer holds it (for an idempotency record).
+    pub fn into_answer(self) -> careledger_app::Answer {
+        careledger_app::Answer {
+            status: self.status.as_u16(),
+            data: self.data,
+            paging: self.paging,
+            position: self.position,
         }
     }
 }

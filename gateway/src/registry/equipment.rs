@@ -181,7 +181,7 @@ pub async fn register(
     JsonBody(body, bytes): JsonBody,
 ) -> Result<Envelope, ApiError> {
     counted("RegisterEquipment", async {
-        user.require(state.config.permissions.of("write_equipment"))?;
+        user.require(state.config.permissions.of(careledger_app::Operation::WriteEquipment))?;
         let legal_entity_id = caller_legal_entity(&user)?;
         let registration = registration(&body, legal_entity_id)?;
         let ctx = CommandCtx::new("RegisterEquipment", user.actor(), &headers, "/api/v1/equipment", &bytes)?;
@@ -215,7 +215,7 @@ pub async fn link_division(
     JsonBody(body, bytes): JsonBody,
 ) -> Result<Envelope, ApiError> {
     counted("LinkDivision", async {
-        user.require(state.config.permissions.of("write_equipment"))?;
+        user.require(state.config.permissions.of(careledger_app::Operation::WriteEquipment))?;
         let legal_entity_id = caller_legal_entity(&user)?;
         let id = path_id(&id)?;
         let mut f = Fields::new(&body);
@@ -249,7 +249,7 @@ pub async fn change_status(
     JsonBody(body, bytes): JsonBody,
 ) -> Result<Envelope, ApiError> {
     counted("ChangeEquipmentStatus", async {
-        user.require(state.config.permissions.of("write_equipment"))?;
+        user.require(state.config.permissions.of(careledger_app::Operation::WriteEquipment))?;
         let legal_entity_id = caller_legal_entity(&user)?;
         let id = path_id(&id)?;
         let mut f = Fields::new(&body);
@@ -280,7 +280,7 @@ pub async fn change_availability(
     JsonBody(body, bytes): JsonBody,
 ) -> Result<Envelope, ApiError> {
     counted("ChangeAvailability", async {
-        user.require(state.config.permissions.of("write_equipment"))?;
+        user.require(state.config.permissions.of(careledger_app::Operation::WriteEquipment))?;
         let legal_entity_id = caller_legal_entity(&user)?;
         let id = path_id(&id)?;
         let mut f = Fields::new(&body);

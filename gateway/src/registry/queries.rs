@@ -22,7 +22,7 @@ pub async fn one(
     user: User,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Envelope, ApiError> {
-    user.require(state.config.permissions.of("read_equipment"))?;
+    user.require(state.config.permissions.of(careledger_app::Operation::ReadEquipment))?;
     let legal_entity_id = caller_legal_entity(&user)?;
     let id = path_id(&id)?;
     let mut p = Params::new(&params);
@@ -44,7 +44,7 @@ pub async fn list(
     user: User,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Envelope, ApiError> {
-    user.require(state.config.permissions.of("read_equipment"))?;
+    user.require(state.config.permissions.of(careledger_app::Operation::ReadEquipment))?;
     let legal_entity_id = caller_legal_entity(&user)?;
     let mut p = Params::new(&params);
     let division_id = p.string("division_id", false);

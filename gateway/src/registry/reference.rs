@@ -93,7 +93,7 @@ pub async fn register_legal_entity(
     JsonBody(body, bytes): JsonBody,
 ) -> Result<Envelope, ApiError> {
     counted("RegisterLegalEntity", async {
-        user.require(state.config.permissions.of("write_legal_entity"))?;
+        user.require(state.config.permissions.of(careledger_app::Operation::WriteLegalEntity))?;
         let mut f = Fields::new(&body);
         f.only(&["id", "name", "edrpou", "type", "status"]);
         let id = new_id(&mut f, "id");
@@ -130,7 +130,7 @@ pub async fn change_legal_entity_status(
     JsonBody(body, bytes): JsonBody,
 ) -> Result<Envelope, ApiError> {
     counted("ChangeLegalEntityStatus", async {
-        user.require(state.config.permissions.of("write_legal_entity"))?;
+        user.require(state.config.permissions.of(careledger_app::Operation::WriteLegalEntity))?;
         let id = path_id(&id)?;
         own_legal_entity(&user, id)?;
         let mut f = Fields::new(&body);
@@ -155,7 +155,7 @@ pub async fn register_division(
     JsonBody(body, bytes): JsonBody,
 ) -> Result<Envelope, ApiError> {
     counted("RegisterDivision", async {
-        user.require(state.config.permissions.of("write_division"))?;
+        user.require(state.config.permissions.of(careledger_app::Operation::WriteDivision))?;
         let mut f = Fields::new(&body);
         f.only(&["id", "legal_entity_id", "name", "type", "status"]);
         let id = new_id(&mut f, "id");
@@ -199,7 +199,7 @@ pub async fn change_division_status(
     JsonBody(body, bytes): JsonBody,
 ) -> Result<Envelope, ApiError> {
     counted("ChangeDivisionStatus", async {
-        user.require(state.config.permissions.of("write_division"))?;
+        user.require(state.config.permissions.of(careledger_app::Operation::WriteDivision))?;
         let id = path_id(&id)?;
         let mut f = Fields::new(&body);
         f.only(&["status", "is_active"]);

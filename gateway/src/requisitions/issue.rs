@@ -37,7 +37,7 @@ pub async fn issue(
     JsonBody(body, bytes): JsonBody,
 ) -> Result<Envelope, ApiError> {
     counted("IssueRequisition", async {
-        user.require(state.config.permissions.of("issue_requisition"))?;
+        user.require(state.config.permissions.of(careledger_app::Operation::IssueRequisition))?;
         let mut f = Fields::new(&body);
         f.only(&["encounter_id", "entity_type", "entity_id"]);
         let encounter_id = f.uuid("encounter_id", true);

@@ -19,7 +19,7 @@ pub async fn lookup(
     user: User,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Envelope, ApiError> {
-    user.require(state.config.permissions.of("read_requisition"))?;
+    user.require(state.config.permissions.of(careledger_app::Operation::ReadRequisition))?;
     // malformed is 422, not 404: the caller misread or mistyped, and should be told so
     let number = RequisitionNumber::parse(&requisition)
         .map_err(|e| ApiError::invalid(vec![Invalid::path("requisition", "format", e.to_string())]))?;

@@ -1,0 +1,168 @@
+//! What every command does around its decision: who sent it under which correlation and
+//! idempotency key ([`CommandCtx`]), the answer already given to a repeated key, the append with
+//! its metadata, the idempotency record and metrics, and what a failed append means
+//! ([`CommitError`]).
+
+use blake2::{Blake2b, Digest, digest::consts::U32};
+use careledger_events::{Actor, DomainEvent, EventMetadata, NewEvent};
+use careledger_store::{AppendOutcome, AppendRequest, EventStore, IdempotencyRecord, StoreError};
+use uuid::Uuid;
+
+use crate::{Answer, AppError, Invalid};
+
+/// How often a command is decided again after a concurrent writer won.
+pub const MAX_ATTEMPTS: usize = 8;
+
+/// The longest idempotency key taken.
+pub const MAX_IDEMPOTENCY_KEY: usize = 200;
+
+/// What a transport says about a request besides its inputs (HTTP and NATS read them from
+/// headers; a sync bundle from its entries).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestMeta {
+    /// The caller's correlation id, when it gave one (a new one otherwise).
+    pub correlation_id: Option<Uuid>,
+    /// The message this command was caused by (the request's id, when it is a UUID).
+    pub causation_id: Option<Uuid>,
+    /// The caller's idempotency key, when it gave one (trimmed; checked by [`CommandCtx::new`]).
+    pub idempotency_key: Option<String>,
+}
+
+/// Who sent a command, under which correlation, with which idempotency key.
+pub struct CommandCtx {
+    /// Its name in [`crate::COMMANDS`]: recorded in every event it appends and counted in metrics.
+    pub command: &'static str,
+    pub actor: Actor,
+    pub correlation_id: Uuid,
+    pub causation_id: Option<Uuid>,
+    idempotency: Option<(String, String)>,
+}
+
+impl CommandCtx {
+    /// A command's context. `path` and `input` identify the request for its idempotency key: a
+    /// key reused for another request is refused instead of answered with the wrong result.
+    pub fn new(
+        command: &'static str,
+        actor: Actor,
+        meta: &RequestMeta,
+        path: &str,
+        input: &[u8],
+    ) -> Result<Self, AppError> {
+        debug_assert!(crate::commands::named(command).is_some(), "{command} is not in the table of commands");
+        let idempotency = match meta.idempotency_key.as_deref() {
+            None => None,
+            Some(key) if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY => {
+                return Err(AppError::Invalid(vec![Invalid::header(
+                    "Idempotency-Key",
+                    "length",
+                    "expected 1 to 200 characters",
+                )]));
+            }
+            Some(key) => {
+                let mut hasher = Blake2b::<U32>::new();
+                hasher.update(command.as_bytes());
+                hasher.update([0]);
+                hasher.update(path.as_bytes());
+                hasher.update([0]);
+                hasher.update(input);
+                let hash: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+                let user = actor.user_id.clone().unwrap_or_default();
+                Some((format!("{user}\u{1f}{key}"), hash))
+            }
+        };
+        Ok(CommandCtx {
+            command,
+            actor,
+            correlation_id: meta.correlation_id.unwrap_or_else(Uuid::now_v7),
+            causation_id: meta.causation_id,
+            idempotency,
+        })
+    }
+
+    /// The same context without its idempotency key (each claim of a bulk command answers for
+    /// itself: a repeat is refused claim by claim as already done).
+    pub fn without_idempotency(mut self) -> Self {
+        self.idempotency = None;
+        self
+    }
+
+    /// The answer given the first time this idempotency key was used, if it was.
+    pub async fn earlier_answer(&self, store: &EventStore) -> Result<Option<Answer>, AppError> {
+        let Some((key, hash)) = &self.idempotency else { return Ok(None) };
+        let Some(stored) = store.idempotent_response(key).await? else { return Ok(None) };
+        if stored.request_hash != *hash {
+            return Err(AppError::Invalid(vec![Invalid::header(
+                "Idempotency-Key",
+                "unique",
+                "this key was already used for a different request",
+            )]));
+        }
+        let body = serde_json::from_str(&stored.body).unwrap_or_default();
+        Ok(Some(Answer::from_stored(stored.status, body, stored.position)))
+    }
+
+    /// New events with this command's metadata.
+    pub fn events<E: DomainEvent>(&self, events: &[E]) -> Vec<NewEvent> {
+        events
+            .iter()
+            .map(|e| NewEvent {
+                event_id: Uuid::now_v7(),
+                event_type: e.event_type().to_string(),
+                data: e.to_data(),
+                metadata: EventMetadata {
+                    correlation_id: self.correlation_id,
+                    causation_id: self.causation_id,
+                    actor: self.actor.clone(),
+                    command: self.command.to_string(),
+                },
+            })
+            .collect()
+    }
+
+    /// Appends with the answer attached as the idempotency record; returns the answer with its
+    /// position. If a concurrent request with the same key won, returns that one's answer.
+    pub async fn commit(
+        &self,
+        store: &EventStore,
+        mut request: AppendRequest,
+        answer: Answer,
+    ) -> Result<(AppendOutcome, Answer), CommitError> {
+        if let Some((key, hash)) = &self.idempotency {
+            request.idempotency = Some(IdempotencyRecord {
+                key: key.clone(),
+                request_hash: hash.clone(),
+                status: answer.status,
+                body: answer.body_without_meta().to_string(),
+            });
+        }
+        let started = std::time::Instant::now();
+        match store.append(&request).await {
+            Ok(outcome) => {
+                let backend = store.backend().name();
+                metrics::counter!("careledger_appends_total", "backend" => backend).increment(1);
+                metrics::counter!("careledger_appended_events_total", "backend" => backend)
+                    .increment(outcome.positions.len() as u64);
+                metrics::histogram!("careledger_append_seconds", "backend" => backend)
+                    .record(started.elapsed().as_secs_f64());
+                let position = outcome.last_position();
+                Ok((outcome, answer.at(position)))
+            }
+            Err(StoreError::IdempotencyKeyTaken(_)) => match self.earlier_answer(store).await {
+                Ok(Some(earlier)) => Err(CommitError::Answered(earlier)),
+                Ok(None) => Err(CommitError::Failed(AppError::Conflict("idempotency key in use".into()))),
+                Err(e) => Err(CommitError::Failed(e)),
+            },
+            Err(e) if e.is_retryable() => Err(CommitError::Retry(e)),
+            Err(e) => Err(CommitError::Failed(e.into())),
+        }
+    }
+}
+
+/// Why a commit did not give this command's answer.
+pub enum CommitError {
+    /// A concurrent writer won: reload and decide again.
+    Retry(StoreError),
+    /// The same idempotency key was answered by a concurrent request: give its answer.
+    Answered(Answer),
+    Failed(AppError),
+}

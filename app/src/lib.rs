@@ -1,0 +1,24 @@
+//! The application layer (DESIGN "The way a request travels"): what every command does whatever
+//! transport brought it. A transport (HTTP, NATS, a FHIR bundle of the coming sync) reads its
+//! request into typed inputs and a [`RequestMeta`], and this crate runs the command: the
+//! aggregate cache and its catch-up with the log, the idempotency record, the append with its
+//! metadata and metrics, conflicts retried, and one typed [`AppError`]. It knows no HTTP and no
+//! NATS (`cargo tree -p careledger-app` shows neither axum nor async-nats).
+//!
+//! [`commands::COMMANDS`] is the one table of commands: their names (recorded in every event's
+//! `metadata.command`, counted in metrics, the NATS subjects), contexts and operations.
+//!
+//! Step 1 of issue #18: the machinery moved here from the gateway's `handler.rs`; the gateway's
+//! handlers still parse, decide and render, through a thin adapter (`gateway/src/handler.rs`).
+
+pub mod aggregates;
+pub mod answer;
+pub mod command;
+pub mod commands;
+pub mod error;
+
+pub use aggregates::{AggregateCache, Loaded, catch_up};
+pub use answer::Answer;
+pub use command::{CommandCtx, CommitError, MAX_ATTEMPTS, RequestMeta};
+pub use commands::{COMMANDS, Command, Context, Operation, Permissions};
+pub use error::{AppError, Invalid, Rule};
