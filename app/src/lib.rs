@@ -8,14 +8,16 @@
 //! [`commands::COMMANDS`] is the one table of commands: their names (recorded in every event's
 //! `metadata.command`, counted in metrics, the NATS subjects), contexts and operations.
 //!
-//! Step 1 of issue #18: the machinery moved here from the gateway's `handler.rs`; the gateway's
-//! handlers still parse, decide and render, through a thin adapter (`gateway/src/handler.rs`).
+//! Issue #18 moves the contexts here one by one: the machinery came first (from the gateway's
+//! `handler.rs`, now a thin adapter), then requisitions ([`requisitions`]): the gateway's
+//! handler reads the request and renders the answer, this crate runs the command.
 
 pub mod aggregates;
 pub mod answer;
 pub mod command;
 pub mod commands;
 pub mod error;
+pub mod requisitions;
 
 pub use aggregates::{AggregateCache, Loaded, catch_up};
 pub use answer::Answer;

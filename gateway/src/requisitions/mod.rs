@@ -9,8 +9,8 @@ use axum::routing::{get, post};
 
 use crate::state::AppState;
 
-/// Set-invariant scope of this context (see `unique_keys`): a number belongs to one encounter.
-pub const REQUISITION_SCOPE: &str = "requisition";
+/// The set-invariant scope of requisition numbers (the application layer's).
+pub use careledger_app::requisitions::REQUISITION_SCOPE;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
