@@ -31,6 +31,10 @@ pub struct GenerateCodes {
     /// Codes other batches already hold: the store reports them when an append collides, and the
     /// handler decides again without them.
     pub avoid: HashSet<String>,
+    /// How many codes of the format's space are issued already (as the read model counts them):
+    /// a request the rest of the space cannot hold is refused with how many remain, instead of
+    /// drawing until the attempts run out.
+    pub issued: u64,
 }
 
 impl GenerateCodes {
@@ -45,6 +49,10 @@ impl GenerateCodes {
             return Err(CodeError::InvalidNumber);
         }
         self.format.check()?;
+        let remaining = self.format.space().saturating_sub(self.issued);
+        if u64::from(self.number) > remaining {
+            return Err(CodeError::SpaceExhausted { requested: self.number.into(), remaining });
+        }
         let limit = self.format.space() / MAX_SPACE_SHARE;
         if u64::from(self.number) > limit {
             return Err(CodeError::CodeSpaceTooSmall { requested: self.number.into(), limit });

@@ -10,6 +10,9 @@ pub enum CodeError {
     InvalidNumber,
     #[error("the code format cannot make {requested} distinct codes sparsely enough (at most {limit})")]
     CodeSpaceTooSmall { requested: u64, limit: u64 },
+    /// The format's space has fewer free codes than asked for (README "The code pool").
+    #[error("{requested} codes requested but only {remaining} codes of the format remain unissued")]
+    SpaceExhausted { requested: u64, remaining: u64 },
     #[error("invalid code format: {0}")]
     InvalidFormat(#[from] super::format::FormatError),
     #[error("batch {0} already exists")]
@@ -46,7 +49,7 @@ impl CodeError {
             InvalidInsuree => Refusal::Invalid { entry: "$.insuree_id" },
             InvalidControlNumber => Refusal::Invalid { entry: "$.control_number" },
             BatchNotFound | UnknownCode => Refusal::NotFound,
-            BatchExists(_) | NotEnoughCodes { .. } | AlreadyAssigned | ControlNumberAlreadyLinked => Refusal::Conflict,
+            BatchExists(_) | NotEnoughCodes { .. } | SpaceExhausted { .. } | AlreadyAssigned | ControlNumberAlreadyLinked => Refusal::Conflict,
         }
     }
 }

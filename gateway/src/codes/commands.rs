@@ -65,6 +65,7 @@ pub async fn generate(
             number: number.map(|n| n as u32).unwrap_or(state.config.codes_default_number),
             format: state.config.code_format.clone(),
             avoid: HashSet::new(),
+            issued: CodeQueries(state.store.db()).issued().await?.max(0) as u64,
         };
         let decision_ctx = Ctx { now: Utc::now(), seed: rand::random() };
         for _ in 0..GENERATE_ATTEMPTS {

@@ -21,6 +21,7 @@ fn generate(number: u32, seed: u64) -> (GenerateCodes, Vec<CodeEvent>) {
         number,
         format: CodeFormat::default(),
         avoid: HashSet::new(),
+        issued: 0,
     };
     let events = cmd.decide(&CodeBatch::default(), &ctx(seed)).unwrap();
     (cmd, events)
@@ -181,4 +182,24 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn a_space_that_cannot_hold_the_request_says_how_many_codes_remain() {
+    let format = CodeFormat::default();
+    let space = format.space();
+    let cmd = |number: u32, issued: u64| GenerateCodes {
+        batch_id: Uuid::from_u128(9),
+        holder_type: HolderType::Printer,
+        holder_code: "PRN-1".into(),
+        number,
+        format: format.clone(),
+        avoid: HashSet::new(),
+        issued,
+    };
+    let refused = cmd(1_000, space - 999).decide(&CodeBatch::default(), &ctx(1));
+    assert_eq!(refused.clone().unwrap_err(), CodeError::SpaceExhausted { requested: 1_000, remaining: 999 });
+    assert_eq!(refused.unwrap_err().refusal(), Refusal::Conflict);
+    assert!(cmd(999, space - 999).decide(&CodeBatch::default(), &ctx(1)).is_ok() || space < 10_000);
+    assert!(cmd(1_000, space + 5).decide(&CodeBatch::default(), &ctx(1)).is_err(), "over-counted: none remain");
 }

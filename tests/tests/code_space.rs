@@ -1,0 +1,28 @@
+//! A code space that cannot hold a request says so, with how many codes remain (issue #19),
+//! instead of drawing until its attempts run out.
+
+use std::time::Duration;
+
+use careledger_events::codes::CodeFormat;
+use careledger_tests::{ALL, Kind, TestServer, both_backends};
+use reqwest::StatusCode;
+use serde_json::json;
+
+both_backends!(a_full_space_answers_how_many_codes_remain, full_on);
+async fn full_on(kind: Kind) {
+    // 5 digits: 9,000 codes, at most 900 a batch
+    let s = TestServer::start_with(kind, |c| c.code_format = CodeFormat { length: 5, ..CodeFormat::default() }).await;
+    let t = s.token(ALL);
+    for i in 0..9 {
+        let a = s.post("/api/v1/code-batches", &t, json!({ "holder_type": 1, "holder_code": "P", "number": 900 })).await;
+        assert_eq!(a.status, StatusCode::CREATED, "batch {i}: {}", a.text);
+        assert!(s.state().projections.wait_for(a.position(), Duration::from_secs(10)).await);
+    }
+    let a = s.post("/api/v1/code-batches", &t, json!({ "holder_type": 1, "holder_code": "P", "number": 901 })).await;
+    assert_eq!(a.status, StatusCode::CONFLICT, "{}", a.text);
+    assert!(a.text.contains("only 900 codes of the format remain"), "{}", a.text);
+    // a request the rest holds is not refused so (drawing the last free codes of a nearly full
+    // space by chance is issue #19's open part: it may still fail after its attempts)
+    let a = s.post("/api/v1/code-batches", &t, json!({ "holder_type": 1, "holder_code": "P", "number": 10 })).await;
+    assert!(!a.text.contains("remain unissued"), "{}", a.text);
+}
