@@ -71,9 +71,9 @@ fn amount(p: &mut Params<'_>, name: &str) -> Option<i64> {
 
 fn date(p: &mut Params<'_>, name: &str) -> Option<String> {
     let raw = p.string(name, false)?;
-    match chrono::NaiveDate::parse_from_str(&raw, "%Y-%m-%d") {
-        Ok(d) => Some(d.to_string()),
-        Err(_) => {
+    match crate::http::body::parse_date(&raw) {
+        Some(d) => Some(d.to_string()),
+        None => {
             p.fail(name, "format", "expected a date YYYY-MM-DD");
             None
         }

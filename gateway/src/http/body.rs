@@ -71,6 +71,18 @@ fn find_nul(value: &Value, path: &str, key: &str, invalid: &mut Vec<Invalid>) {
     }
 }
 
+/// A calendar date written exactly `YYYY-MM-DD` (RFC 3339's `full-date`, OpenAPI's `format: date`).
+/// chrono's `%Y-%m-%d` alone also takes `2024-1-5`, ` 2024-01-05` and `+2024-01-05`: a date the
+/// API documents as `format: date` is refused in any other spelling, not read as a guess.
+pub fn parse_date(text: &str) -> Option<chrono::NaiveDate> {
+    let b = text.as_bytes();
+    let shaped = b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter().enumerate().all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
+    shaped.then(|| chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()).flatten()
+}
+
 /// Whether a path or query string carries a NUL character, encoded (`%00`) or not.
 pub fn has_nul(text: &str) -> bool {
     text.contains('\0') || text.as_bytes().windows(3).any(|w| w[0] == b'%' && w[1] == b'0' && w[2] == b'0')
@@ -128,10 +140,20 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// An integer from `min` to `max`. JSON has one number type: `3.0` is the integer 3 (as JSON
+    /// Schema's `integer` reads it), `3.5` is no integer.
     pub fn integer(&mut self, name: &str, required: bool, min: i64, max: i64) -> Option<i64> {
-        match self.get(name, required)?.as_i64() {
-            Some(n) if (min..=max).contains(&n) => Some(n),
-            Some(_) => {
+        let value = self.get(name, required)?;
+        let in_range = match (value.as_i64(), value.as_f64()) {
+            (Some(n), _) => Some((min..=max).contains(&n).then_some(n)),
+            // an integral float is compared as a float: one far outside i64 is out of range, not
+            // saturated into it
+            (None, Some(f)) if f.fract() == 0.0 => Some((f >= min as f64 && f <= max as f64).then_some(f as i64)),
+            _ => None,
+        };
+        match in_range {
+            Some(Some(n)) => Some(n),
+            Some(None) => {
                 self.fail(name, "number", format!("expected an integer from {min} to {max}"));
                 None
             }
@@ -231,10 +253,10 @@ impl<'a> Fields<'a> {
         }
     }
 
-    /// A date `YYYY-MM-DD`.
+    /// A date `YYYY-MM-DD` (see [`parse_date`]).
     pub fn date(&mut self, name: &str, required: bool) -> Option<chrono::NaiveDate> {
         let value = self.get(name, required)?;
-        match value.as_str().and_then(|s| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()) {
+        match value.as_str().and_then(parse_date) {
             Some(d) => Some(d),
             None => {
                 self.fail(name, "format", "expected a date YYYY-MM-DD".into());
@@ -334,9 +356,16 @@ impl<'a> Params<'a> {
         self.invalid.push(Invalid::query(name, rule, description));
     }
 
+    /// The parameter's value, trimmed. A parameter given blank (`?limit=`, `?date_to=%20`) is
+    /// refused rather than read as absent: it is no integer, date or filter value, and a caller
+    /// who sends one most likely meant something else (an empty filter is no filter: leave it out).
     pub fn string(&mut self, name: &str, required: bool) -> Option<String> {
-        match self.params.get(name).map(|s| s.trim()).filter(|s| !s.is_empty()) {
-            Some(s) => Some(s.to_string()),
+        match self.params.get(name).map(|s| s.trim()) {
+            Some(s) if !s.is_empty() => Some(s.to_string()),
+            Some(_) => {
+                self.fail(name, "length", "expected a non-empty value (leave the parameter out instead)");
+                None
+            }
             None => {
                 if required {
                     self.fail(name, "required", "required parameter is missing");

@@ -37,6 +37,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::not_found("No such resource") })
         .method_not_allowed_fallback(|| async { ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed") })
         .layer(axum::middleware::from_fn(refuse_nul))
+        .layer(axum::middleware::from_fn(refuse_malformed_command_headers))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(CatchPanicLayer::custom(|_| ApiError::internal("internal error").into_response()))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
@@ -87,6 +88,40 @@ async fn refuse_nul(req: Request, next: Next) -> Response {
             .into_response();
     }
     next.run(req).await
+}
+
+/// A command's `Idempotency-Key` or `Careledger-Correlation-Id` that is there but malformed is a
+/// 422 naming the header, before any handler runs, instead of being taken as absent: a key that is
+/// not visible ASCII (bytes the header cannot carry as text) would otherwise be dropped silently
+/// and the command run without the idempotency its caller asked for, and a correlation id that is
+/// not a UUID replaced by a new one the caller never learns. Its length (1 to 200 characters, not
+/// counting surrounding spaces, which HTTP drops) is checked with the command's other input.
+/// Queries carry neither header and are not concerned.
+async fn refuse_malformed_command_headers(req: Request, next: Next) -> Response {
+    use axum::http::Method;
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return next.run(req).await;
+    }
+    let headers = req.headers();
+    let mut invalid = Vec::new();
+    if let Some(key) = headers.get(crate::handler::IDEMPOTENCY_HEADER)
+        && key.to_str().is_err()
+    {
+        let rule = "expected visible ASCII characters (and spaces)";
+        invalid.push(envelope::Invalid {
+            entry_type: "header",
+            ..envelope::Invalid::field("Idempotency-Key", "format", rule)
+        });
+    }
+    if let Some(id) = headers.get(crate::handler::CORRELATION_HEADER) {
+        let text = id.to_str().map(str::trim).unwrap_or("");
+        // the hyphenated form only, as `format: uuid` is written (not the simple, braced or URN forms)
+        if text.len() != 36 || Uuid::parse_str(text).is_err() {
+            let field = envelope::Invalid::field("Careledger-Correlation-Id", "format", "expected a UUID");
+            invalid.push(envelope::Invalid { entry_type: "header", ..field });
+        }
+    }
+    if invalid.is_empty() { next.run(req).await } else { ApiError::invalid(invalid).into_response() }
 }
 
 /// `?after_position=N`: waits until the read models have applied position N (read your writes).
