@@ -37,8 +37,10 @@ pub trait Projector: Send + Sync {
     ) -> BoxFuture<'a, Result<(), ProjectionError>>;
 }
 
-/// The longest wait between two tries of a failing projector.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// The longest wait between two tries of a failing projector: short enough that a read model
+/// is back within seconds of a database outage's end (the 503s ask callers to retry after 5 s),
+/// long enough that a projector stuck on an event costs nothing worth counting.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// The first wait after a failure (doubled at each failure in a row).
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 
@@ -344,7 +346,8 @@ impl Projections {
             let row = rows.iter().find(|r| r.0 == p.name());
             out.push(ProjectorStatus {
                 name: p.name().to_string(),
-                position: row.map(|r| r.1).unwrap_or(0),
+                // this process may have moved past events it does not handle without storing it
+                position: row.map(|r| r.1).unwrap_or(0).max(self.position(p.name())),
                 head,
                 lag_seconds: self.lags.get(p.name()).map(|l| *l.borrow()).unwrap_or(0.0),
                 failures: row.map(|r| r.2).unwrap_or(0),
