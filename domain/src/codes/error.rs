@@ -49,7 +49,11 @@ impl CodeError {
             InvalidInsuree => Refusal::Invalid { entry: "$.insuree_id" },
             InvalidControlNumber => Refusal::Invalid { entry: "$.control_number" },
             BatchNotFound | UnknownCode => Refusal::NotFound,
-            BatchExists(_) | NotEnoughCodes { .. } | SpaceExhausted { .. } | AlreadyAssigned | ControlNumberAlreadyLinked => Refusal::Conflict,
+            BatchExists(_)
+            | NotEnoughCodes { .. }
+            | SpaceExhausted { .. }
+            | AlreadyAssigned
+            | ControlNumberAlreadyLinked => Refusal::Conflict,
         }
     }
 }

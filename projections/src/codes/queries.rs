@@ -98,8 +98,12 @@ impl CodeQueries<'_> {
     /// How many codes every batch together was generated with (the code space's used part).
     pub async fn issued(&self) -> Result<i64, ProjectionError> {
         let mut conn = self.0.acquire().await?;
-        Ok(sql_fetch_one!(conn.exec(), "SELECT CAST(COALESCE(SUM(number), 0) AS BIGINT) FROM code_batches", [], |row| row
-            .try_get::<i64, _>(0))?)
+        Ok(sql_fetch_one!(
+            conn.exec(),
+            "SELECT CAST(COALESCE(SUM(number), 0) AS BIGINT) FROM code_batches",
+            [],
+            |row| row.try_get::<i64, _>(0)
+        )?)
     }
 
     pub async fn batches_with_available(
