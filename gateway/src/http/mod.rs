@@ -36,8 +36,7 @@ pub fn router(state: AppState) -> Router {
         .merge(ops::routes())
         .fallback(|| async { ApiError::not_found("No such resource") })
         .method_not_allowed_fallback(|| async { ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed") })
-        .layer(axum::middleware::from_fn(refuse_nul))
-        .layer(axum::middleware::from_fn(refuse_malformed_command_headers))
+        .layer(axum::middleware::from_fn(refuse_malformed))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(CatchPanicLayer::custom(|_| ApiError::internal("internal error").into_response()))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
@@ -68,13 +67,23 @@ async fn request_id(mut req: Request, next: Next) -> Response {
     }
 }
 
-/// A NUL character in the path or the query is a 422 before any handler runs: no database can
-/// take it as text (see `body::find_nul` for bodies), and a handler should not have to know.
-async fn refuse_nul(req: Request, next: Next) -> Response {
+/// What every request is checked for before a handler runs (one layer: each costs a boxed future
+/// per request): NUL in the path or query, malformed command headers.
+async fn refuse_malformed(req: Request, next: Next) -> Response {
+    if let Some(refusal) = nul_in_uri(&req).or_else(|| malformed_command_headers(&req)) {
+        return refusal;
+    }
+    next.run(req).await
+}
+
+/// A NUL character in the path or the query is a 422: no database can take it as text (see
+/// `body::find_nul` for bodies), and a handler should not have to know.
+fn nul_in_uri(req: &Request) -> Option<Response> {
     let uri = req.uri();
     if body::has_nul(uri.path()) {
-        return ApiError::invalid(vec![envelope::Invalid::path("path", "format", "must not contain %00")])
-            .into_response();
+        return Some(
+            ApiError::invalid(vec![envelope::Invalid::path("path", "format", "must not contain %00")]).into_response(),
+        );
     }
     if let Some(query) = uri.query()
         && body::has_nul(query)
@@ -84,10 +93,11 @@ async fn refuse_nul(req: Request, next: Next) -> Response {
             .find(|pair| body::has_nul(pair))
             .map(|pair| pair.split('=').next().unwrap_or(pair).to_string())
             .unwrap_or_default();
-        return ApiError::invalid(vec![envelope::Invalid::query(name, "format", "must not contain %00")])
-            .into_response();
+        return Some(
+            ApiError::invalid(vec![envelope::Invalid::query(name, "format", "must not contain %00")]).into_response(),
+        );
     }
-    next.run(req).await
+    None
 }
 
 /// A command's `Idempotency-Key` or `Careledger-Correlation-Id` that is there but malformed is a
@@ -97,31 +107,30 @@ async fn refuse_nul(req: Request, next: Next) -> Response {
 /// not a UUID replaced by a new one the caller never learns. Its length (1 to 200 characters, not
 /// counting surrounding spaces, which HTTP drops) is checked with the command's other input.
 /// Queries carry neither header and are not concerned.
-async fn refuse_malformed_command_headers(req: Request, next: Next) -> Response {
+fn malformed_command_headers(req: &Request) -> Option<Response> {
     use axum::http::Method;
     if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
-        return next.run(req).await;
+        return None;
     }
     let headers = req.headers();
     let mut invalid = Vec::new();
     if let Some(key) = headers.get(crate::handler::IDEMPOTENCY_HEADER)
         && key.to_str().is_err()
     {
-        let rule = "expected visible ASCII characters (and spaces)";
-        invalid.push(envelope::Invalid {
-            entry_type: "header",
-            ..envelope::Invalid::field("Idempotency-Key", "format", rule)
-        });
+        invalid.push(envelope::Invalid::header(
+            "Idempotency-Key",
+            "format",
+            "expected visible ASCII characters (and spaces)",
+        ));
     }
     if let Some(id) = headers.get(crate::handler::CORRELATION_HEADER) {
         let text = id.to_str().map(str::trim).unwrap_or("");
         // the hyphenated form only, as `format: uuid` is written (not the simple, braced or URN forms)
         if text.len() != 36 || Uuid::parse_str(text).is_err() {
-            let field = envelope::Invalid::field("Careledger-Correlation-Id", "format", "expected a UUID");
-            invalid.push(envelope::Invalid { entry_type: "header", ..field });
+            invalid.push(envelope::Invalid::header("Careledger-Correlation-Id", "format", "expected a UUID"));
         }
     }
-    if invalid.is_empty() { next.run(req).await } else { ApiError::invalid(invalid).into_response() }
+    (!invalid.is_empty()).then(|| ApiError::invalid(invalid).into_response())
 }
 
 /// `?after_position=N`: waits until the read models have applied position N (read your writes).
