@@ -180,6 +180,10 @@ pub struct ServeArgs {
     /// Most codes one request may generate or reserve.
     #[arg(long, env = "CARELEDGER_CODES_MAX_NUMBER", default_value_t = 1_000_000)]
     pub codes_max_number: u32,
+    /// `/ready` warns (and `careledger_code_space_remaining_ratio` shows) when less than this
+    /// percentage of the code space remains unissued.
+    #[arg(long, env = "CARELEDGER_CODES_LOW_PERCENT", default_value_t = 10, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub codes_low_percent: u8,
     /// Digits of a CHFID, check digit included.
     #[arg(long, env = "CARELEDGER_CODE_LENGTH", default_value_t = 9)]
     pub code_length: u32,
@@ -227,6 +231,8 @@ pub struct Config {
     pub intake: Option<crate::intake::IntakeConfig>,
     pub codes_default_number: u32,
     pub codes_max_number: u32,
+    /// Percentage of the code space under which `/ready` warns.
+    pub codes_low_percent: u8,
     pub code_format: CodeFormat,
     pub permissions: Permissions,
     pub requisition_key: RequisitionKey,
@@ -263,6 +269,7 @@ impl Config {
             }),
             codes_default_number: serve.codes_default_number,
             codes_max_number: serve.codes_max_number,
+            codes_low_percent: serve.codes_low_percent,
             code_format: CodeFormat {
                 length: serve.code_length,
                 modulo: serve.code_modulo,
@@ -292,6 +299,7 @@ impl Config {
             intake: None,
             codes_default_number: 1000,
             codes_max_number: 1_000_000,
+            codes_low_percent: 10,
             code_format: CodeFormat::default(),
             permissions: Permissions::default(),
             requisition_key: RequisitionKey::default(),

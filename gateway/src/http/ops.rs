@@ -39,9 +39,11 @@ async fn ready(State(state): State<AppState>) -> Response {
             // would take them all out of service for what only one read model suffers. Each
             // projector's `failures`, `error` and `failed_at` say which and why.
             let stuck: Vec<&str> = projections.iter().filter(|p| p.is_stuck()).map(|p| p.name.as_str()).collect();
+            let warnings: Vec<String> = code_space_warning(&state).await.into_iter().collect();
             axum::Json(json!({
                 "status": if stuck.is_empty() { "ready" } else { "degraded" },
                 "stuck_projections": stuck,
+                "warnings": warnings,
                 "database": state.store.backend().name(),
                 "head": head,
                 "projections": projections,
@@ -69,6 +71,26 @@ async fn ready(State(state): State<AppState>) -> Response {
                 .into_response()
         }
     }
+}
+
+/// How much of the code space remains unissued, as a gauge and, below the configured share
+/// (`CARELEDGER_CODES_LOW_PERCENT`), a warning: a scheme must order a longer format or another
+/// prefix before GenerateCodes starts answering 409 (README "The code pool"). None when the
+/// batches' read model cannot be read (the readiness answer says so otherwise).
+async fn code_space_warning(state: &AppState) -> Option<String> {
+    use careledger_domain::codes::CodeFormatExt;
+    let issued = careledger_projections::codes::CodeQueries(state.store.db()).issued().await.ok()?.max(0) as u64;
+    let space = state.config.code_format.space();
+    let remaining = space.saturating_sub(issued);
+    let ratio = if space == 0 { 0.0 } else { remaining as f64 / space as f64 };
+    metrics::gauge!("careledger_code_space_remaining").set(remaining as f64);
+    metrics::gauge!("careledger_code_space_remaining_ratio").set(ratio);
+    (ratio * 100.0 < f64::from(state.config.codes_low_percent)).then(|| {
+        format!(
+            "the insuree code space is running out: {remaining} of {space} codes remain unissued (below {}%)",
+            state.config.codes_low_percent
+        )
+    })
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
