@@ -9,11 +9,12 @@
 //! `metadata.command`, counted in metrics, the NATS subjects), contexts and operations.
 //!
 //! Issue #18 moves the contexts here one by one: the machinery came first (from the gateway's
-//! `handler.rs`, now a thin adapter), then requisitions ([`requisitions`]): the gateway's
+//! `handler.rs`, now a thin adapter), then requisitions ([`requisitions`]) and the code pool ([`codes`]): the gateway's
 //! handler reads the request and renders the answer, this crate runs the command.
 
 pub mod aggregates;
 pub mod answer;
+pub mod codes;
 pub mod command;
 pub mod commands;
 pub mod error;

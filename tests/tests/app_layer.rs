@@ -48,3 +48,51 @@ async fn issue_on(kind: Kind) {
     let actor = Actor::default();
     assert!(matches!(CommandCtx::new("IssueRequisition", actor, &long, "p", b""), Err(AppError::Invalid(_))));
 }
+
+both_backends!(the_code_pool_through_the_layer, codes_on);
+async fn codes_on(kind: Kind) {
+    use careledger_app::codes::{Codes, GenerateInput, ReserveInput};
+    use careledger_events::codes::{CodeFormat, HolderType};
+    let db = TestDb::new(kind).await;
+    let store = db.store().await;
+    let projections = careledger_projections::Projections::new(store.clone(), careledger_projections::all());
+    let batches = AggregateCache::new(10);
+    let format = CodeFormat::default();
+    let codes = Codes {
+        store: &store,
+        projections: &projections,
+        batches: &batches,
+        format: &format,
+        query_wait: std::time::Duration::from_secs(1),
+    };
+    let actor = || Actor { user_id: Some("officer".into()), legal_entity_id: None };
+    let ctx = |command: &'static str| CommandCtx::new(command, actor(), &RequestMeta::default(), command, b"").unwrap();
+    let input = GenerateInput { holder_type: HolderType::EnrolmentOfficer, holder_code: "EO-1".into(), number: 20 };
+    let made = codes.generate(&ctx("GenerateCodes"), input).await.unwrap();
+    assert_eq!(made.status, 201);
+    let batch_id: Uuid = made.data["batch_id"].as_str().unwrap().parse().unwrap();
+    let reserve = ReserveInput {
+        holder_type: HolderType::EnrolmentOfficer,
+        holder_code: "EO-1".into(),
+        number: 5,
+        batch_id: Some(batch_id),
+    };
+    let reserved = codes.reserve(&ctx("ReserveCodes"), reserve).await.unwrap();
+    let code = reserved.data["codes"][0].as_str().unwrap().to_string();
+    let assigned = codes.assign(&ctx("AssignCode"), &code, "insuree-1".into(), None).await.unwrap();
+    assert_eq!(
+        (assigned.data["status"].as_str(), assigned.data["insuree_id"].as_str()),
+        (Some("assigned"), Some("insuree-1"))
+    );
+    let linked = codes.link_control_number(&ctx("LinkControlNumber"), &code, "CN-1".into()).await.unwrap();
+    assert_eq!(linked.data["control_number"], "CN-1");
+    // another code for the same insuree is refused, whatever the transport
+    let other = reserved.data["codes"][1].as_str().unwrap().to_string();
+    let refused = codes.assign(&ctx("AssignCode"), &other, "insuree-1".into(), None).await;
+    assert!(matches!(refused, Err(AppError::Conflict(_))), "{refused:?}");
+    // an invalid code is named as the path parameter it came in
+    assert!(matches!(
+        codes.link_control_number(&ctx("LinkControlNumber"), "12", "CN".into()).await,
+        Err(AppError::Invalid(_))
+    ));
+}

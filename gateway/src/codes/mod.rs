@@ -9,9 +9,8 @@ use axum::routing::{get, post};
 
 use crate::state::AppState;
 
-/// Set-invariant scopes of this context (see `unique_keys`).
-pub const CODE_SCOPE: &str = "chfid";
-pub const INSUREE_SCOPE: &str = "insuree-code";
+/// Set-invariant scopes of this context (the application layer's; see `unique_keys`).
+pub use careledger_app::codes::{CODE_SCOPE, INSUREE_SCOPE};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
