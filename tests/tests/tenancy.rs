@@ -2,7 +2,7 @@
 //! a health facility sees and changes only that tenant's data, unless it holds an explicit
 //! all-tenants permission.
 
-use careledger_tests::scenario::{CLAIMS_ADMIN, claims_lifecycle, every_claims_event_type, http_of};
+use careledger_tests::scenario::{CLAIMS_ADMIN, claims_lifecycle, http_of};
 use careledger_tests::{CLAIMS, Kind, REGISTRY, TestServer, both_backends, token_at_facility, token_for};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -137,5 +137,4 @@ async fn valuation_on(kind: Kind) {
     })
     .await;
     assert_eq!(last_status, 201);
-    let _ = every_claims_event_type;
 }

@@ -29,7 +29,7 @@ use uuid::Uuid;
 
 use crate::auth::User;
 pub(crate) use crate::handler::counted;
-use crate::handler::{CommandCtx, CommitError, IDEMPOTENCY_HEADER, MAX_ATTEMPTS, catch_up};
+use crate::handler::{CommandCtx, CommitError, MAX_ATTEMPTS, catch_up};
 use crate::http::body::Fields;
 use crate::http::envelope::{ApiError, Envelope, Invalid};
 use crate::state::AppState;
@@ -335,9 +335,7 @@ fn bulk_uuids(body: &Map<String, Value>) -> Result<Vec<Uuid>, ApiError> {
 /// Correlation and actor of a bulk command; no idempotency key (each claim answers for itself: a
 /// repeat is refused claim by claim as already done).
 fn bulk_ctx(command: &'static str, user: &User, headers: &HeaderMap, path: &str) -> Result<CommandCtx, ApiError> {
-    let mut headers = headers.clone();
-    headers.remove(IDEMPOTENCY_HEADER);
-    CommandCtx::new(command, user.actor(), &headers, path, &[])
+    Ok(CommandCtx::new(command, user.actor(), headers, path, &[])?.without_idempotency())
 }
 
 /// A bulk command whose claims are each decided on their own stream alone.

@@ -218,98 +218,63 @@ pub fn is_database_unreachable(e: &careledger_projections::ProjectionError) -> b
     }
 }
 
-/// A success answer: `{"meta": ..., "data": ...}` (plus `paging` on lists).
-pub struct Envelope {
-    status: StatusCode,
-    data: Value,
-    paging: Option<Value>,
-    position: Option<i64>,
-}
+/// A success answer: `{"meta": ..., "data": ...}` (plus `paging` on lists): the application
+/// layer's [`careledger_app::Answer`], rendered as the HTTP envelope.
+pub struct Envelope(careledger_app::Answer);
 
 impl Envelope {
     pub fn ok(data: impl Serialize) -> Self {
-        Envelope { status: StatusCode::OK, data: json!(data), paging: None, position: None }
+        Envelope(careledger_app::Answer::ok(data))
     }
 
     pub fn created(data: impl Serialize) -> Self {
-        Envelope { status: StatusCode::CREATED, ..Envelope::ok(data) }
+        Envelope(careledger_app::Answer::created(data))
     }
 
     pub fn list(data: impl Serialize, paging: Value) -> Self {
-        Envelope { paging: Some(paging), ..Envelope::ok(data) }
+        Envelope(careledger_app::Answer::list(data, paging))
     }
 
     /// Adds the `Careledger-Position` header: the log position the command reached.
-    pub fn at(mut self, position: i64) -> Self {
-        self.position = Some(position);
-        self
+    pub fn at(self, position: i64) -> Self {
+        Envelope(self.0.at(position))
     }
 
     pub fn status(&self) -> StatusCode {
-        self.status
+        StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::OK)
     }
 
     pub fn data(&self) -> &Value {
-        &self.data
+        &self.0.data
     }
 
     /// The log position a command reached, when it says.
     pub fn position(&self) -> Option<i64> {
-        self.position
+        self.0.position
     }
 
-    /// The body as stored for an idempotent repeat (without the request id, which is per request).
-    pub fn body_without_meta(&self) -> Value {
-        let mut body = json!({ "data": self.data });
-        if let Some(paging) = &self.paging {
-            body["paging"] = paging.clone();
-        }
-        body
-    }
-
-    /// Rebuilds an answer from a stored body.
-    pub fn from_stored(status: StatusCode, body: Value, position: i64) -> Self {
-        Envelope {
-            status,
-            data: body.get("data").cloned().unwrap_or(Value::Null),
-            paging: body.get("paging").cloned(),
-            position: Some(position),
-        }
+    /// The answer as the application layer holds it (for an idempotency record).
+    pub fn into_answer(self) -> careledger_app::Answer {
+        self.0
     }
 }
 
 impl From<careledger_app::Answer> for Envelope {
     fn from(a: careledger_app::Answer) -> Self {
-        Envelope {
-            status: StatusCode::from_u16(a.status).unwrap_or(StatusCode::OK),
-            data: a.data,
-            paging: a.paging,
-            position: a.position,
-        }
-    }
-}
-
-impl Envelope {
-    /// The answer as the application layer holds it (for an idempotency record).
-    pub fn into_answer(self) -> careledger_app::Answer {
-        careledger_app::Answer {
-            status: self.status.as_u16(),
-            data: self.data,
-            paging: self.paging,
-            position: self.position,
-        }
+        Envelope(a)
     }
 }
 
 impl IntoResponse for Envelope {
     fn into_response(self) -> Response {
-        let mut body =
-            json!({ "meta": { "code": self.status.as_u16(), "request_id": request_id() }, "data": self.data });
-        if let Some(paging) = self.paging {
+        let status = self.status();
+        let careledger_app::Answer { data, paging, position, .. } = self.0;
+        let mut body = json!({ "meta": { "code": status.as_u16(), "request_id": request_id() }, "data": data });
+        if let Some(paging) = paging {
             body["paging"] = paging;
         }
-        let mut response = (self.status, axum::Json(body)).into_response();
-        if let Some(position) = self.position
+        let mut response = (status, axum::Json(body)).into_response();
+        if let Some(position) = position
             && let Ok(value) = HeaderValue::from_str(&position.to_string())
         {
             response.headers_mut().insert(POSITION_HEADER, value);

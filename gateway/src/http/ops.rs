@@ -97,6 +97,8 @@ async fn metrics(State(state): State<AppState>) -> Response {
     if let Ok(head) = state.store.head().await {
         metrics::gauge!("careledger_log_head_position").set(head as f64);
     }
+    // the code space's gauges, fresh for every scrape (not only when /ready is asked)
+    let _ = code_space_warning(&state).await;
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
 }
 

@@ -52,7 +52,7 @@ pub fn request(
                             ),
                             ParameterError::NotAUuid => ("format", format!("the {{{p}}} of {}: a UUID", command.path)),
                         };
-                        Invalid { entry_type: "header", ..Invalid::field(NatsCommand::header_of(p), rule, description) }
+                        Invalid::header(NatsCommand::header_of(p), rule, description)
                     })
                     .collect(),
             )
