@@ -8,7 +8,7 @@ use careledger_events::{Actor, DomainEvent, EventMetadata, NewEvent};
 use careledger_store::{AppendOutcome, AppendRequest, EventStore, IdempotencyRecord, StoreError};
 use uuid::Uuid;
 
-use crate::{Answer, AppError, Invalid};
+use crate::{Answer, AppError, Caller, Invalid, Permissions};
 
 /// How often a command is decided again after a concurrent writer won.
 pub const MAX_ATTEMPTS: usize = 8;
@@ -28,10 +28,14 @@ pub struct RequestMeta {
     pub idempotency_key: Option<String>,
 }
 
-/// Who sent a command, under which correlation, with which idempotency key.
+/// Who sent a command, under which correlation, with which idempotency key. Only a caller who may
+/// run the command gets one: [`CommandCtx::new`] checks the permission of its operation in the
+/// table of commands, whichever transport asks.
 pub struct CommandCtx {
     /// Its name in [`crate::COMMANDS`]: recorded in every event it appends and counted in metrics.
     pub command: &'static str,
+    /// Who acts: the commands' tenancy rules read it (the legal entity, the health facility).
+    pub caller: Caller,
     pub actor: Actor,
     pub correlation_id: Uuid,
     pub causation_id: Option<Uuid>,
@@ -39,16 +43,23 @@ pub struct CommandCtx {
 }
 
 impl CommandCtx {
-    /// A command's context. `path` and `input` identify the request for its idempotency key: a
-    /// key reused for another request is refused instead of answered with the wrong result.
+    /// A command's context: 403 unless `caller` holds the permission of the command's operation
+    /// (as `permissions` configure it), 422 on a malformed idempotency key. `path` and `input`
+    /// identify the request for its idempotency key: a key reused for another request is refused
+    /// instead of answered with the wrong result.
     pub fn new(
         command: &'static str,
-        actor: Actor,
+        caller: &Caller,
+        permissions: &Permissions,
         meta: &RequestMeta,
         path: &str,
         input: &[u8],
     ) -> Result<Self, AppError> {
-        debug_assert!(crate::commands::named(command).is_some(), "{command} is not in the table of commands");
+        let Some(entry) = crate::commands::named(command) else {
+            return Err(AppError::Internal(format!("{command} is not in the table of commands")));
+        };
+        caller.may(permissions, entry.operation)?;
+        let actor = caller.actor();
         let idempotency = match meta.idempotency_key.as_deref() {
             None => None,
             Some(key) if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY => {
@@ -72,6 +83,7 @@ impl CommandCtx {
         };
         Ok(CommandCtx {
             command,
+            caller: caller.clone(),
             actor,
             correlation_id: meta.correlation_id.unwrap_or_else(Uuid::now_v7),
             causation_id: meta.causation_id,

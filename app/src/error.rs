@@ -77,6 +77,12 @@ pub enum AppError {
 }
 
 impl AppError {
+    /// Whether the service failed rather than the request (the database, the read models, a
+    /// bug): in a bulk command this ends the command instead of being one claim's answer.
+    pub fn is_failure(&self) -> bool {
+        matches!(self, AppError::Behind(_) | AppError::Unavailable(_) | AppError::Internal(_))
+    }
+
     /// A refused domain command, as its [`Refusal`] says.
     pub fn refused(refusal: Refusal, message: String) -> Self {
         match refusal {

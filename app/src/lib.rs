@@ -14,14 +14,18 @@
 
 pub mod aggregates;
 pub mod answer;
+pub mod caller;
+pub mod claims;
 pub mod codes;
 pub mod command;
 pub mod commands;
 pub mod error;
+pub mod registry;
 pub mod requisitions;
 
 pub use aggregates::{AggregateCache, Loaded, catch_up};
 pub use answer::Answer;
+pub use caller::{AuditScope, Caller};
 pub use command::{CommandCtx, CommitError, MAX_ATTEMPTS, RequestMeta};
 pub use commands::{COMMANDS, Command, Context, Operation, Permissions};
 pub use error::{AppError, Invalid, Rule};

@@ -10,13 +10,9 @@
 //! [`NBF_LEEWAY_SECONDS`] of leeway for the clock of whoever minted it being a little ahead of
 //! ours. Before, `nbf` was not looked at: a token for next week worked today (issue #23, 9).
 
-use std::collections::HashSet;
-use std::sync::Arc;
-
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use careledger_events::Actor;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
@@ -104,58 +100,10 @@ impl Keys {
     }
 }
 
-/// The authenticated caller.
-#[derive(Debug, Clone)]
-pub struct User {
-    pub id: String,
-    pub legal_entity_id: Option<String>,
-    /// The health facility whose claims alone this user acts on (the token's `health_facility`).
-    pub health_facility: Option<String>,
-    scopes: Arc<HashSet<String>>,
-}
-
-/// Whose audit a caller may read (DESIGN rule 12).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AuditScope {
-    /// Every tenant's: a token acting for no tenant, or holding the all-tenants permission.
-    All,
-    /// The events made by the callers of one legal entity (the token's `client_id`).
-    LegalEntity(String),
-}
-
-impl User {
-    /// The audit this caller may read. The log records each event's legal entity (its actor's
-    /// `client_id`) but no health facility, so a facility-scoped token without the all-tenants
-    /// permission is refused rather than shown more than its facility.
-    pub fn audit_scope(&self, all_tenants: &str) -> Result<AuditScope, ApiError> {
-        if !all_tenants.is_empty() && self.scopes.contains(all_tenants) {
-            return Ok(AuditScope::All);
-        }
-        match (&self.legal_entity_id, &self.health_facility) {
-            (_, Some(facility)) => Err(ApiError::forbidden(format!(
-                "The audit records no health facility: a token scoped to health facility {facility} cannot read \
-                 it without {all_tenants}"
-            ))),
-            (Some(legal_entity), None) => Ok(AuditScope::LegalEntity(legal_entity.clone())),
-            (None, None) => Ok(AuditScope::All),
-        }
-    }
-
-    /// 403 unless the token's scope holds `permission`.
-    pub fn require(&self, permission: &str) -> Result<(), ApiError> {
-        if self.scopes.contains(permission) {
-            Ok(())
-        } else {
-            Err(ApiError::forbidden(format!(
-                "Your scope does not allow to access this resource. Missing allowances: {permission}"
-            )))
-        }
-    }
-
-    pub fn actor(&self) -> Actor {
-        Actor { user_id: Some(self.id.clone()), legal_entity_id: self.legal_entity_id.clone() }
-    }
-}
+/// The authenticated caller: the application layer's [`careledger_app::Caller`], read from the
+/// bearer token.
+pub use careledger_app::Caller as User;
+pub use careledger_app::caller::AuditScope;
 
 impl FromRequestParts<AppState> for User {
     type Rejection = ApiError;
@@ -169,12 +117,12 @@ impl FromRequestParts<AppState> for User {
             .map(str::trim)
             .ok_or_else(invalid)?;
         let claims = state.keys.verify(token).ok_or_else(invalid)?;
-        Ok(User {
-            id: claims.sub,
-            legal_entity_id: claims.client_id,
-            health_facility: claims.health_facility,
-            scopes: Arc::new(claims.scope.split_whitespace().map(String::from).collect()),
-        })
+        Ok(User::new(
+            claims.sub,
+            claims.client_id,
+            claims.health_facility,
+            claims.scope.split_whitespace().map(String::from),
+        ))
     }
 }
 

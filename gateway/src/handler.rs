@@ -1,18 +1,17 @@
 //! The gateway's side of the application layer (`careledger-app`): a command's context read from
-//! HTTP headers (and NATS headers, which the intake turns into the same request), answers and
-//! errors turned into the envelope, and metrics per command. The machinery itself (aggregate
-//! caches, idempotency, appends, conflicts) lives in the app crate, which knows no HTTP.
-
-use std::ops::Deref;
+//! HTTP headers (and NATS headers, which the intake turns into the same request) and metrics per
+//! command. Handlers read the request, build the context here, call the app crate's function for
+//! the command and render its answer or error as the envelope; the machinery itself (aggregate
+//! caches, idempotency, appends, conflicts) and every decision live in the app crate, which knows
+//! no HTTP.
 
 use axum::http::HeaderMap;
-use careledger_app::RequestMeta;
-use careledger_events::{Actor, DomainEvent, NewEvent};
-use careledger_store::{AppendOutcome, AppendRequest, EventStore, StoreError};
+use careledger_app::{CommandCtx, RequestMeta};
 use uuid::Uuid;
 
-pub use careledger_app::{AggregateCache, Loaded, MAX_ATTEMPTS, catch_up};
+pub use careledger_app::AggregateCache;
 
+use crate::auth::User;
 use crate::http::envelope::{ApiError, Envelope};
 use crate::state::AppState;
 
@@ -30,69 +29,19 @@ pub fn request_meta(headers: &HeaderMap) -> RequestMeta {
     }
 }
 
-/// A command's context (see [`careledger_app::CommandCtx`]) built from an HTTP request.
-pub struct CommandCtx(careledger_app::CommandCtx);
-
-impl Deref for CommandCtx {
-    type Target = careledger_app::CommandCtx;
-    fn deref(&self) -> &Self::Target {
-        &self.0
-    }
-}
-
-impl CommandCtx {
-    /// Reads correlation and idempotency headers; `body` is hashed so that a key reused for
-    /// another request is refused instead of answered with the wrong result.
-    pub fn new(
-        command: &'static str,
-        actor: Actor,
-        headers: &HeaderMap,
-        path: &str,
-        body: &[u8],
-    ) -> Result<Self, ApiError> {
-        Ok(CommandCtx(careledger_app::CommandCtx::new(command, actor, &request_meta(headers), path, body)?))
-    }
-
-    /// The same context without its idempotency key (a bulk command's claims each answer alone).
-    pub fn without_idempotency(self) -> Self {
-        CommandCtx(self.0.without_idempotency())
-    }
-
-    /// The answer given the first time this idempotency key was used, if it was.
-    pub async fn earlier_answer(&self, store: &EventStore) -> Result<Option<Envelope>, ApiError> {
-        Ok(self.0.earlier_answer(store).await?.map(Envelope::from))
-    }
-
-    /// New events with this command's metadata.
-    pub fn events<E: DomainEvent>(&self, events: &[E]) -> Vec<NewEvent> {
-        self.0.events(events)
-    }
-
-    /// Appends with the answer attached as the idempotency record; returns the answer with its
-    /// position. If a concurrent request with the same key won, returns that one's answer.
-    pub async fn commit(
-        &self,
-        state: &AppState,
-        request: AppendRequest,
-        answer: Envelope,
-    ) -> Result<(AppendOutcome, Envelope), CommitError> {
-        use careledger_app::CommitError as App;
-        match self.0.commit(&state.store, request, answer.into_answer()).await {
-            Ok((outcome, answer)) => Ok((outcome, answer.into())),
-            Err(App::Retry(e)) => Err(CommitError::Retry(e)),
-            Err(App::Answered(answer)) => Err(CommitError::Answered(answer.into())),
-            Err(App::Failed(e)) => Err(CommitError::Failed(e.into())),
-        }
-    }
-}
-
-/// Why a commit did not give this command's answer.
-pub enum CommitError {
-    /// A concurrent writer won: reload and decide again.
-    Retry(StoreError),
-    /// The same idempotency key was answered by a concurrent request: give its answer.
-    Answered(Envelope),
-    Failed(ApiError),
+/// A command's context (see [`careledger_app::CommandCtx`]) for an HTTP request: 403 unless
+/// `user` may run the command (its operation's permission as this server configures it), 422 on a
+/// malformed idempotency key; correlation and idempotency read from the headers, and `body` hashed
+/// so that a key reused for another request is refused instead of answered with the wrong result.
+pub fn command_ctx(
+    state: &AppState,
+    command: &'static str,
+    user: &User,
+    headers: &HeaderMap,
+    path: &str,
+    body: &[u8],
+) -> Result<CommandCtx, ApiError> {
+    Ok(CommandCtx::new(command, user, &state.config.permissions, &request_meta(headers), path, body)?)
 }
 
 /// Runs a handler, counting its outcome and time under the command's name.

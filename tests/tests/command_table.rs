@@ -12,7 +12,7 @@ use careledger_tests::{ALL, Kind, TestServer};
 #[test]
 fn every_command_is_reachable_over_nats_under_its_context() {
     let table: BTreeSet<(&str, &str)> = COMMANDS.iter().map(|c| (c.context.name(), c.name)).collect();
-    let nats: BTreeSet<(&str, &str)> = NATS_COMMANDS.iter().map(|c| (c.context, c.name)).collect();
+    let nats: BTreeSet<(&str, &str)> = NATS_COMMANDS.iter().map(|c| (c.context(), c.name)).collect();
     assert_eq!(table, nats);
 }
 

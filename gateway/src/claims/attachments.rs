@@ -12,14 +12,9 @@
 //!   running what a claim's author wrote. A URL of any other scheme written to the log before this
 //!   check is refused at download (409), never redirected to.
 //!
-//! The bytes are kept outside the log, content-addressed by their BLAKE2b-256 hash in
-//! `claim_attachment_files`, before the event that names the hash is appended: an event naming
-//! missing bytes cannot happen. They are kept only once the claim is found, under its lock and as
-//! the log holds it, to be one the caller may change (it exists, is not deleted, and is of the
-//! caller's health facility; for an update, has the attachment): a request the command would
-//! refuse stores nothing, so unknown claim ids or another facility's claims cannot be used to fill
-//! the table. Bytes nobody names are harmless, which is all a claim deleted between that check
-//! and the append can leave.
+//! The commands run in `careledger_app::claims`, which keeps a document's bytes (content-addressed
+//! by their BLAKE2b-256 hash, outside the log, and only for a claim the caller may change) before
+//! the event that names them is appended.
 //!
 //! A download is served with `X-Content-Type-Options: nosniff` (a browser keeps the type the
 //! attachment declares instead of guessing, say, HTML from its bytes) and `Content-Disposition:
@@ -36,19 +31,15 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use blake2::{Blake2b, Digest, digest::consts::U32};
-use careledger_domain::claims::{AttachmentChange, ChangeAttachment, ClaimError};
-use careledger_events::claims::{Attachment, claim_stream};
+use careledger_app::claims::AttachmentInput;
 use careledger_projections::claims::ClaimQueries;
-use careledger_projections::time::text;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Map, Value};
-use uuid::Uuid;
 
 use super::queries::visible_claim;
-use super::{OnClaim, alone, counted, on_claim, on_one_claim, path_uuid, refused};
+use super::{claims, counted, path_uuid};
 use crate::auth::User;
-use crate::handler::CommandCtx;
+use crate::handler::command_ctx;
 use crate::http::body::{Fields, JsonBody, Params};
 use crate::http::envelope::{ApiError, Envelope};
 use crate::http::read_after;
@@ -115,24 +106,8 @@ fn content_disposition(filename: &str) -> String {
     format!("attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}")
 }
 
-fn hash(bytes: &[u8]) -> String {
-    let mut hasher = Blake2b::<U32>::new();
-    hasher.update(bytes);
-    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// The fields of an add or update body; `document` decoded (and size-checked).
-struct AttachmentFields {
-    title: Option<String>,
-    attachment_type: Option<String>,
-    date: Option<chrono::NaiveDate>,
-    url: Option<String>,
-    filename: Option<String>,
-    mime: Option<String>,
-    document: Option<Vec<u8>>,
-}
-
-fn attachment_fields(body: &Map<String, Value>, adding: bool, max_bytes: usize) -> Result<AttachmentFields, ApiError> {
+fn attachment_fields(body: &Map<String, Value>, adding: bool, max_bytes: usize) -> Result<AttachmentInput, ApiError> {
     let mut f = Fields::new(body);
     f.only(&["title", "type", "date", "url", "filename", "mime", "document"]);
     let title = f.string("title", adding, 255);
@@ -171,31 +146,7 @@ fn attachment_fields(body: &Map<String, Value>, adding: bool, max_bytes: usize) 
         f.reject("url", "required", "a url or a document is required");
     }
     f.finish()?;
-    Ok(AttachmentFields { title, attachment_type, date, url, filename, mime, document })
-}
-
-/// What the command would refuse about the claim itself, checked before any bytes are kept: 404
-/// for an unknown or deleted claim (or, given `attachment`, one without it), 403 for another
-/// facility's. The claim is read under its lock as the log holds it, as the command decides.
-async fn check_claim(
-    state: &AppState,
-    claim_id: Uuid,
-    facility: Option<&str>,
-    attachment: Option<Uuid>,
-) -> Result<(), ApiError> {
-    let held = state.claims.lock(&state.store, &claim_stream(claim_id)).await?;
-    let facts = held.state.visible_to(facility).map_err(refused)?;
-    if attachment.is_some_and(|id| !facts.attachments.iter().any(|a| a.attachment_id == id)) {
-        return Err(refused(ClaimError::AttachmentNotFound));
-    }
-    Ok(())
-}
-
-/// Keeps the document's bytes; returns (hash, size).
-async fn keep(state: &AppState, bytes: &[u8]) -> Result<(String, u64), ApiError> {
-    let h = hash(bytes);
-    ClaimQueries(state.store.db()).store_attachment_file(&h, bytes, &text(&chrono::Utc::now())).await?;
-    Ok((h, bytes.len() as u64))
+    Ok(AttachmentInput { title, attachment_type, date, url, filename, mime, document })
 }
 
 /// `POST /api/v1/claims/{uuid}/attachments` `{title, type, date, url | document, filename, mime}`
@@ -207,36 +158,11 @@ pub async fn add(
     JsonBody(body, bytes): JsonBody,
 ) -> Result<Envelope, ApiError> {
     counted("AddAttachment", async {
-        user.require(state.config.permissions.of(careledger_app::Operation::UpdateClaim))?;
+        let path = format!("/api/v1/claims/{uuid}/attachments");
+        let ctx = command_ctx(&state, "AddAttachment", &user, &headers, &path, &bytes)?;
         let claim_id = path_uuid(&uuid, "uuid")?;
-        let a = attachment_fields(&body, true, state.config.attachment_max_bytes)?;
-        let path = format!("/api/v1/claims/{claim_id}/attachments");
-        let ctx = CommandCtx::new("AddAttachment", user.actor(), &headers, &path, &bytes)?;
-        let file = match &a.document {
-            None => None,
-            Some(document) => {
-                // a repeat answers as the first time (which kept the bytes), whatever the claim is now
-                if let Some(answer) = ctx.earlier_answer(&state.store).await? {
-                    return Ok(answer);
-                }
-                check_claim(&state, claim_id, user.health_facility.as_deref(), None).await?;
-                Some(keep(&state, document).await?)
-            }
-        };
-        let attachment = Attachment {
-            attachment_id: Uuid::now_v7(),
-            title: a.title.unwrap_or_default(),
-            attachment_type: a.attachment_type,
-            date: a.date,
-            url: a.url,
-            filename: a.filename,
-            mime: a.mime,
-            hash: file.as_ref().map(|(h, _)| h.clone()),
-            size: file.map(|(_, s)| s),
-        };
-        let command =
-            ChangeAttachment { change: AttachmentChange::Add(attachment), facility: user.health_facility.clone() };
-        on_claim(&state, OnClaim::new(claim_id, &ctx).creating(), alone(|c, d| command.decide(c, d))).await
+        let input = attachment_fields(&body, true, state.config.attachment_max_bytes)?;
+        Ok(claims(&state).add_attachment(&ctx, claim_id, input).await?.into())
     })
     .await
 }
@@ -250,42 +176,12 @@ pub async fn update(
     JsonBody(body, bytes): JsonBody,
 ) -> Result<Envelope, ApiError> {
     counted("UpdateAttachment", async {
-        user.require(state.config.permissions.of(careledger_app::Operation::UpdateClaim))?;
+        let path = format!("/api/v1/claims/{uuid}/attachments/{id}");
+        let ctx = command_ctx(&state, "UpdateAttachment", &user, &headers, &path, &bytes)?;
         let claim_id = path_uuid(&uuid, "uuid")?;
         let attachment_id = path_uuid(&id, "id")?;
-        let a = attachment_fields(&body, false, state.config.attachment_max_bytes)?;
-        let path = format!("/api/v1/claims/{claim_id}/attachments/{attachment_id}");
-        let ctx = CommandCtx::new("UpdateAttachment", user.actor(), &headers, &path, &bytes)?;
-        let file = match &a.document {
-            None => None,
-            Some(document) => {
-                if let Some(answer) = ctx.earlier_answer(&state.store).await? {
-                    return Ok(answer);
-                }
-                check_claim(&state, claim_id, user.health_facility.as_deref(), Some(attachment_id)).await?;
-                Some(keep(&state, document).await?)
-            }
-        };
-        let facility = user.health_facility.clone();
-        let decide = |claim: &careledger_domain::claims::Claim, decision: &careledger_domain::Ctx| {
-            let facts = claim.visible_to(facility.as_deref())?;
-            let old = facts.attachments.iter().find(|x| x.attachment_id == attachment_id);
-            let old = old.ok_or(ClaimError::AttachmentNotFound)?;
-            let new = Attachment {
-                attachment_id,
-                title: a.title.clone().unwrap_or_else(|| old.title.clone()),
-                attachment_type: a.attachment_type.clone().or_else(|| old.attachment_type.clone()),
-                date: a.date.or(old.date),
-                url: a.url.clone().or_else(|| old.url.clone()),
-                filename: a.filename.clone().or_else(|| old.filename.clone()),
-                mime: a.mime.clone().or_else(|| old.mime.clone()),
-                hash: file.as_ref().map(|(h, _)| h.clone()).or_else(|| old.hash.clone()),
-                size: file.as_ref().map(|(_, s)| *s).or(old.size),
-            };
-            ChangeAttachment { change: AttachmentChange::Update(new), facility: facility.clone() }
-                .decide(claim, decision)
-        };
-        on_claim(&state, OnClaim::new(claim_id, &ctx), alone(decide)).await
+        let input = attachment_fields(&body, false, state.config.attachment_max_bytes)?;
+        Ok(claims(&state).update_attachment(&ctx, claim_id, attachment_id, input).await?.into())
     })
     .await
 }
@@ -298,16 +194,11 @@ pub async fn delete(
     headers: HeaderMap,
 ) -> Result<Envelope, ApiError> {
     counted("DeleteAttachment", async {
-        user.require(state.config.permissions.of(careledger_app::Operation::UpdateClaim))?;
+        let path = format!("/api/v1/claims/{uuid}/attachments/{id}");
+        let ctx = command_ctx(&state, "DeleteAttachment", &user, &headers, &path, &[])?;
         let claim_id = path_uuid(&uuid, "uuid")?;
         let attachment_id = path_uuid(&id, "id")?;
-        let path = format!("/api/v1/claims/{claim_id}/attachments/{attachment_id}");
-        let command = ChangeAttachment {
-            change: AttachmentChange::Delete(attachment_id),
-            facility: user.health_facility.clone(),
-        };
-        on_one_claim(&state, &user, &headers, &[], "DeleteAttachment", claim_id, &path, |c, d| command.decide(c, d))
-            .await
+        Ok(claims(&state).delete_attachment(&ctx, claim_id, attachment_id).await?.into())
     })
     .await
 }

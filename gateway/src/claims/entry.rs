@@ -1,22 +1,20 @@
-//! Entering claims: create (111002), update while ENTERED (111010), delete while ENTERED (111004,
-//! bulk), restore a REJECTED claim as a new one (111012).
+//! Entering claims over HTTP: create (111002), update while ENTERED (111010), delete while
+//! ENTERED (111004, bulk), restore a REJECTED claim as a new one (111012). The bodies are read
+//! here into `ClaimData`; the commands run in `careledger_app::claims`.
 
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
-use careledger_domain::claims::{CreateClaim, DeleteClaim, MAX_SECONDARY_ICD, RestoreClaim, UpdateClaim};
-use careledger_events::claims::{Amount, CareType, ClaimData, LineInput, VisitType, claim_stream};
+use careledger_domain::claims::MAX_SECONDARY_ICD;
+use careledger_events::claims::{Amount, CareType, ClaimData, LineInput, VisitType};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::{OnClaim, alone, bulk_command, counted, on_claim, on_one_claim, path_uuid};
+use super::{MAX_LINES, bulk_envelope, bulk_uuids, claims, counted, path_uuid};
 use crate::auth::User;
-use crate::handler::CommandCtx;
+use crate::handler::command_ctx;
 use crate::http::body::{Fields, JsonBody};
 use crate::http::envelope::{ApiError, Envelope};
 use crate::state::AppState;
-
-/// Most items (and most services) one claim has.
-pub const MAX_LINES: usize = 100;
 
 /// The lines of `items` or `services`, each checked (`$.services[0].qty_provided`, ...).
 fn lines(f: &mut Fields<'_>, name: &str, services: bool) -> Vec<LineInput> {
@@ -79,29 +77,25 @@ fn claim_data(body: &Map<String, Value>, with_uuid: bool) -> Result<(Option<Uuid
     let guarantee_id = f.string("guarantee_id", false, 50);
     let items = lines(&mut f, "items", false);
     let services = lines(&mut f, "services", true);
-    f.finish()?;
-    let (Some(code), Some(health_facility), Some(insuree), Some(date_from), Some(icd)) =
-        (code, health_facility, insuree, date_from, icd)
-    else {
-        return Err(ApiError::internal("validated fields missing"));
-    };
-    let data = ClaimData {
-        code,
-        health_facility,
-        insuree,
-        date_from,
-        date_to,
-        date_claimed: date_claimed.unwrap_or_else(|| chrono::Utc::now().date_naive()),
-        icd,
-        icd_secondary,
-        visit_type: visit_type.unwrap_or(VisitType::Other),
-        care_type,
-        admin,
-        explanation,
-        guarantee_id,
-        items,
-        services,
-    };
+    let data = f.finish_with(|| {
+        Some(ClaimData {
+            code: code?,
+            health_facility: health_facility?,
+            insuree: insuree?,
+            date_from: date_from?,
+            date_to,
+            date_claimed: date_claimed.unwrap_or_else(|| chrono::Utc::now().date_naive()),
+            icd: icd?,
+            icd_secondary,
+            visit_type: visit_type.unwrap_or(VisitType::Other),
+            care_type,
+            admin,
+            explanation,
+            guarantee_id,
+            items,
+            services,
+        })
+    })?;
     Ok((uuid, data))
 }
 
@@ -113,12 +107,10 @@ pub async fn create(
     JsonBody(body, bytes): JsonBody,
 ) -> Result<Envelope, ApiError> {
     counted("CreateClaim", async {
-        user.require(state.config.permissions.of(careledger_app::Operation::CreateClaim))?;
+        let ctx = command_ctx(&state, "CreateClaim", &user, &headers, "/api/v1/claims", &bytes)?;
         let (uuid, data) = claim_data(&body, true)?;
-        let ctx = CommandCtx::new("CreateClaim", user.actor(), &headers, "/api/v1/claims", &bytes)?;
         let claim_id = uuid.unwrap_or_else(Uuid::now_v7);
-        let command = CreateClaim { claim_id, data, facility: user.health_facility.clone() };
-        on_claim(&state, OnClaim::new(claim_id, &ctx).creating(), alone(|c, d| command.decide(c, d))).await
+        Ok(claims(&state).create(&ctx, claim_id, data).await?.into())
     })
     .await
 }
@@ -132,12 +124,11 @@ pub async fn update(
     JsonBody(body, bytes): JsonBody,
 ) -> Result<Envelope, ApiError> {
     counted("UpdateClaim", async {
-        user.require(state.config.permissions.of(careledger_app::Operation::UpdateClaim))?;
+        let path = format!("/api/v1/claims/{uuid}");
+        let ctx = command_ctx(&state, "UpdateClaim", &user, &headers, &path, &bytes)?;
         let claim_id = path_uuid(&uuid, "uuid")?;
         let (_, data) = claim_data(&body, false)?;
-        let path = format!("/api/v1/claims/{claim_id}");
-        let command = UpdateClaim { data, facility: user.health_facility.clone() };
-        on_one_claim(&state, &user, &headers, &bytes, "UpdateClaim", claim_id, &path, |c, d| command.decide(c, d)).await
+        Ok(claims(&state).update(&ctx, claim_id, data).await?.into())
     })
     .await
 }
@@ -147,13 +138,12 @@ pub async fn delete(
     State(state): State<AppState>,
     user: User,
     headers: HeaderMap,
-    JsonBody(body, _): JsonBody,
+    JsonBody(body, bytes): JsonBody,
 ) -> Result<Envelope, ApiError> {
     counted("DeleteClaims", async {
-        user.require(state.config.permissions.of(careledger_app::Operation::DeleteClaim))?;
-        let command = DeleteClaim { facility: user.health_facility.clone() };
-        let path = "/api/v1/claims/delete";
-        bulk_command(&state, &user, &headers, &body, "DeleteClaims", path, |c, d| command.decide(c, d)).await
+        let ctx = command_ctx(&state, "DeleteClaims", &user, &headers, "/api/v1/claims/delete", &bytes)?;
+        let uuids = bulk_uuids(&body)?;
+        Ok(bulk_envelope(claims(&state).delete(ctx, uuids).await?))
     })
     .await
 }
@@ -168,17 +158,13 @@ pub async fn restore(
     JsonBody(body, bytes): JsonBody,
 ) -> Result<Envelope, ApiError> {
     counted("RestoreClaim", async {
-        user.require(state.config.permissions.of(careledger_app::Operation::RestoreClaim))?;
+        let path = format!("/api/v1/claims/{uuid}/restore");
+        let ctx = command_ctx(&state, "RestoreClaim", &user, &headers, &path, &bytes)?;
         let claim_id = path_uuid(&uuid, "uuid")?;
         Fields::new(&body).only(&[]).is_valid().then_some(()).ok_or_else(|| {
             ApiError::invalid(vec![crate::http::envelope::Invalid::field("$", "schema", "expected an empty object")])
         })?;
-        let path = format!("/api/v1/claims/{claim_id}/restore");
-        let ctx = CommandCtx::new("RestoreClaim", user.actor(), &headers, &path, &bytes)?;
-        let new_claim_id = Uuid::now_v7();
-        let command = RestoreClaim { new_claim_id, facility: user.health_facility.clone() };
-        let run = OnClaim::new(claim_id, &ctx).with_new_stream(claim_stream(new_claim_id));
-        on_claim(&state, run, |c, d| command.decide(c, d)).await
+        Ok(claims(&state).restore(&ctx, claim_id).await?.into())
     })
     .await
 }

@@ -1,24 +1,23 @@
 //! Reference data the claim rules read, upserted in bulk (`{"entries": [...]}`, permission
-//! `reference:write`): every entry is an event on its own stream (audited), all of a request in
-//! one append. An entry replaces what its key held (a price list or a product's coverage whole).
+//! `reference:write`): the bodies are read here into `ReferenceEntry`s, which
+//! `careledger_app::claims` appends, every entry an event on its own stream (audited), all of a
+//! request in one append. An entry replaces what its key held (a price list or a product's coverage whole).
 //! A key named twice in one request is a 422, as is any invalid field (`$.entries[3].price`).
 
 use std::collections::HashSet;
 
 use axum::extract::State;
 use axum::http::HeaderMap;
+use careledger_app::claims::ReferenceEntry;
 use careledger_events::claims::{
-    Amount, CareType, ClaimEvent, Coverage, Gender, HealthFacility, Insuree, LineKind, MedicalEntry, Policy,
-    PriceListEntry, PriceOrigin, Product, ServiceCategory, facility_stream, insuree_stream, medical_stream,
-    policy_stream, price_list_stream, product_stream,
+    Amount, CareType, Coverage, Gender, HealthFacility, Insuree, LineKind, MedicalEntry, Policy, PriceListEntry,
+    PriceOrigin, Product, ServiceCategory,
 };
-use careledger_store::{AppendRequest, ExpectedVersion, StreamAppend};
-use chrono::Utc;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use super::counted;
 use crate::auth::User;
-use crate::handler::{CommandCtx, CommitError};
+use crate::handler::command_ctx;
 use crate::http::body::{Fields, JsonBody};
 use crate::http::envelope::{ApiError, Envelope};
 use crate::state::AppState;
@@ -26,52 +25,35 @@ use crate::state::AppState;
 /// Most entries one request upserts.
 pub const MAX_ENTRIES: usize = 10_000;
 
-/// The entries of a body, each read by `read` (which returns its key and its event), refusing
+/// The entries of a body, each read by `read` (which returns its key and the entry), refusing
 /// repeated keys.
 fn entries(
     body: &Map<String, Value>,
     key_field: &str,
-    mut read: impl FnMut(&mut Fields<'_>) -> Option<(String, String, ClaimEvent)>,
-) -> Result<Vec<(String, ClaimEvent)>, ApiError> {
+    mut read: impl FnMut(&mut Fields<'_>) -> Option<(String, ReferenceEntry)>,
+) -> Result<Vec<ReferenceEntry>, ApiError> {
     let mut f = Fields::new(body);
     f.only(&["entries"]);
     let mut keys = HashSet::new();
     let read = f.objects("entries", true, MAX_ENTRIES, |e, _| {
-        let (key, stream, event) = read(e)?;
+        let (key, entry) = read(e)?;
         if !keys.insert(key) {
             e.reject(key_field, "unique", "named twice in the request");
             return None;
         }
-        Some((stream, event))
+        Some(entry)
     });
     f.finish()?;
     Ok(read)
 }
 
-/// Appends the events of every entry (each on its stream, whatever its version) as one append.
+/// Runs the upsert of a body's entries in the application layer.
 async fn upsert(
     state: &AppState,
-    user: &User,
-    headers: &HeaderMap,
-    command: &'static str,
-    path: &str,
-    bytes: &[u8],
-    events: Vec<(String, ClaimEvent)>,
+    ctx: &careledger_app::CommandCtx,
+    entries: Vec<ReferenceEntry>,
 ) -> Result<Envelope, ApiError> {
-    let ctx = CommandCtx::new(command, user.actor(), headers, path, bytes)?;
-    if let Some(answer) = ctx.earlier_answer(&state.store).await? {
-        return Ok(answer);
-    }
-    let answer = Envelope::ok(json!({ "upserted": events.len() }));
-    let streams = events
-        .into_iter()
-        .map(|(stream, event)| StreamAppend { stream, expected: ExpectedVersion::Any, events: ctx.events(&[event]) })
-        .collect();
-    match ctx.commit(state, AppendRequest { streams, claims: vec![], idempotency: None }, answer).await {
-        Ok((_, answer)) | Err(CommitError::Answered(answer)) => Ok(answer),
-        Err(CommitError::Retry(e)) => Err(e.into()),
-        Err(CommitError::Failed(e)) => Err(e),
-    }
+    Ok(super::claims(state).upsert(ctx, entries).await?.into())
 }
 
 fn care_type(f: &mut Fields<'_>, name: &str, required: bool) -> Option<CareType> {
@@ -86,27 +68,21 @@ pub async fn facilities(
     JsonBody(body, bytes): JsonBody,
 ) -> Result<Envelope, ApiError> {
     counted("UpsertHealthFacilities", async {
-        user.require(state.config.permissions.of(careledger_app::Operation::WriteReference))?;
-        let now = Utc::now();
-        let events = entries(&body, "code", |e| {
+        let ctx = command_ctx(&state, "UpsertHealthFacilities", &user, &headers, "/api/v1/health-facilities", &bytes)?;
+        let entries = entries(&body, "code", |e| {
             e.only(&["code", "name", "care_type"]);
             let code = e.string("code", true, 50);
             let name = e.string("name", true, 255);
             let care_type = care_type(e, "care_type", true);
             let facility = HealthFacility { code: code?, name: name?, care_type: care_type? };
-            Some((
-                facility.code.clone(),
-                facility_stream(&facility.code),
-                ClaimEvent::HealthFacilityUpserted { facility, at: now },
-            ))
+            Some((facility.code.clone(), ReferenceEntry::Facility(facility)))
         })?;
-        upsert(&state, &user, &headers, "UpsertHealthFacilities", "/api/v1/health-facilities", &bytes, events).await
+        upsert(&state, &ctx, entries).await
     })
     .await
 }
 
-fn medical(body: &Map<String, Value>, kind: LineKind) -> Result<Vec<(String, ClaimEvent)>, ApiError> {
-    let now = Utc::now();
+fn medical(body: &Map<String, Value>, kind: LineKind) -> Result<Vec<ReferenceEntry>, ApiError> {
     entries(body, "code", |e| {
         let mut allowed = vec!["code", "name", "price", "care_type", "frequency_days", "maximum_amount"];
         if kind == LineKind::Service {
@@ -134,11 +110,7 @@ fn medical(body: &Map<String, Value>, kind: LineKind) -> Result<Vec<(String, Cla
             maximum_amount,
             category,
         };
-        Some((
-            entry.code.clone(),
-            medical_stream(kind, &entry.code),
-            ClaimEvent::MedicalEntryUpserted { entry, at: now },
-        ))
+        Some((entry.code.clone(), ReferenceEntry::Medical(entry)))
     })
 }
 
@@ -150,9 +122,9 @@ pub async fn items(
     JsonBody(body, bytes): JsonBody,
 ) -> Result<Envelope, ApiError> {
     counted("UpsertMedicalItems", async {
-        user.require(state.config.permissions.of(careledger_app::Operation::WriteReference))?;
-        let events = medical(&body, LineKind::Item)?;
-        upsert(&state, &user, &headers, "UpsertMedicalItems", "/api/v1/medical-items", &bytes, events).await
+        let ctx = command_ctx(&state, "UpsertMedicalItems", &user, &headers, "/api/v1/medical-items", &bytes)?;
+        let entries = medical(&body, LineKind::Item)?;
+        upsert(&state, &ctx, entries).await
     })
     .await
 }
@@ -165,9 +137,9 @@ pub async fn services(
     JsonBody(body, bytes): JsonBody,
 ) -> Result<Envelope, ApiError> {
     counted("UpsertMedicalServices", async {
-        user.require(state.config.permissions.of(careledger_app::Operation::WriteReference))?;
-        let events = medical(&body, LineKind::Service)?;
-        upsert(&state, &user, &headers, "UpsertMedicalServices", "/api/v1/medical-services", &bytes, events).await
+        let ctx = command_ctx(&state, "UpsertMedicalServices", &user, &headers, "/api/v1/medical-services", &bytes)?;
+        let entries = medical(&body, LineKind::Service)?;
+        upsert(&state, &ctx, entries).await
     })
     .await
 }
@@ -204,18 +176,16 @@ pub async fn price_lists(
     JsonBody(body, bytes): JsonBody,
 ) -> Result<Envelope, ApiError> {
     counted("UpsertPriceLists", async {
-        user.require(state.config.permissions.of(careledger_app::Operation::WriteReference))?;
-        let now = Utc::now();
-        let events = entries(&body, "health_facility", |e| {
+        let ctx = command_ctx(&state, "UpsertPriceLists", &user, &headers, "/api/v1/price-lists", &bytes)?;
+        let entries = entries(&body, "health_facility", |e| {
             e.only(&["health_facility", "items", "services"]);
             let facility = e.string("health_facility", true, 50);
             let mut list = priced(e, "items", LineKind::Item);
             list.extend(priced(e, "services", LineKind::Service));
             let facility = facility?;
-            let event = ClaimEvent::PriceListUpserted { health_facility: facility.clone(), entries: list, at: now };
-            Some((facility.clone(), price_list_stream(&facility), event))
+            Some((facility.clone(), ReferenceEntry::PriceList { health_facility: facility, entries: list }))
         })?;
-        upsert(&state, &user, &headers, "UpsertPriceLists", "/api/v1/price-lists", &bytes, events).await
+        upsert(&state, &ctx, entries).await
     })
     .await
 }
@@ -228,19 +198,17 @@ pub async fn insurees(
     JsonBody(body, bytes): JsonBody,
 ) -> Result<Envelope, ApiError> {
     counted("UpsertInsurees", async {
-        user.require(state.config.permissions.of(careledger_app::Operation::WriteReference))?;
-        let now = Utc::now();
-        let events = entries(&body, "uuid", |e| {
+        let ctx = command_ctx(&state, "UpsertInsurees", &user, &headers, "/api/v1/insurees", &bytes)?;
+        let entries = entries(&body, "uuid", |e| {
             e.only(&["uuid", "chfid", "birth_date", "gender"]);
             let insuree_id = e.uuid("uuid", true);
             let chfid = e.string("chfid", true, 50);
             let birth_date = e.date("birth_date", true);
             let gender = e.one_of("gender", true, Gender::from_name, &Gender::names());
             let insuree = Insuree { insuree_id: insuree_id?, chfid: chfid?, birth_date: birth_date?, gender: gender? };
-            let id = insuree.insuree_id;
-            Some((id.to_string(), insuree_stream(id), ClaimEvent::InsureeUpserted { insuree, at: now }))
+            Some((insuree.insuree_id.to_string(), ReferenceEntry::Insuree(insuree)))
         })?;
-        upsert(&state, &user, &headers, "UpsertInsurees", "/api/v1/insurees", &bytes, events).await
+        upsert(&state, &ctx, entries).await
     })
     .await
 }
@@ -282,22 +250,17 @@ pub async fn products(
     JsonBody(body, bytes): JsonBody,
 ) -> Result<Envelope, ApiError> {
     counted("UpsertProducts", async {
-        user.require(state.config.permissions.of(careledger_app::Operation::WriteReference))?;
-        let now = Utc::now();
-        let events = entries(&body, "code", |e| {
+        let ctx = command_ctx(&state, "UpsertProducts", &user, &headers, "/api/v1/products", &bytes)?;
+        let entries = entries(&body, "code", |e| {
             e.only(&["code", "name", "items", "services"]);
             let code = e.string("code", true, 50);
             let name = e.string("name", true, 255);
             let mut coverage = covered(e, "items", LineKind::Item);
             coverage.extend(covered(e, "services", LineKind::Service));
             let product = Product { code: code?, name: name?, coverage };
-            Some((
-                product.code.clone(),
-                product_stream(&product.code),
-                ClaimEvent::ProductUpserted { product, at: now },
-            ))
+            Some((product.code.clone(), ReferenceEntry::Product(product)))
         })?;
-        upsert(&state, &user, &headers, "UpsertProducts", "/api/v1/products", &bytes, events).await
+        upsert(&state, &ctx, entries).await
     })
     .await
 }
@@ -310,9 +273,8 @@ pub async fn policies(
     JsonBody(body, bytes): JsonBody,
 ) -> Result<Envelope, ApiError> {
     counted("UpsertPolicies", async {
-        user.require(state.config.permissions.of(careledger_app::Operation::WriteReference))?;
-        let now = Utc::now();
-        let events = entries(&body, "uuid", |e| {
+        let ctx = command_ctx(&state, "UpsertPolicies", &user, &headers, "/api/v1/policies", &bytes)?;
+        let entries = entries(&body, "uuid", |e| {
             e.only(&["uuid", "insuree", "product", "effective_date", "expiry_date"]);
             let policy_id = e.uuid("uuid", true);
             let insuree_id = e.uuid("insuree", true);
@@ -332,10 +294,9 @@ pub async fn policies(
                 effective_date: effective_date?,
                 expiry_date: expiry_date?,
             };
-            let id = policy.policy_id;
-            Some((id.to_string(), policy_stream(id), ClaimEvent::PolicyUpserted { policy, at: now }))
+            Some((policy.policy_id.to_string(), ReferenceEntry::Policy(policy)))
         })?;
-        upsert(&state, &user, &headers, "UpsertPolicies", "/api/v1/policies", &bytes, events).await
+        upsert(&state, &ctx, entries).await
     })
     .await
 }

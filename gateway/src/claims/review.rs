@@ -1,13 +1,16 @@
-//! Feedback and review: select / skip / bypass (111010, bulk), deliver feedback (111009), save and
-//! deliver a review (111008). The transitions are the domain's (see `careledger_domain::claims`).
+//! Feedback and review over HTTP: select / skip / bypass (111010, bulk), deliver feedback (111009),
+//! save and deliver a review (111008). The bodies are read here; the commands run in
+//! `careledger_app::claims`.
 
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
-use careledger_domain::claims::{DeliverFeedback, SaveReview, Step, StepAction, StepChange};
+use careledger_app::claims::step_command;
+use careledger_domain::claims::{Step, StepAction};
 use careledger_events::claims::{Amount, Feedback, LineKind, LineReview};
 
-use super::{bulk_command, counted, on_one_claim, path_uuid};
+use super::{MAX_LINES, bulk_envelope, bulk_uuids, claims, counted, path_uuid};
 use crate::auth::User;
+use crate::handler::command_ctx;
 use crate::http::body::{Fields, JsonBody};
 use crate::http::envelope::{ApiError, Envelope, Invalid};
 use crate::state::AppState;
@@ -21,25 +24,17 @@ async fn step(
     state: AppState,
     user: User,
     headers: HeaderMap,
-    body: serde_json::Map<String, serde_json::Value>,
+    (body, bytes): (serde_json::Map<String, serde_json::Value>, axum::body::Bytes),
     step: Step,
     raw_action: String,
 ) -> Result<Envelope, ApiError> {
     let action = action(&raw_action)?;
-    // each step and action is a command of its own (openIMIS' mutations, the NATS subjects)
-    let command = match (step, action) {
-        (Step::Feedback, StepAction::Select) => "SelectClaimsForFeedback",
-        (Step::Feedback, StepAction::Skip) => "SkipClaimsFeedback",
-        (Step::Feedback, StepAction::Bypass) => "BypassClaimsFeedback",
-        (Step::Review, StepAction::Select) => "SelectClaimsForReview",
-        (Step::Review, StepAction::Skip) => "SkipClaimsReview",
-        (Step::Review, StepAction::Bypass) => "BypassClaimsReview",
-    };
+    let command = step_command(step, action);
     counted(command, async {
-        user.require(state.config.permissions.of(careledger_app::Operation::SelectClaimSteps))?;
         let path = format!("/api/v1/claims/{}/{raw_action}", step.name());
-        let change = StepChange { step, action, facility: user.health_facility.clone() };
-        bulk_command(&state, &user, &headers, &body, command, &path, |c, d| change.decide(c, d)).await
+        let ctx = command_ctx(&state, command, &user, &headers, &path, &bytes)?;
+        let uuids = bulk_uuids(&body)?;
+        Ok(bulk_envelope(claims(&state).step(ctx, step, action, uuids).await?))
     })
     .await
 }
@@ -50,9 +45,9 @@ pub async fn feedback_step(
     Path(action): Path<String>,
     user: User,
     headers: HeaderMap,
-    JsonBody(body, _): JsonBody,
+    JsonBody(body, bytes): JsonBody,
 ) -> Result<Envelope, ApiError> {
-    step(state, user, headers, body, Step::Feedback, action).await
+    step(state, user, headers, (body, bytes), Step::Feedback, action).await
 }
 
 /// `POST /api/v1/claims/review/{select|skip|bypass}` `{uuids}`
@@ -61,9 +56,9 @@ pub async fn review_step(
     Path(action): Path<String>,
     user: User,
     headers: HeaderMap,
-    JsonBody(body, _): JsonBody,
+    JsonBody(body, bytes): JsonBody,
 ) -> Result<Envelope, ApiError> {
-    step(state, user, headers, body, Step::Review, action).await
+    step(state, user, headers, (body, bytes), Step::Review, action).await
 }
 
 /// `POST /api/v1/claims/{uuid}/feedback` `{care_rendered, payment_asked, drug_prescribed,
@@ -76,7 +71,8 @@ pub async fn deliver_feedback(
     JsonBody(body, bytes): JsonBody,
 ) -> Result<Envelope, ApiError> {
     counted("DeliverFeedback", async {
-        user.require(state.config.permissions.of(careledger_app::Operation::DeliverFeedback))?;
+        let path = format!("/api/v1/claims/{uuid}/feedback");
+        let ctx = command_ctx(&state, "DeliverFeedback", &user, &headers, &path, &bytes)?;
         let claim_id = path_uuid(&uuid, "uuid")?;
         let mut f = Fields::new(&body);
         f.only(&[
@@ -88,29 +84,23 @@ pub async fn deliver_feedback(
             "officer",
             "feedback_date",
         ]);
-        let flags = ["care_rendered", "payment_asked", "drug_prescribed", "drug_received"].map(|n| f.boolean(n, true));
+        let [care_rendered, payment_asked, drug_prescribed, drug_received] =
+            ["care_rendered", "payment_asked", "drug_prescribed", "drug_received"].map(|n| f.boolean(n, true));
         let assessment = f.integer("assessment", true, 0, 5);
         let officer = f.string("officer", false, 50);
         let feedback_date = f.date("feedback_date", false);
-        f.finish()?;
-        let ([Some(care_rendered), Some(payment_asked), Some(drug_prescribed), Some(drug_received)], Some(assessment)) =
-            (flags, assessment)
-        else {
-            return Err(ApiError::internal("validated fields missing"));
-        };
-        let feedback = Feedback {
-            care_rendered,
-            payment_asked,
-            drug_prescribed,
-            drug_received,
-            assessment: assessment as u8,
-            officer,
-            feedback_date: feedback_date.unwrap_or_else(|| chrono::Utc::now().date_naive()),
-        };
-        let path = format!("/api/v1/claims/{claim_id}/feedback");
-        let command = DeliverFeedback { feedback, facility: user.health_facility.clone() };
-        on_one_claim(&state, &user, &headers, &bytes, "DeliverFeedback", claim_id, &path, |c, d| command.decide(c, d))
-            .await
+        let feedback = f.finish_with(|| {
+            Some(Feedback {
+                care_rendered: care_rendered?,
+                payment_asked: payment_asked?,
+                drug_prescribed: drug_prescribed?,
+                drug_received: drug_received?,
+                assessment: assessment? as u8,
+                officer,
+                feedback_date: feedback_date.unwrap_or_else(|| chrono::Utc::now().date_naive()),
+            })
+        })?;
+        Ok(claims(&state).deliver_feedback(&ctx, claim_id, feedback).await?.into())
     })
     .await
 }
@@ -125,11 +115,12 @@ pub async fn save_review(
     JsonBody(body, bytes): JsonBody,
 ) -> Result<Envelope, ApiError> {
     counted("SaveReview", async {
-        user.require(state.config.permissions.of(careledger_app::Operation::ReviewClaim))?;
+        let path = format!("/api/v1/claims/{uuid}/review");
+        let ctx = command_ctx(&state, "SaveReview", &user, &headers, &path, &bytes)?;
         let claim_id = path_uuid(&uuid, "uuid")?;
         let mut f = Fields::new(&body);
         f.only(&["lines", "deliver"]);
-        let lines = f.objects("lines", false, 2 * super::entry::MAX_LINES, |l, _| {
+        let lines = f.objects("lines", false, 2 * MAX_LINES, |l, _| {
             l.only(&["kind", "index", "qty_approved", "price_approved", "justification", "rejected"]);
             let kind = l.one_of("kind", true, LineKind::from_name, &LineKind::names());
             let index = l.integer("index", true, 0, 10_000);
@@ -148,9 +139,7 @@ pub async fn save_review(
         });
         let deliver = f.boolean("deliver", false).unwrap_or(false);
         f.finish()?;
-        let path = format!("/api/v1/claims/{claim_id}/review");
-        let command = SaveReview { lines, deliver, facility: user.health_facility.clone() };
-        on_one_claim(&state, &user, &headers, &bytes, "SaveReview", claim_id, &path, |c, d| command.decide(c, d)).await
+        Ok(claims(&state).save_review(&ctx, claim_id, lines, deliver).await?.into())
     })
     .await
 }

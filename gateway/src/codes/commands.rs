@@ -4,11 +4,10 @@
 
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
-use careledger_app::Operation;
 use careledger_app::codes::{Codes, GenerateInput, ReserveInput};
 
 use crate::auth::User;
-use crate::handler::{CommandCtx, counted};
+use crate::handler::{command_ctx, counted};
 use crate::http::body::{Fields, JsonBody};
 use crate::http::envelope::{ApiError, Envelope};
 use crate::state::AppState;
@@ -32,19 +31,16 @@ pub async fn generate(
     JsonBody(body, bytes): JsonBody,
 ) -> Result<Envelope, ApiError> {
     counted("GenerateCodes", async {
-        user.require(state.config.permissions.of(Operation::GenerateCodes))?;
+        let ctx = command_ctx(&state, "GenerateCodes", &user, &headers, "/api/v1/code-batches", &bytes)?;
         let mut f = Fields::new(&body);
         f.only(&["holder_type", "holder_code", "number"]);
         let holder_type = f.holder_type("holder_type");
         let holder_code = f.string("holder_code", true, 50);
         let number = f.integer("number", false, 1, state.config.codes_max_number.into());
-        f.finish()?;
-        let (Some(holder_type), Some(holder_code)) = (holder_type, holder_code) else {
-            return Err(ApiError::internal("validated fields missing"));
-        };
-        let ctx = CommandCtx::new("GenerateCodes", user.actor(), &headers, "/api/v1/code-batches", &bytes)?;
         let number = number.map(|n| n as u32).unwrap_or(state.config.codes_default_number);
-        Ok(codes(&state).generate(&ctx, GenerateInput { holder_type, holder_code, number }).await?.into())
+        let input =
+            f.finish_with(|| Some(GenerateInput { holder_type: holder_type?, holder_code: holder_code?, number }))?;
+        Ok(codes(&state).generate(&ctx, input).await?.into())
     })
     .await
 }
@@ -57,19 +53,21 @@ pub async fn reserve(
     JsonBody(body, bytes): JsonBody,
 ) -> Result<Envelope, ApiError> {
     counted("ReserveCodes", async {
-        user.require(state.config.permissions.of(Operation::ReserveCodes))?;
+        let ctx = command_ctx(&state, "ReserveCodes", &user, &headers, "/api/v1/codes/reservations", &bytes)?;
         let mut f = Fields::new(&body);
         f.only(&["holder_type", "holder_code", "number", "batch_id"]);
         let holder_type = f.holder_type("holder_type");
         let holder_code = f.string("holder_code", true, 50);
         let number = f.integer("number", true, 1, state.config.codes_max_number.into());
         let batch_id = f.uuid("batch_id", false);
-        f.finish()?;
-        let (Some(holder_type), Some(holder_code), Some(number)) = (holder_type, holder_code, number) else {
-            return Err(ApiError::internal("validated fields missing"));
-        };
-        let ctx = CommandCtx::new("ReserveCodes", user.actor(), &headers, "/api/v1/codes/reservations", &bytes)?;
-        let input = ReserveInput { holder_type, holder_code, number: number as usize, batch_id };
+        let input = f.finish_with(|| {
+            Some(ReserveInput {
+                holder_type: holder_type?,
+                holder_code: holder_code?,
+                number: number? as usize,
+                batch_id,
+            })
+        })?;
         Ok(codes(&state).reserve(&ctx, input).await?.into())
     })
     .await
@@ -84,15 +82,13 @@ pub async fn assign(
     JsonBody(body, bytes): JsonBody,
 ) -> Result<Envelope, ApiError> {
     counted("AssignCode", async {
-        user.require(state.config.permissions.of(Operation::AssignCode))?;
+        let path = format!("/api/v1/codes/{code}/assignment");
+        let ctx = command_ctx(&state, "AssignCode", &user, &headers, &path, &bytes)?;
         let mut f = Fields::new(&body);
         f.only(&["insuree_id", "json_ext"]);
         let insuree_id = f.string("insuree_id", true, 100);
         let json_ext = f.object("json_ext");
-        f.finish()?;
-        let insuree_id = insuree_id.ok_or_else(|| ApiError::internal("validated fields missing"))?;
-        let path = format!("/api/v1/codes/{code}/assignment");
-        let ctx = CommandCtx::new("AssignCode", user.actor(), &headers, &path, &bytes)?;
+        let insuree_id = f.finish_with(|| insuree_id)?;
         Ok(codes(&state).assign(&ctx, &code, insuree_id, json_ext).await?.into())
     })
     .await
@@ -107,14 +103,12 @@ pub async fn link_control_number(
     JsonBody(body, bytes): JsonBody,
 ) -> Result<Envelope, ApiError> {
     counted("LinkControlNumber", async {
-        user.require(state.config.permissions.of(Operation::LinkControlNumber))?;
+        let path = format!("/api/v1/codes/{code}/control-number");
+        let ctx = command_ctx(&state, "LinkControlNumber", &user, &headers, &path, &bytes)?;
         let mut f = Fields::new(&body);
         f.only(&["control_number"]);
         let control_number = f.string("control_number", true, 50);
-        f.finish()?;
-        let control_number = control_number.ok_or_else(|| ApiError::internal("validated fields missing"))?;
-        let path = format!("/api/v1/codes/{code}/control-number");
-        let ctx = CommandCtx::new("LinkControlNumber", user.actor(), &headers, &path, &bytes)?;
+        let control_number = f.finish_with(|| control_number)?;
         Ok(codes(&state).link_control_number(&ctx, &code, control_number).await?.into())
     })
     .await

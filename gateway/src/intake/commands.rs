@@ -14,62 +14,63 @@
 
 use axum::http::Method;
 
-/// One command reachable over NATS.
+/// One command reachable over NATS: a command of the application's table of commands
+/// (`careledger_app::COMMANDS`, which gives its context and so its subject) and the HTTP route
+/// it runs through.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NatsCommand {
-    pub context: &'static str,
     pub name: &'static str,
     pub method: Method,
     /// The HTTP path, with `{param}` placeholders filled from headers.
     pub path: &'static str,
 }
 
-const fn command(context: &'static str, name: &'static str, method: Method, path: &'static str) -> NatsCommand {
-    NatsCommand { context, name, method, path }
+const fn command(name: &'static str, method: Method, path: &'static str) -> NatsCommand {
+    NatsCommand { name, method, path }
 }
 
 /// Every command of the HTTP API (tests check that each is reachable and answers as over HTTP).
 pub const COMMANDS: &[NatsCommand] = &[
-    command("codes", "GenerateCodes", Method::POST, "/api/v1/code-batches"),
-    command("codes", "ReserveCodes", Method::POST, "/api/v1/codes/reservations"),
-    command("codes", "AssignCode", Method::POST, "/api/v1/codes/{code}/assignment"),
-    command("codes", "LinkControlNumber", Method::POST, "/api/v1/codes/{code}/control-number"),
-    command("registry", "RegisterLegalEntity", Method::POST, "/api/v1/legal-entities"),
-    command("registry", "ChangeLegalEntityStatus", Method::PATCH, "/api/v1/legal-entities/{id}"),
-    command("registry", "RegisterDivision", Method::POST, "/api/v1/divisions"),
-    command("registry", "ChangeDivisionStatus", Method::PATCH, "/api/v1/divisions/{id}"),
-    command("registry", "RegisterEquipment", Method::POST, "/api/v1/equipment"),
-    command("registry", "LinkDivision", Method::POST, "/api/v1/equipment/{id}/division-links"),
-    command("registry", "ChangeEquipmentStatus", Method::PATCH, "/api/v1/equipment/{id}/status"),
-    command("registry", "ChangeAvailability", Method::PATCH, "/api/v1/equipment/{id}/availability"),
-    command("requisitions", "IssueRequisition", Method::POST, "/api/v1/requisitions"),
-    command("claims", "UpsertHealthFacilities", Method::POST, "/api/v1/health-facilities"),
-    command("claims", "UpsertMedicalItems", Method::POST, "/api/v1/medical-items"),
-    command("claims", "UpsertMedicalServices", Method::POST, "/api/v1/medical-services"),
-    command("claims", "UpsertPriceLists", Method::POST, "/api/v1/price-lists"),
-    command("claims", "UpsertInsurees", Method::POST, "/api/v1/insurees"),
-    command("claims", "UpsertProducts", Method::POST, "/api/v1/products"),
-    command("claims", "UpsertPolicies", Method::POST, "/api/v1/policies"),
-    command("claims", "CreateClaim", Method::POST, "/api/v1/claims"),
-    command("claims", "UpdateClaim", Method::PUT, "/api/v1/claims/{uuid}"),
-    command("claims", "DeleteClaims", Method::POST, "/api/v1/claims/delete"),
-    command("claims", "RestoreClaim", Method::POST, "/api/v1/claims/{uuid}/restore"),
-    command("claims", "SubmitClaims", Method::POST, "/api/v1/claims/submit"),
+    command("GenerateCodes", Method::POST, "/api/v1/code-batches"),
+    command("ReserveCodes", Method::POST, "/api/v1/codes/reservations"),
+    command("AssignCode", Method::POST, "/api/v1/codes/{code}/assignment"),
+    command("LinkControlNumber", Method::POST, "/api/v1/codes/{code}/control-number"),
+    command("RegisterLegalEntity", Method::POST, "/api/v1/legal-entities"),
+    command("ChangeLegalEntityStatus", Method::PATCH, "/api/v1/legal-entities/{id}"),
+    command("RegisterDivision", Method::POST, "/api/v1/divisions"),
+    command("ChangeDivisionStatus", Method::PATCH, "/api/v1/divisions/{id}"),
+    command("RegisterEquipment", Method::POST, "/api/v1/equipment"),
+    command("LinkDivision", Method::POST, "/api/v1/equipment/{id}/division-links"),
+    command("ChangeEquipmentStatus", Method::PATCH, "/api/v1/equipment/{id}/status"),
+    command("ChangeAvailability", Method::PATCH, "/api/v1/equipment/{id}/availability"),
+    command("IssueRequisition", Method::POST, "/api/v1/requisitions"),
+    command("UpsertHealthFacilities", Method::POST, "/api/v1/health-facilities"),
+    command("UpsertMedicalItems", Method::POST, "/api/v1/medical-items"),
+    command("UpsertMedicalServices", Method::POST, "/api/v1/medical-services"),
+    command("UpsertPriceLists", Method::POST, "/api/v1/price-lists"),
+    command("UpsertInsurees", Method::POST, "/api/v1/insurees"),
+    command("UpsertProducts", Method::POST, "/api/v1/products"),
+    command("UpsertPolicies", Method::POST, "/api/v1/policies"),
+    command("CreateClaim", Method::POST, "/api/v1/claims"),
+    command("UpdateClaim", Method::PUT, "/api/v1/claims/{uuid}"),
+    command("DeleteClaims", Method::POST, "/api/v1/claims/delete"),
+    command("RestoreClaim", Method::POST, "/api/v1/claims/{uuid}/restore"),
+    command("SubmitClaims", Method::POST, "/api/v1/claims/submit"),
     // one command per step and action (openIMIS' mutations), each a fixed path: no `{action}`
-    command("claims", "SelectClaimsForFeedback", Method::POST, "/api/v1/claims/feedback/select"),
-    command("claims", "SkipClaimsFeedback", Method::POST, "/api/v1/claims/feedback/skip"),
-    command("claims", "BypassClaimsFeedback", Method::POST, "/api/v1/claims/feedback/bypass"),
-    command("claims", "DeliverFeedback", Method::POST, "/api/v1/claims/{uuid}/feedback"),
-    command("claims", "SelectClaimsForReview", Method::POST, "/api/v1/claims/review/select"),
-    command("claims", "SkipClaimsReview", Method::POST, "/api/v1/claims/review/skip"),
-    command("claims", "BypassClaimsReview", Method::POST, "/api/v1/claims/review/bypass"),
-    command("claims", "SaveReview", Method::POST, "/api/v1/claims/{uuid}/review"),
-    command("claims", "ProcessClaims", Method::POST, "/api/v1/claims/process"),
-    command("claims", "ValuateClaims", Method::POST, "/api/v1/claims/valuations"),
+    command("SelectClaimsForFeedback", Method::POST, "/api/v1/claims/feedback/select"),
+    command("SkipClaimsFeedback", Method::POST, "/api/v1/claims/feedback/skip"),
+    command("BypassClaimsFeedback", Method::POST, "/api/v1/claims/feedback/bypass"),
+    command("DeliverFeedback", Method::POST, "/api/v1/claims/{uuid}/feedback"),
+    command("SelectClaimsForReview", Method::POST, "/api/v1/claims/review/select"),
+    command("SkipClaimsReview", Method::POST, "/api/v1/claims/review/skip"),
+    command("BypassClaimsReview", Method::POST, "/api/v1/claims/review/bypass"),
+    command("SaveReview", Method::POST, "/api/v1/claims/{uuid}/review"),
+    command("ProcessClaims", Method::POST, "/api/v1/claims/process"),
+    command("ValuateClaims", Method::POST, "/api/v1/claims/valuations"),
     // the file of an attachment travels base64 in the JSON body (`document`), as over HTTP
-    command("claims", "AddAttachment", Method::POST, "/api/v1/claims/{uuid}/attachments"),
-    command("claims", "UpdateAttachment", Method::PATCH, "/api/v1/claims/{uuid}/attachments/{id}"),
-    command("claims", "DeleteAttachment", Method::DELETE, "/api/v1/claims/{uuid}/attachments/{id}"),
+    command("AddAttachment", Method::POST, "/api/v1/claims/{uuid}/attachments"),
+    command("UpdateAttachment", Method::PATCH, "/api/v1/claims/{uuid}/attachments/{id}"),
+    command("DeleteAttachment", Method::DELETE, "/api/v1/claims/{uuid}/attachments/{id}"),
 ];
 
 /// The subjects commands arrive on: `careledger.commands.<context>.<Command>`.
@@ -79,11 +80,17 @@ impl NatsCommand {
     /// The command a subject names, if any.
     pub fn for_subject(subject: &str) -> Option<&'static NatsCommand> {
         let (context, name) = subject.strip_prefix(SUBJECT_PREFIX)?.split_once('.')?;
-        COMMANDS.iter().find(|c| c.context == context && c.name == name)
+        COMMANDS.iter().find(|c| c.name == name && c.context() == context)
+    }
+
+    /// Its context's name, from the table of commands ("" for a name not in it, which a test
+    /// rules out).
+    pub fn context(&self) -> &'static str {
+        careledger_app::commands::named(self.name).map_or("", |c| c.context.name())
     }
 
     pub fn subject(&self) -> String {
-        format!("{SUBJECT_PREFIX}{}.{}", self.context, self.name)
+        format!("{SUBJECT_PREFIX}{}.{}", self.context(), self.name)
     }
 
     /// The path parameters of the template, in order (`code`, `id`).

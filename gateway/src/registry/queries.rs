@@ -8,7 +8,7 @@ use careledger_events::registry::{AvailabilityStatus, EquipmentStatus};
 use careledger_projections::registry::{EquipmentFilter, RegistryQueries};
 use uuid::Uuid;
 
-use super::{caller_legal_entity, path_id};
+use super::path_id;
 use crate::auth::User;
 use crate::http::body::{Params, paging};
 use crate::http::envelope::{ApiError, Envelope};
@@ -23,7 +23,7 @@ pub async fn one(
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Envelope, ApiError> {
     user.require(state.config.permissions.of(careledger_app::Operation::ReadEquipment))?;
-    let legal_entity_id = caller_legal_entity(&user)?;
+    let legal_entity_id = user.equipment_legal_entity()?;
     let id = path_id(&id)?;
     let mut p = Params::new(&params);
     read_after(&state, &mut p).await?;
@@ -45,7 +45,7 @@ pub async fn list(
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Envelope, ApiError> {
     user.require(state.config.permissions.of(careledger_app::Operation::ReadEquipment))?;
-    let legal_entity_id = caller_legal_entity(&user)?;
+    let legal_entity_id = user.equipment_legal_entity()?;
     let mut p = Params::new(&params);
     let division_id = p.string("division_id", false);
     if let Some(d) = &division_id

@@ -7,7 +7,7 @@ use axum::http::HeaderMap;
 use careledger_app::requisitions::{IssueInput, Requisitions};
 
 use crate::auth::User;
-use crate::handler::{CommandCtx, counted};
+use crate::handler::{command_ctx, counted};
 use crate::http::body::{Fields, JsonBody};
 use crate::http::envelope::{ApiError, Envelope};
 use crate::state::AppState;
@@ -20,20 +20,18 @@ pub async fn issue(
     JsonBody(body, bytes): JsonBody,
 ) -> Result<Envelope, ApiError> {
     counted("IssueRequisition", async {
-        user.require(state.config.permissions.of(careledger_app::Operation::IssueRequisition))?;
+        let ctx = command_ctx(&state, "IssueRequisition", &user, &headers, "/api/v1/requisitions", &bytes)?;
         let mut f = Fields::new(&body);
         f.only(&["encounter_id", "entity_type", "entity_id"]);
         let encounter_id = f.uuid("encounter_id", true);
         let entity_type = f.entity_type("entity_type");
         let entity_id = f.uuid("entity_id", true);
-        f.finish()?;
-        let (Some(encounter_id), Some(entity_type), Some(entity_id)) = (encounter_id, entity_type, entity_id) else {
-            return Err(ApiError::internal("validated fields missing"));
-        };
-        let ctx = CommandCtx::new("IssueRequisition", user.actor(), &headers, "/api/v1/requisitions", &bytes)?;
+        let input = f.finish_with(|| {
+            Some(IssueInput { encounter_id: encounter_id?, entity_type: entity_type?, entity_id: entity_id? })
+        })?;
         let requisitions =
             Requisitions { store: &state.store, encounters: &state.encounters, key: &state.config.requisition_key };
-        let answer = requisitions.issue(&ctx, IssueInput { encounter_id, entity_type, entity_id }).await?;
+        let answer = requisitions.issue(&ctx, input).await?;
         Ok(answer.into())
     })
     .await

@@ -15,16 +15,17 @@ use careledger_domain::Aggregate;
 use careledger_domain::registry::{Division, LegalEntity};
 use careledger_events::registry::RegistryEvent;
 
+use careledger_store::EventStore;
+
 use super::{Folded, load};
-use crate::http::envelope::ApiError;
-use crate::state::AppState;
+use crate::AppError;
 
 /// Streams remembered per kind at most; past it the memory starts afresh (a read refills it).
 const CAPACITY: usize = 100_000;
 
 /// Where a decision's references come from.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum Read {
+pub enum Read {
     /// This process's memory when it has the stream, else the log.
     Remembered,
     /// The log.
@@ -68,7 +69,7 @@ pub struct RegistryReferences {
 }
 
 /// An aggregate kept in [`RegistryReferences`].
-pub(crate) trait Reference: Aggregate<Event = RegistryEvent> + Clone {
+pub trait Reference: Aggregate<Event = RegistryEvent> + Clone {
     fn known(references: &RegistryReferences) -> &Known<Self>;
 }
 
@@ -86,14 +87,19 @@ impl Reference for Division {
 
 /// The stream folded, from memory when `read` allows it and it is there, else from the log
 /// (and then remembered).
-pub(crate) async fn reference<A: Reference>(state: &AppState, stream: &str, read: Read) -> Result<Folded<A>, ApiError> {
-    let known = A::known(&state.registry);
+pub(crate) async fn reference<A: Reference>(
+    store: &EventStore,
+    references: &RegistryReferences,
+    stream: &str,
+    read: Read,
+) -> Result<Folded<A>, AppError> {
+    let known = A::known(references);
     if read == Read::Remembered
         && let Some(folded) = known.get(stream)
     {
         return Ok(folded);
     }
-    let folded = load::<A>(state, stream).await?;
+    let folded = load::<A>(store, stream).await?;
     if folded.version > 0 {
         known.put(stream, &folded);
     }
