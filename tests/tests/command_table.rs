@@ -44,3 +44,28 @@ async fn events_and_metrics_name_commands_of_the_table() {
     }
     assert!(recorded.len() >= 30, "the scenario runs most commands: {recorded:?}");
 }
+
+/// The API description names, on each operation that runs a command, the command of the table
+/// it runs: the very route the NATS intake sends that command through.
+#[test]
+fn the_api_description_names_the_command_of_each_route() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../gateway/openapi.json")).unwrap();
+    let spec: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut described = BTreeSet::new();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            if let Some(name) = operation["x-careledger-command"].as_str() {
+                described.insert((name.to_string(), method.to_uppercase(), path.clone()));
+            }
+            for (action, name) in operation["x-careledger-commands"].as_object().into_iter().flatten() {
+                let path = path.replace("{action}", action);
+                described.insert((name.as_str().unwrap().to_string(), method.to_uppercase(), path));
+            }
+        }
+    }
+    let routed: BTreeSet<(String, String, String)> =
+        NATS_COMMANDS.iter().map(|c| (c.name.to_string(), c.method.to_string(), c.path.to_string())).collect();
+    assert_eq!(described, routed);
+    let named: BTreeSet<&str> = COMMANDS.iter().map(|c| c.name).collect();
+    assert_eq!(described.iter().map(|(n, _, _)| n.as_str()).collect::<BTreeSet<_>>(), named);
+}
