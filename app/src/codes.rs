@@ -218,9 +218,11 @@ impl Codes<'_> {
                     }
                     return Ok(answer);
                 }
-                Err(CommitError::Retry(_)) => continue,
-                Err(CommitError::Answered(answer)) => return Ok(answer),
-                Err(CommitError::Failed(e)) => return Err(e),
+                Err(other) => {
+                    if let Some(answer) = other.settled() {
+                        return answer;
+                    }
+                }
             }
         }
         Err(too_busy("ReserveCodes"))
@@ -315,14 +317,11 @@ impl Codes<'_> {
                     guard.reset();
                     return Err(AppError::Conflict("the insuree already has another code".into()));
                 }
-                Err(CommitError::Retry(_)) => guard.reset(),
-                Err(CommitError::Answered(answer)) => {
+                Err(other) => {
                     guard.reset();
-                    return Ok(answer);
-                }
-                Err(CommitError::Failed(e)) => {
-                    guard.reset();
-                    return Err(e);
+                    if let Some(answer) = other.settled() {
+                        return answer;
+                    }
                 }
             }
         }

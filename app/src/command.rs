@@ -178,3 +178,16 @@ pub enum CommitError {
     Answered(Answer),
     Failed(AppError),
 }
+
+impl CommitError {
+    /// What the command answers now, unless it is to decide again (`None`, a [`CommitError::Retry`]):
+    /// the concurrent request's answer, or the failure. Every command's retry loop ends this way
+    /// once it has looked at the refusals it handles itself (a key taken).
+    pub fn settled(self) -> Option<Result<Answer, AppError>> {
+        match self {
+            CommitError::Retry(_) => None,
+            CommitError::Answered(answer) => Some(Ok(answer)),
+            CommitError::Failed(e) => Some(Err(e)),
+        }
+    }
+}

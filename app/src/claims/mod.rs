@@ -269,14 +269,11 @@ impl Claims<'_> {
                         return Err(refused(ClaimError::DuplicateCode));
                     }
                 }
-                Err(CommitError::Retry(_)) => guard.reset(),
-                Err(CommitError::Answered(answer)) => {
+                Err(other) => {
                     guard.reset();
-                    return Ok(answer);
-                }
-                Err(CommitError::Failed(e)) => {
-                    guard.reset();
-                    return Err(e);
+                    if let Some(answer) = other.settled() {
+                        return answer;
+                    }
                 }
             }
         }

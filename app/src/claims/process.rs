@@ -10,7 +10,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::{BulkAnswer, Claims, decision_ctx, refused};
-use crate::{Answer, AppError, CommandCtx, CommitError, MAX_ATTEMPTS};
+use crate::{Answer, AppError, CommandCtx, MAX_ATTEMPTS};
 
 /// A valuation run's input, checked by the transport (`from` ≤ `to`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,11 +130,11 @@ impl Claims<'_> {
                     }
                     return Ok(answer);
                 }
-                Err(CommitError::Retry(_)) => guards.iter_mut().for_each(|g| g.reset()),
-                Err(CommitError::Answered(answer)) => return Ok(answer),
-                Err(CommitError::Failed(e)) => {
+                Err(other) => {
                     guards.iter_mut().for_each(|g| g.reset());
-                    return Err(e);
+                    if let Some(answer) = other.settled() {
+                        return answer;
+                    }
                 }
             }
         }

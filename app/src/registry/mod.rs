@@ -250,9 +250,11 @@ impl Registry<'_> {
                     }
                     return Err(refused(RegistryError::DuplicatedEquipment));
                 }
-                Err(CommitError::Retry(_)) => continue,
-                Err(CommitError::Answered(answer)) => return Ok(answer),
-                Err(CommitError::Failed(e)) => return Err(e),
+                Err(other) => {
+                    if let Some(answer) = other.settled() {
+                        return answer;
+                    }
+                }
             }
         }
         Err(AppError::Conflict(format!("{} kept conflicting with concurrent writers; retry", run.ctx.command)))
