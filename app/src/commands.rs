@@ -85,6 +85,8 @@ operations! {
     RestoreClaim => "restore_claim", "111012";
     PrintClaim => "print_claim", "111006";
     ValuateClaims => "valuate_claims", "111011";
+    /// Read every resource of the FHIR face (`/fhir`): a sync peer's token.
+    SyncRead => "sync_read", "sync:read";
 }
 
 impl Operation {

@@ -20,7 +20,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the HTTP API with its projectors (embedded SQLite unless DATABASE_URL names PostgreSQL).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Create or update the database schema, then exit.
     Migrate,
     /// Mint a bearer token for this server's secret.

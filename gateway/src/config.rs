@@ -61,6 +61,34 @@ impl StorageArgs {
     }
 }
 
+impl StorageArgs {
+    /// This server's id, made once into <data-dir>/server-id: what its FHIR identifier system is
+    /// made of unless configured, so that its ids stay its own across restarts.
+    pub fn server_id(&self) -> Result<uuid::Uuid, String> {
+        let path = self.data_dir.join("server-id");
+        let read = |path: &std::path::Path| -> Result<Option<uuid::Uuid>, String> {
+            match std::fs::read_to_string(path) {
+                Ok(text) => uuid::Uuid::parse_str(text.trim())
+                    .map(Some)
+                    .map_err(|_| format!("{} holds no server id (a UUID)", path.display())),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+            }
+        };
+        if let Some(id) = read(&path)? {
+            return Ok(id);
+        }
+        let cannot = |e: std::io::Error| format!("cannot create {}: {e}", path.display());
+        std::fs::create_dir_all(&self.data_dir).map_err(cannot)?;
+        let id = uuid::Uuid::new_v4();
+        if write_private(&path, &id.to_string()).map_err(cannot)? {
+            return Ok(id);
+        }
+        // another process made it first: use theirs
+        read(&path)?.ok_or_else(|| format!("{} went away as it was made", path.display()))
+    }
+}
+
 /// Fewest bytes of a JWT secret. HS256 is as strong as its key, and RFC 7518 (3.2) asks for a key
 /// of at least the hash's size: 256 bits.
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
@@ -212,6 +240,10 @@ pub struct ServeArgs {
     /// Largest claim attachment file accepted, in bytes (sent base64 in JSON: the body limit applies too).
     #[arg(long, env = "CARELEDGER_ATTACHMENT_MAX_BYTES", default_value_t = 512 * 1024)]
     pub attachment_max_bytes: usize,
+    /// The FHIR identifier system of this server's ids (a URI); default: `urn:uuid:<server id>`,
+    /// the server id generated once into <data-dir>/server-id.
+    #[arg(long, env = "CARELEDGER_FHIR_SYSTEM")]
+    pub fhir_system: Option<String>,
 }
 
 /// Everything the server needs, resolved.
@@ -238,6 +270,8 @@ pub struct Config {
     pub requisition_key: RequisitionKey,
     pub claim_code_per_facility: bool,
     pub attachment_max_bytes: usize,
+    /// The FHIR identifier system of this server's ids.
+    pub fhir_system: String,
 }
 
 impl Config {
@@ -280,6 +314,13 @@ impl Config {
                 .map_err(|e| format!("CARELEDGER_REQUISITION_KEY: {e}"))?,
             claim_code_per_facility: serve.claim_code_per_facility,
             attachment_max_bytes: serve.attachment_max_bytes,
+            fhir_system: match &serve.fhir_system {
+                Some(system) if system.contains(':') && !system.contains('|') => system.clone(),
+                Some(system) => {
+                    return Err(format!("CARELEDGER_FHIR_SYSTEM `{system}` is not a URI (a scheme, no `|`)"));
+                }
+                None => format!("urn:uuid:{}", storage.server_id()?),
+            },
         })
     }
 
@@ -305,6 +346,7 @@ impl Config {
             requisition_key: RequisitionKey::default(),
             claim_code_per_facility: false,
             attachment_max_bytes: 512 * 1024,
+            fhir_system: format!("urn:uuid:{}", uuid::Uuid::new_v4()),
         }
     }
 }

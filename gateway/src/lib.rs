@@ -1,7 +1,8 @@
-//! The careledger gateway: the HTTP API, authentication, configuration and the CLI.
+//! The careledger gateway: the transports (the HTTP API and its FHIR face, the NATS command intake,
+//! the relay), authentication, configuration and the CLI.
 //!
-//! A request is authenticated (Bearer JWT), authorised (permission strings), parsed and validated
-//! into a command; the command handler loads the aggregate, lets the pure domain decide, and
+//! A request is authenticated (Bearer JWT) and parsed into typed inputs; the application layer
+//! (`careledger-app`) checks the permission, loads the aggregate, lets the pure domain decide and
 //! appends the events with optimistic concurrency; projectors (running in this process) fold
 //! them into the read models that queries read.
 
@@ -10,6 +11,7 @@ pub mod claims;
 pub mod cli;
 pub mod codes;
 pub mod config;
+pub mod fhir;
 pub mod handler;
 pub mod http;
 pub mod intake;

@@ -5,9 +5,11 @@
 mod projector;
 mod queries;
 mod reference;
+mod registers;
 
 pub use projector::ClaimsProjector;
 pub use queries::{
     AttachmentView, ClaimDetail, ClaimFilter, ClaimQueries, ClaimView, LineView, StageTotals, stage_value,
 };
 pub use reference::ReferenceCache;
+pub use registers::{InsureeRow, PolicyRow, Registers, Select};

@@ -1,0 +1,54 @@
+//! The `CapabilityStatement` (`GET /fhir/metadata`): what this server serves under `/fhir`.
+
+use serde_json::{Value, json};
+
+use crate::{FHIR_JSON, FHIR_VERSION};
+
+/// The search parameters every resource type served takes.
+fn search_params() -> Value {
+    json!([
+        { "name": "identifier", "type": "token",
+          "documentation": "system|value, value (any system), |value (no system) or system| (every value of the system)" },
+        { "name": "_id", "type": "token" },
+        { "name": "_lastUpdated", "type": "date", "documentation": "ge<instant> or gt<instant>: changed at or after" },
+        { "name": "_count", "type": "number", "documentation": "1 to 1000, 100 by default" },
+    ])
+}
+
+fn resource(resource_type: &str, profile: Option<&str>) -> Value {
+    let mut r = json!({
+        "type": resource_type,
+        "interaction": [{ "code": "read" }, { "code": "search-type" }],
+        "versioning": "no-version",
+        "readHistory": false,
+        "searchParam": search_params(),
+    });
+    if let Some(profile) = profile {
+        r["supportedProfile"] = json!([profile]);
+    }
+    r
+}
+
+/// The statement, with `base` this server's FHIR base URL and `date` when it was made.
+pub fn capability_statement(base: &str, date: &str, version: &str) -> Value {
+    json!({
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": date,
+        "kind": "instance",
+        "software": { "name": "careledger", "version": version },
+        "implementation": { "description": "careledger's FHIR R4 face", "url": base },
+        "fhirVersion": FHIR_VERSION,
+        "format": [FHIR_JSON, "json"],
+        "rest": [{
+            "mode": "server",
+            "documentation": "Bearer JWT: the permission the same data needs elsewhere (claims' 111001) or sync:read. Errors are OperationOutcomes.",
+            "resource": [
+                // not yet openIMIS' Patient profile: the register holds no names nor addresses
+                // until insurees are enrolled here (RegisterInsuree, issue #21)
+                resource("Patient", None),
+                resource("Coverage", None),
+            ],
+        }],
+    })
+}

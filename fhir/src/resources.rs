@@ -1,0 +1,57 @@
+//! The resources served: read-model rows as FHIR R4 JSON.
+
+use careledger_projections::claims::{InsureeRow, PolicyRow};
+use serde_json::{Value, json};
+
+use crate::Systems;
+use crate::identifier::code_identifier;
+
+/// A reference to a resource of this server: its literal reference (`Patient/<id>`) and, for a
+/// receiver that knows the resource by another id, its id on this server as an identifier.
+fn reference(systems: &Systems, resource_type: &str, id: &str) -> Value {
+    json!({
+        "reference": format!("{resource_type}/{id}"),
+        "type": resource_type,
+        "identifier": systems.own_id(id),
+    })
+}
+
+fn administrative_gender(gender: &str) -> &'static str {
+    match gender {
+        "M" => "male",
+        "F" => "female",
+        "O" => "other",
+        _ => "unknown",
+    }
+}
+
+/// An insuree as a `Patient` (openIMIS' IG: its UUID and its CHFID, typed `Code`).
+pub fn patient(row: &InsureeRow, systems: &Systems) -> Value {
+    json!({
+        "resourceType": "Patient",
+        "id": row.insuree_id,
+        "meta": { "lastUpdated": row.updated_at },
+        "identifier": [systems.own_id(&row.insuree_id), code_identifier(&row.chfid)],
+        "gender": administrative_gender(&row.gender),
+        "birthDate": row.birth_date,
+    })
+}
+
+/// A policy as a `Coverage`: its insuree the beneficiary, its product the plan, its period.
+pub fn coverage(row: &PolicyRow, systems: &Systems) -> Value {
+    json!({
+        "resourceType": "Coverage",
+        "id": row.policy_id,
+        "meta": { "lastUpdated": row.updated_at },
+        "identifier": [systems.own_id(&row.policy_id)],
+        "status": "active",
+        "beneficiary": reference(systems, "Patient", &row.insuree_id),
+        "payor": [{ "display": "the scheme of this server" }],
+        "period": { "start": row.effective_date, "end": row.expiry_date },
+        "class": [{
+            "type": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/coverage-class", "code": "plan" }] },
+            "value": row.product_code,
+            "name": "product",
+        }],
+    })
+}

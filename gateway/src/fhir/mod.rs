@@ -1,0 +1,196 @@
+//! The FHIR R4 face over HTTP (`/fhir`, issue #21): `GET /fhir/metadata`, read
+//! `GET /fhir/{type}/{id}` and search `GET /fhir/{type}?identifier=...`, answered as
+//! `application/fhir+json`, errors as `OperationOutcome`s. The resources are made by
+//! `careledger-fhir` from the read models; this module reads the request and picks the rows.
+//!
+//! Served so far: `Patient` (insurees) and `Coverage` (policies). Reads need the permission the
+//! same data needs elsewhere (claims' `read_claims`) or `sync:read` (a sync peer's token).
+
+mod search;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use careledger_app::Operation;
+use careledger_fhir::{FHIR_JSON, IssueType, Systems, operation_outcome};
+use careledger_projections::claims::{Registers, Select};
+use serde_json::Value;
+
+use crate::auth::User;
+use crate::http::envelope::ApiError;
+use crate::state::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/fhir/metadata", get(metadata))
+        .route("/fhir/{resource_type}", get(search::search))
+        .route("/fhir/{resource_type}/{id}", get(read))
+}
+
+/// A FHIR answer: the resource (or Bundle) as `application/fhir+json`.
+pub struct Fhir(StatusCode, Value);
+
+impl IntoResponse for Fhir {
+    fn into_response(self) -> Response {
+        let body = serde_json::to_vec(&self.1).unwrap_or_default();
+        (self.0, [(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON))], body).into_response()
+    }
+}
+
+/// An error under `/fhir`: an `OperationOutcome` with the status it goes with.
+#[derive(Debug)]
+pub struct FhirError {
+    status: StatusCode,
+    issue: IssueType,
+    message: String,
+    location: Option<String>,
+}
+
+impl FhirError {
+    fn new(status: StatusCode, issue: IssueType, message: impl Into<String>) -> Self {
+        FhirError { status, issue, message: message.into(), location: None }
+    }
+
+    /// 400: a search parameter that is not one, named.
+    fn parameter(name: &str, message: impl Into<String>) -> Self {
+        FhirError {
+            location: Some(name.to_string()),
+            ..Self::new(StatusCode::BAD_REQUEST, IssueType::Invalid, message)
+        }
+    }
+
+    fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, IssueType::NotFound, message)
+    }
+}
+
+/// The service's errors (a database gone, an expired token) told as an `OperationOutcome`, with
+/// the same status and the same message the envelope would give (a 5xx shows no internals).
+impl From<ApiError> for FhirError {
+    fn from(e: ApiError) -> Self {
+        let issue = match e.status.as_u16() {
+            401 => IssueType::Security,
+            403 => IssueType::Forbidden,
+            404 => IssueType::NotFound,
+            409 => IssueType::Conflict,
+            400 | 413 | 415 | 422 => IssueType::Invalid,
+            503 => IssueType::Transient,
+            _ => IssueType::Exception,
+        };
+        let mut error = FhirError::new(e.status, issue, e.shown_message());
+        if let Some(first) = e.invalid.first() {
+            error.location = Some(first.entry.clone());
+        }
+        error
+    }
+}
+
+impl From<careledger_projections::ProjectionError> for FhirError {
+    fn from(e: careledger_projections::ProjectionError) -> Self {
+        ApiError::from(e).into()
+    }
+}
+
+impl IntoResponse for FhirError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::error!(status = %self.status, message = %self.message, "fhir request failed");
+        }
+        Fhir(self.status, operation_outcome(self.issue, &self.message, self.location.as_deref())).into_response()
+    }
+}
+
+/// The resource types served, and how each is found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Served {
+    Patient,
+    Coverage,
+}
+
+impl Served {
+    fn of(name: &str) -> Result<Served, FhirError> {
+        match name {
+            "Patient" => Ok(Served::Patient),
+            "Coverage" => Ok(Served::Coverage),
+            other => Err(FhirError::new(
+                StatusCode::NOT_FOUND,
+                IssueType::NotSupported,
+                format!("resource type {other} is not served here (see /fhir/metadata)"),
+            )),
+        }
+    }
+
+    /// The resources `select` finds, as FHIR JSON, with each one's id (for paging).
+    async fn find(self, state: &AppState, select: &Select) -> Result<Vec<(String, Value)>, FhirError> {
+        let systems = systems(state);
+        let registers = Registers(state.store.db());
+        Ok(match self {
+            Served::Patient => registers
+                .insurees(select)
+                .await?
+                .iter()
+                .map(|row| (row.insuree_id.clone(), careledger_fhir::patient(row, &systems)))
+                .collect(),
+            Served::Coverage => registers
+                .policies(select)
+                .await?
+                .iter()
+                .map(|row| (row.policy_id.clone(), careledger_fhir::coverage(row, &systems)))
+                .collect(),
+        })
+    }
+}
+
+fn systems(state: &AppState) -> Systems {
+    Systems { own: state.config.fhir_system.clone() }
+}
+
+/// 401 without a valid token, 403 unless it may read the data or is a sync peer's.
+fn may_read(state: &AppState, user: Result<User, ApiError>) -> Result<User, FhirError> {
+    let user = user?;
+    let permissions = &state.config.permissions;
+    if user.holds(permissions.of(Operation::ReadClaims)) || user.holds(permissions.of(Operation::SyncRead)) {
+        return Ok(user);
+    }
+    Err(FhirError::new(
+        StatusCode::FORBIDDEN,
+        IssueType::Forbidden,
+        format!(
+            "Your scope does not allow to access this resource. Missing allowances: {} or {}",
+            permissions.of(Operation::ReadClaims),
+            permissions.of(Operation::SyncRead)
+        ),
+    ))
+}
+
+/// This server's FHIR base URL, as the caller reached it.
+fn base_url(headers: &HeaderMap) -> String {
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+    let proto = headers.get("x-forwarded-proto").and_then(|h| h.to_str().ok()).unwrap_or("http");
+    format!("{proto}://{host}/fhir")
+}
+
+/// `GET /fhir/metadata`: the CapabilityStatement (no token needed, as FHIR clients expect).
+async fn metadata(headers: HeaderMap) -> Fhir {
+    let date = careledger_projections::time::text(&chrono::Utc::now());
+    Fhir(StatusCode::OK, careledger_fhir::capability_statement(&base_url(&headers), &date, env!("CARGO_PKG_VERSION")))
+}
+
+/// `GET /fhir/{type}/{id}`
+async fn read(
+    State(state): State<AppState>,
+    Path((resource_type, id)): Path<(String, String)>,
+    user: Result<User, ApiError>,
+) -> Result<Fhir, FhirError> {
+    may_read(&state, user)?;
+    let served = Served::of(&resource_type)?;
+    let not_found = || FhirError::not_found(format!("{resource_type}/{id} is not known here"));
+    if !careledger_fhir::is_id(&id) {
+        return Err(not_found());
+    }
+    let select = Select { id: Some(id.clone()), limit: 1, ..Select::default() };
+    let (_, resource) = served.find(&state, &select).await?.into_iter().next().ok_or_else(not_found)?;
+    Ok(Fhir(StatusCode::OK, resource))
+}

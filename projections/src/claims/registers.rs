@@ -1,0 +1,104 @@
+//! The registers of insurees and policies as rows, found by id, by business code and by when
+//! they last changed, a page at a time in id order: what the FHIR face (`/fhir/Patient`,
+//! `/fhir/Coverage`) and the coming sync read.
+
+use careledger_store::{Db, sql_fetch_all};
+
+use crate::ProjectionError;
+
+/// Which rows of a register, a page at a time.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Select {
+    /// This server's id of the row.
+    pub id: Option<String>,
+    /// The row's business code (an insuree's CHFID).
+    pub code: Option<String>,
+    /// `id` or `code`, either (a FHIR identifier searched without a system).
+    pub id_or_code: Option<String>,
+    /// Only rows changed at or after this time (RFC 3339, UTC).
+    pub updated_since: Option<String>,
+    /// Only rows whose id sorts after this one (the previous page's last).
+    pub after: Option<String>,
+    pub limit: i64,
+}
+
+/// An insuree as the register holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InsureeRow {
+    pub insuree_id: String,
+    pub chfid: String,
+    pub birth_date: String,
+    /// openIMIS' letter: M, F or O.
+    pub gender: String,
+    pub updated_at: String,
+}
+
+/// A policy: an insuree covered by a product for a period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyRow {
+    pub policy_id: String,
+    pub insuree_id: String,
+    pub product_code: String,
+    pub effective_date: String,
+    pub expiry_date: String,
+    pub updated_at: String,
+}
+
+/// The registers' queries.
+pub struct Registers<'a>(pub &'a Db);
+
+impl Registers<'_> {
+    /// Insurees matching `select`, in id order.
+    pub async fn insurees(&self, select: &Select) -> Result<Vec<InsureeRow>, ProjectionError> {
+        let s = select;
+        let mut conn = self.0.acquire().await?;
+        Ok(sql_fetch_all!(
+            conn.exec(),
+            "SELECT insuree_id, chfid, birth_date, gender, updated_at FROM claims_insurees
+             WHERE ($1 IS NULL OR insuree_id = $1) AND ($2 IS NULL OR chfid = $2)
+                 AND ($3 IS NULL OR insuree_id = $3 OR chfid = $3)
+                 AND ($4 IS NULL OR updated_at >= $4) AND ($5 IS NULL OR insuree_id > $5)
+             ORDER BY insuree_id LIMIT $6",
+            [
+                s.id.as_deref(),
+                s.code.as_deref(),
+                s.id_or_code.as_deref(),
+                s.updated_since.as_deref(),
+                s.after.as_deref(),
+                s.limit
+            ],
+            |row| Ok(InsureeRow {
+                insuree_id: row.try_get(0)?,
+                chfid: row.try_get(1)?,
+                birth_date: row.try_get(2)?,
+                gender: row.try_get(3)?,
+                updated_at: row.try_get(4)?,
+            })
+        )?)
+    }
+
+    /// Policies matching `select` (a policy has no business code: `code` matches none), in id order.
+    pub async fn policies(&self, select: &Select) -> Result<Vec<PolicyRow>, ProjectionError> {
+        if select.code.is_some() {
+            return Ok(vec![]);
+        }
+        let s = select;
+        let mut conn = self.0.acquire().await?;
+        Ok(sql_fetch_all!(
+            conn.exec(),
+            "SELECT policy_id, insuree_id, product_code, effective_date, expiry_date, updated_at FROM claims_policies
+             WHERE ($1 IS NULL OR policy_id = $1) AND ($2 IS NULL OR policy_id = $2)
+                 AND ($3 IS NULL OR updated_at >= $3) AND ($4 IS NULL OR policy_id > $4)
+             ORDER BY policy_id LIMIT $5",
+            [s.id.as_deref(), s.id_or_code.as_deref(), s.updated_since.as_deref(), s.after.as_deref(), s.limit],
+            |row| Ok(PolicyRow {
+                policy_id: row.try_get(0)?,
+                insuree_id: row.try_get(1)?,
+                product_code: row.try_get(2)?,
+                effective_date: row.try_get(3)?,
+                expiry_date: row.try_get(4)?,
+                updated_at: row.try_get(5)?,
+            })
+        )?)
+    }
+}

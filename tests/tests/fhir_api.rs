@@ -1,0 +1,173 @@
+//! The FHIR R4 face (`/fhir`, issue #21): Patient and Coverage read and searched by identifier,
+//! paged, errors as OperationOutcomes; and every document served checked by an independent FHIR
+//! library (`tests/fhir-valid.sh`: fhir.resources from PyPI).
+
+use careledger_tests::{Answer, Kind, TestServer, both_backends, token_for};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+const READ: &str = "111001";
+
+async fn fhir_get(s: &TestServer, path: &str, token: Option<&str>, seen: &mut Vec<Value>) -> Answer {
+    let mut request = s.client.get(format!("{}{path}", s.base));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let text = response.text().await.unwrap();
+    let body: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {text}"));
+    assert_eq!(headers["content-type"], "application/fhir+json", "{path}");
+    seen.push(body.clone());
+    Answer { status, headers, body, text }
+}
+
+fn ids(bundle: &Value) -> Vec<String> {
+    bundle["entry"].as_array().unwrap().iter().map(|e| e["resource"]["id"].as_str().unwrap().to_string()).collect()
+}
+
+/// Every document in `seen` is valid FHIR, says fhir.resources.
+fn valid_fhir(seen: &[Value]) {
+    let dir = std::env::temp_dir().join(format!("careledger-fhir-{}", Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let paths: Vec<_> = seen
+        .iter()
+        .enumerate()
+        .map(|(i, doc)| {
+            let path = dir.join(format!("{i}.json"));
+            std::fs::write(&path, serde_json::to_vec(doc).unwrap()).unwrap();
+            path
+        })
+        .collect();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/fhir-valid.sh");
+    let out = std::process::Command::new("bash").arg(script).args(&paths).output().unwrap();
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(out.status.success(), "fhir.resources refused what was served:\n{report}");
+    assert!(report.contains(&format!("{} of {} valid", seen.len(), seen.len())), "{report}");
+}
+
+both_backends!(patients_and_coverages_are_served_as_fhir, served_on);
+async fn served_on(kind: Kind) {
+    let s = TestServer::start(kind).await;
+    let admin = s.token("reference:write");
+    let insurees: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
+    let chfid = |i: usize| format!("07070700{i}");
+    let entries: Vec<Value> = insurees
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let gender = ["F", "M", "O"][i];
+            json!({ "uuid": id, "chfid": chfid(i), "birth_date": "1980-05-05", "gender": gender })
+        })
+        .collect();
+    s.post("/api/v1/insurees", &admin, json!({ "entries": entries })).await;
+    let policy = Uuid::now_v7();
+    let answer = s
+        .post(
+            "/api/v1/policies",
+            &admin,
+            json!({ "entries": [{ "uuid": policy, "insuree": insurees[0], "product": "P1",
+                                 "effective_date": "2026-01-01", "expiry_date": "2026-12-31" }] }),
+        )
+        .await;
+    assert!(s.state().projections.wait_for(answer.position(), std::time::Duration::from_secs(10)).await);
+    let own = s.state().config.fhir_system.clone();
+    assert!(own.starts_with("urn:uuid:"), "{own}");
+    let token = s.token(READ);
+    let mut seen = vec![];
+
+    let metadata = fhir_get(&s, "/fhir/metadata", None, &mut seen).await;
+    assert_eq!((metadata.status, metadata.body["fhirVersion"].as_str()), (StatusCode::OK, Some("4.0.1")));
+
+    let patient = fhir_get(&s, &format!("/fhir/Patient/{}", insurees[1]), Some(&token), &mut seen).await;
+    assert_eq!(patient.status, StatusCode::OK, "{}", patient.text);
+    assert_eq!(patient.body["gender"], "male");
+    let identifiers = &patient.body["identifier"];
+    assert_eq!(
+        (identifiers[0]["system"].as_str(), identifiers[0]["value"].as_str()),
+        (Some(own.as_str()), Some(insurees[1].to_string().as_str()))
+    );
+    assert_eq!(
+        (identifiers[1]["type"]["coding"][0]["code"].as_str(), identifiers[1]["value"].as_str()),
+        (Some("Code"), Some(chfid(1).as_str()))
+    );
+
+    // search by identifier: the CHFID with any system or none, this server's id, this server's system
+    for query in [chfid(2), format!("|{}", chfid(2)), format!("{own}|{}", insurees[2]), insurees[2].to_string()] {
+        let found =
+            fhir_get(&s, &format!("/fhir/Patient?identifier={}", urlencode(&query)), Some(&token), &mut seen).await;
+        assert_eq!(ids(&found.body), [insurees[2].to_string()], "{query}: {}", found.text);
+    }
+    let all =
+        fhir_get(&s, &format!("/fhir/Patient?identifier={}", urlencode(&format!("{own}|"))), Some(&token), &mut seen)
+            .await;
+    assert_eq!(ids(&all.body).len(), 3);
+    // another server's system: nothing of it is held yet
+    let other = fhir_get(
+        &s,
+        "/fhir/Patient?identifier=urn:uuid:0190f3a0-0000-7000-8000-000000000000%7C",
+        Some(&token),
+        &mut seen,
+    )
+    .await;
+    assert_eq!(ids(&other.body).len(), 0);
+
+    // pages of one, followed by their next links, give each insuree once, in id order
+    let mut paged = vec![];
+    let mut next = Some(format!("{}/fhir/Patient?_count=1", s.base));
+    while let Some(url) = next {
+        let path = url.split_once("/fhir/").map(|(_, p)| format!("/fhir/{p}")).unwrap();
+        let page = fhir_get(&s, &path, Some(&token), &mut seen).await;
+        paged.extend(ids(&page.body));
+        let link = page.body["link"].as_array().unwrap().iter().find(|l| l["relation"] == "next").cloned();
+        next = link.map(|l| l["url"].as_str().unwrap().to_string());
+        assert!(paged.len() <= 3, "paging does not end: {paged:?}");
+    }
+    let mut sorted: Vec<String> = insurees.iter().map(|i| i.to_string()).collect();
+    sorted.sort();
+    assert_eq!(paged, sorted);
+    let later = fhir_get(&s, "/fhir/Patient?_lastUpdated=ge2999-01-01", Some(&token), &mut seen).await;
+    assert_eq!(ids(&later.body).len(), 0);
+    let since = fhir_get(&s, "/fhir/Patient?_lastUpdated=ge2000-01-01", Some(&token), &mut seen).await;
+    assert_eq!(ids(&since.body).len(), 3);
+
+    let coverage = fhir_get(&s, &format!("/fhir/Coverage/{policy}"), Some(&token), &mut seen).await;
+    assert_eq!(coverage.status, StatusCode::OK, "{}", coverage.text);
+    assert_eq!(coverage.body["beneficiary"]["reference"], format!("Patient/{}", insurees[0]));
+    assert_eq!(coverage.body["class"][0]["value"], "P1");
+    // a sync peer's token reads too
+    let peer = token_for("central", "sync:read", None);
+    let found = fhir_get(
+        &s,
+        &format!("/fhir/Coverage?identifier={}", urlencode(&format!("{own}|{policy}"))),
+        Some(&peer),
+        &mut seen,
+    )
+    .await;
+    assert_eq!(ids(&found.body), [policy.to_string()]);
+
+    // errors are OperationOutcomes with the status they go with
+    for (path, token, status) in [
+        (format!("/fhir/Patient/{}", Uuid::now_v7()), Some(token.as_str()), StatusCode::NOT_FOUND),
+        ("/fhir/Patient/not%20an%20id".to_string(), Some(token.as_str()), StatusCode::NOT_FOUND),
+        ("/fhir/Observation/1".to_string(), Some(token.as_str()), StatusCode::NOT_FOUND),
+        ("/fhir/Patient?name=x".to_string(), Some(token.as_str()), StatusCode::BAD_REQUEST),
+        ("/fhir/Patient?_count=0".to_string(), Some(token.as_str()), StatusCode::BAD_REQUEST),
+        ("/fhir/Patient?_lastUpdated=yesterday".to_string(), Some(token.as_str()), StatusCode::BAD_REQUEST),
+        ("/fhir/Patient?identifier=%7C".to_string(), Some(token.as_str()), StatusCode::BAD_REQUEST),
+        ("/fhir/Patient".to_string(), None, StatusCode::UNAUTHORIZED),
+        ("/fhir/Patient".to_string(), Some(admin.as_str()), StatusCode::FORBIDDEN),
+    ] {
+        let answer = fhir_get(&s, &path, token, &mut seen).await;
+        assert_eq!(answer.status, status, "{path}: {}", answer.text);
+        assert_eq!(answer.body["resourceType"], "OperationOutcome", "{path}");
+    }
+    valid_fhir(&seen);
+}
+
+fn urlencode(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
