@@ -39,8 +39,7 @@ pub const CLAIM_CODE_SCOPE: &str = "claim-code";
 /// Most claims one bulk command names.
 pub const MAX_BULK: usize = 1000;
 
-/// Most items (and most services) one claim has.
-pub const MAX_LINES: usize = 100;
+pub use careledger_domain::claims::MAX_LINES;
 
 /// What the claims context needs to run its commands.
 pub struct Claims<'a> {

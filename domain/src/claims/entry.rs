@@ -1,10 +1,10 @@
 //! Entering a claim: create, update and delete while ENTERED, restore a REJECTED claim as a new
 //! one, and attachments.
 
-use careledger_events::claims::{Amount, Attachment, ClaimData, ClaimEvent, ClaimRecord, ClaimStatus, LineKind};
+use careledger_events::claims::{Amount, Attachment, ClaimData, ClaimEvent, ClaimRecord, ClaimStatus};
 use uuid::Uuid;
 
-use super::{Claim, ClaimError, MAX_SECONDARY_ICD};
+use super::{Claim, ClaimError, MAX_LINES, MAX_SECONDARY_ICD, explanation_required};
 use crate::Ctx;
 
 /// The rules of a claim's data of its own: quantities above 0, prices not below 0, at most four
@@ -12,6 +12,12 @@ use crate::Ctx;
 fn check(data: &ClaimData) -> Result<(), ClaimError> {
     if data.icd_secondary.len() > MAX_SECONDARY_ICD {
         return Err(ClaimError::invalid("$.icd_secondary", "at most 4 secondary diagnoses"));
+    }
+    if data.items.len() > MAX_LINES {
+        return Err(ClaimError::invalid("$.items", "at most 100 items"));
+    }
+    if data.services.len() > MAX_LINES {
+        return Err(ClaimError::invalid("$.services", "at most 100 services"));
     }
     for (kind, index, line) in data.lines() {
         let at = |field: &str| format!("$.{}s[{index}].{field}", kind.name());
@@ -23,7 +29,7 @@ fn check(data: &ClaimData) -> Result<(), ClaimError> {
         }
         check_bounds(line.qty_provided, line.price_asked, |field| at(field))?;
         let explained = line.explanation.as_deref().is_some_and(|e| !e.trim().is_empty());
-        if kind == LineKind::Service && line.qty_provided.0 > 100 && !explained {
+        if explanation_required(kind, line.qty_provided) && !explained {
             return Err(ClaimError::invalid(at("explanation"), "required for a service with a quantity above 1"));
         }
     }

@@ -24,6 +24,8 @@ pub use process::{ProcessClaim, ValuateClaim, relative_value};
 pub use review::{DeliverFeedback, SaveReview, Step, StepAction, StepChange};
 pub use submit::{PastLine, SubmitClaim, SubmitFacts, covered_by};
 
+use careledger_events::claims::{Amount, LineKind};
+
 /// openIMIS' rejection reasons of claim lines (and of claims).
 pub mod reason {
     pub const NOT_IN_REGISTER: i32 = 1;
@@ -41,6 +43,16 @@ pub mod reason {
 
 /// Most secondary diagnoses a claim carries.
 pub const MAX_SECONDARY_ICD: usize = 4;
+
+/// Most items (and most services) one claim has.
+pub const MAX_LINES: usize = 100;
+
+/// openIMIS' rule: a service given more than once needs an explanation. The one statement of it:
+/// transports read bodies with it (one 422 naming every field), and the domain keeps it whatever
+/// brought the claim.
+pub fn explanation_required(kind: LineKind, qty_provided: Amount) -> bool {
+    kind == LineKind::Service && qty_provided > Amount::units(1)
+}
 
 /// Age (in whole years at the target date) from which an insuree is an adult.
 pub const ADULT_AGE: u32 = 18;

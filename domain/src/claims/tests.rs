@@ -178,6 +178,11 @@ fn create_computes_claimed_and_refuses_bad_lines() {
     d.items[0].qty_provided = Amount::ZERO;
     let e = CreateClaim { claim_id: CLAIM, data: d, facility: None }.decide(&Claim::default(), &ctx());
     assert_eq!(e.unwrap_err().entry(), Some("$.items[0].qty_provided"));
+    // the input limits hold whatever transport brought the claim (a sync bundle has no Fields)
+    let mut d = data();
+    d.items = vec![d.items[0].clone(); super::MAX_LINES + 1];
+    let e = CreateClaim { claim_id: CLAIM, data: d, facility: None }.decide(&Claim::default(), &ctx());
+    assert_eq!(e.unwrap_err().entry(), Some("$.items"));
     let e =
         CreateClaim { claim_id: CLAIM, data: data(), facility: Some("HF2".into()) }.decide(&Claim::default(), &ctx());
     assert_eq!(e.unwrap_err().refusal(), Refusal::Forbidden);

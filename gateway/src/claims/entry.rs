@@ -4,8 +4,8 @@
 
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
-use careledger_domain::claims::MAX_SECONDARY_ICD;
-use careledger_events::claims::{Amount, CareType, ClaimData, LineInput, VisitType};
+use careledger_domain::claims::{MAX_SECONDARY_ICD, explanation_required};
+use careledger_events::claims::{Amount, CareType, ClaimData, LineInput, LineKind, VisitType};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
@@ -24,7 +24,8 @@ fn lines(f: &mut Fields<'_>, name: &str, services: bool) -> Vec<LineInput> {
         let qty_provided = l.amount("qty_provided", true, Amount(1), Amount::MAX_QUANTITY);
         let price_asked = l.amount("price_asked", true, Amount::ZERO, Amount::MAX_PRICE);
         let explanation = l.string("explanation", false, 2000);
-        if services && qty_provided.is_some_and(|q| q > Amount::units(1)) && explanation.is_none() {
+        let kind = if services { LineKind::Service } else { LineKind::Item };
+        if qty_provided.is_some_and(|q| explanation_required(kind, q)) && explanation.is_none() {
             l.reject("explanation", "required", "required for a service with a quantity above 1");
         }
         Some(LineInput { code: code?, qty_provided: qty_provided?, price_asked: price_asked?, explanation })
