@@ -48,6 +48,8 @@ pub fn capability_statement(base: &str, date: &str, version: &str) -> Value {
                 // until insurees are enrolled here (RegisterInsuree, issue #21)
                 resource("Patient", None),
                 resource("Coverage", None),
+                resource("Claim", None),
+                resource("ClaimResponse", None),
             ],
         }],
     })

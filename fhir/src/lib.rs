@@ -16,12 +16,14 @@
 
 mod bundle;
 mod capability;
+mod claims;
 mod identifier;
 mod outcome;
 mod resources;
 
 pub use bundle::{Page, searchset};
 pub use capability::capability_statement;
+pub use claims::{claim, claim_response};
 pub use identifier::{OPENIMIS_IDENTIFIERS, Systems, Token, TokenError};
 pub use outcome::{IssueType, operation_outcome};
 pub use resources::{coverage, patient};

@@ -1,4 +1,5 @@
-//! The FHIR R4 face (`/fhir`, issue #21): Patient and Coverage read and searched by identifier,
+//! The FHIR R4 face (`/fhir`, issue #21): Patient, Coverage, Claim and ClaimResponse read and
+//! searched by identifier,
 //! paged, errors as OperationOutcomes; and every document served checked by an independent FHIR
 //! library (`tests/fhir-valid.sh`: fhir.resources from PyPI).
 
@@ -49,7 +50,7 @@ fn valid_fhir(seen: &[Value]) {
     assert!(report.contains(&format!("{} of {} valid", seen.len(), seen.len())), "{report}");
 }
 
-both_backends!(patients_and_coverages_are_served_as_fhir, served_on);
+both_backends!(registers_and_claims_are_served_as_fhir, served_on);
 async fn served_on(kind: Kind) {
     let s = TestServer::start(kind).await;
     let admin = s.token("reference:write");
@@ -148,6 +149,41 @@ async fn served_on(kind: Kind) {
     )
     .await;
     assert_eq!(ids(&found.body), [policy.to_string()]);
+
+    // a claim as entered (Claim) and as decided so far (ClaimResponse: ENTERED is queued)
+    let clerk = careledger_tests::token_at_facility("clerk", "111002 111001", "HF1");
+    let claim_id = Uuid::now_v7();
+    let created = s
+        .post(
+            "/api/v1/claims",
+            &clerk,
+            json!({ "uuid": claim_id, "code": "C-1", "health_facility": "HF1", "insuree": chfid(0),
+                    "date_from": "2026-11-02", "icd": "A00", "icd_1": "B01",
+                    "items": [{ "code": "I1", "qty_provided": 2, "price_asked": 12.5 }],
+                    "services": [{ "code": "S1", "qty_provided": 1, "price_asked": 40 }] }),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    assert!(s.state().projections.wait_for(created.position(), std::time::Duration::from_secs(10)).await);
+    let claim = fhir_get(&s, &format!("/fhir/Claim/{claim_id}"), Some(&clerk), &mut seen).await;
+    assert_eq!(claim.status, StatusCode::OK, "{}", claim.text);
+    assert_eq!(claim.body["total"]["value"], 65);
+    assert_eq!(claim.body["item"][0]["productOrService"]["text"], "I1");
+    assert_eq!(claim.body["item"][1]["category"]["text"], "service");
+    assert_eq!(claim.body["patient"]["identifier"]["value"], chfid(0));
+    assert_eq!(claim.body["diagnosis"].as_array().unwrap().len(), 2);
+    let response = fhir_get(&s, &format!("/fhir/ClaimResponse/{claim_id}"), Some(&clerk), &mut seen).await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text);
+    assert_eq!(response.body["outcome"], "queued");
+    assert_eq!(response.body["request"]["reference"], format!("Claim/{claim_id}"));
+    let by_code = fhir_get(&s, "/fhir/Claim?identifier=%7CC-1", Some(&token), &mut seen).await;
+    assert_eq!(ids(&by_code.body), [claim_id.to_string()]);
+    // another facility's clerk finds none of HF1's claims, as in the claims API
+    let stranger = careledger_tests::token_at_facility("stranger", "111001", "HF2");
+    let hidden = fhir_get(&s, &format!("/fhir/Claim/{claim_id}"), Some(&stranger), &mut seen).await;
+    assert_eq!(hidden.status, StatusCode::NOT_FOUND);
+    let none = fhir_get(&s, "/fhir/ClaimResponse?identifier=C-1", Some(&stranger), &mut seen).await;
+    assert_eq!(ids(&none.body).len(), 0);
 
     // errors are OperationOutcomes with the status they go with
     for (path, token, status) in [

@@ -3,8 +3,10 @@
 //! `application/fhir+json`, errors as `OperationOutcome`s. The resources are made by
 //! `careledger-fhir` from the read models; this module reads the request and picks the rows.
 //!
-//! Served so far: `Patient` (insurees) and `Coverage` (policies). Reads need the permission the
-//! same data needs elsewhere (claims' `read_claims`) or `sync:read` (a sync peer's token).
+//! Served so far: `Patient` (insurees), `Coverage` (policies), `Claim` and `ClaimResponse` (a
+//! claim as entered, and as decided). Reads need the permission the same data needs elsewhere
+//! (claims' `read_claims`) or `sync:read` (a sync peer's token); a token scoped to a health
+//! facility finds only that facility's claims, as in the claims API.
 
 mod search;
 
@@ -15,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use careledger_app::Operation;
 use careledger_fhir::{FHIR_JSON, IssueType, Systems, operation_outcome};
-use careledger_projections::claims::{Registers, Select};
+use careledger_projections::claims::{ClaimQueries, Registers, Select};
 use serde_json::Value;
 
 use crate::auth::User;
@@ -107,6 +109,8 @@ impl IntoResponse for FhirError {
 enum Served {
     Patient,
     Coverage,
+    Claim,
+    ClaimResponse,
 }
 
 impl Served {
@@ -114,6 +118,8 @@ impl Served {
         match name {
             "Patient" => Ok(Served::Patient),
             "Coverage" => Ok(Served::Coverage),
+            "Claim" => Ok(Served::Claim),
+            "ClaimResponse" => Ok(Served::ClaimResponse),
             other => Err(FhirError::new(
                 StatusCode::NOT_FOUND,
                 IssueType::NotSupported,
@@ -123,7 +129,7 @@ impl Served {
     }
 
     /// The resources `select` finds, as FHIR JSON, with each one's id (for paging).
-    async fn find(self, state: &AppState, select: &Select) -> Result<Vec<(String, Value)>, FhirError> {
+    async fn find(self, state: &AppState, user: &User, select: &Select) -> Result<Vec<(String, Value)>, FhirError> {
         let systems = systems(state);
         let registers = Registers(state.store.db());
         Ok(match self {
@@ -139,6 +145,20 @@ impl Served {
                 .iter()
                 .map(|row| (row.policy_id.clone(), careledger_fhir::coverage(row, &systems)))
                 .collect(),
+            Served::Claim | Served::ClaimResponse => {
+                let queries = ClaimQueries(state.store.db());
+                let mut found = vec![];
+                for id in registers.claim_ids(select, user.health_facility.as_deref()).await? {
+                    // a claim deleted between the two reads has left: it is not found
+                    let Some(detail) = queries.claim_detail(&id).await? else { continue };
+                    let resource = match self {
+                        Served::Claim => careledger_fhir::claim(&detail, &systems),
+                        _ => careledger_fhir::claim_response(&detail, &systems),
+                    };
+                    found.push((id, resource));
+                }
+                found
+            }
         })
     }
 }
@@ -184,13 +204,13 @@ async fn read(
     Path((resource_type, id)): Path<(String, String)>,
     user: Result<User, ApiError>,
 ) -> Result<Fhir, FhirError> {
-    may_read(&state, user)?;
+    let user = may_read(&state, user)?;
     let served = Served::of(&resource_type)?;
     let not_found = || FhirError::not_found(format!("{resource_type}/{id} is not known here"));
     if !careledger_fhir::is_id(&id) {
         return Err(not_found());
     }
     let select = Select { id: Some(id.clone()), limit: 1, ..Select::default() };
-    let (_, resource) = served.find(&state, &select).await?.into_iter().next().ok_or_else(not_found)?;
+    let (_, resource) = served.find(&state, &user, &select).await?.into_iter().next().ok_or_else(not_found)?;
     Ok(Fhir(StatusCode::OK, resource))
 }

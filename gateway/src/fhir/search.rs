@@ -123,10 +123,10 @@ pub async fn search(
     headers: HeaderMap,
     Query(params): Query<Vec<(String, String)>>,
 ) -> Result<Fhir, FhirError> {
-    may_read(&state, user)?;
+    let user = may_read(&state, user)?;
     let served = Served::of(&resource_type)?;
     let search = read_search(&params, &systems(&state).own)?;
-    let found = if search.nothing { vec![] } else { served.find(&state, &search.select).await? };
+    let found = if search.nothing { vec![] } else { served.find(&state, &user, &search.select).await? };
     let base = base_url(&headers);
     let next = (found.len() as i64 == search.select.limit)
         .then(|| found.last().map(|(id, _)| url(&base, &resource_type, &params, Some(id))))

@@ -1,6 +1,6 @@
-//! The registers of insurees and policies as rows, found by id, by business code and by when
-//! they last changed, a page at a time in id order: what the FHIR face (`/fhir/Patient`,
-//! `/fhir/Coverage`) and the coming sync read.
+//! The registers of insurees, policies and claims as rows, found by id, by business code and by
+//! when they last changed, a page at a time in id order: what the FHIR face (`/fhir/Patient`,
+//! `/fhir/Coverage`, `/fhir/Claim`) and the coming sync read.
 
 use careledger_store::{Db, sql_fetch_all};
 
@@ -74,6 +74,32 @@ impl Registers<'_> {
                 gender: row.try_get(3)?,
                 updated_at: row.try_get(4)?,
             })
+        )?)
+    }
+
+    /// The ids of the claims matching `select` (`code` the claim's code), of one health facility
+    /// when `facility` is given, in id order. Deleted claims have left the read model.
+    pub async fn claim_ids(&self, select: &Select, facility: Option<&str>) -> Result<Vec<String>, ProjectionError> {
+        let s = select;
+        let mut conn = self.0.acquire().await?;
+        Ok(sql_fetch_all!(
+            conn.exec(),
+            "SELECT claim_id FROM claims
+             WHERE ($1 IS NULL OR claim_id = $1) AND ($2 IS NULL OR code = $2)
+                 AND ($3 IS NULL OR claim_id = $3 OR code = $3)
+                 AND ($4 IS NULL OR updated_at >= $4) AND ($5 IS NULL OR claim_id > $5)
+                 AND ($6 IS NULL OR health_facility = $6)
+             ORDER BY claim_id LIMIT $7",
+            [
+                s.id.as_deref(),
+                s.code.as_deref(),
+                s.id_or_code.as_deref(),
+                s.updated_since.as_deref(),
+                s.after.as_deref(),
+                facility,
+                s.limit
+            ],
+            |row| row.try_get::<String, _>(0)
         )?)
     }
 

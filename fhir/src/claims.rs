@@ -1,0 +1,142 @@
+//! Claims as `Claim` (what the facility asked) and `ClaimResponse` (what the scheme decided), as
+//! openIMIS' FHIR R4 module shapes them (see `fhir/README.md`): items and services by their code
+//! as text, the claim's status as the adjudication category, the rejection reason as its reason.
+
+use careledger_projections::claims::{ClaimDetail, LineView};
+use serde_json::{Value, json};
+
+use crate::Systems;
+use crate::identifier::code_identifier;
+
+const IG: &str = "https://openimis.github.io/openimis_fhir_r4_ig/CodeSystem";
+
+/// The claim's type: in-patient care is institutional, out-patient professional.
+fn claim_type(detail: &ClaimDetail) -> Value {
+    let code = if detail.claim.care_type.as_deref() == Some("I") { "institutional" } else { "professional" };
+    json!({ "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/claim-type", "code": code }] })
+}
+
+/// The insuree, by the CHFID the claim names (a logical reference: the receiver finds its
+/// Patient by that identifier).
+fn patient(detail: &ClaimDetail) -> Value {
+    json!({ "type": "Patient", "identifier": code_identifier(&detail.claim.insuree) })
+}
+
+fn status_concept(status: i32) -> Value {
+    let display = match status {
+        1 => "rejected",
+        2 => "entered",
+        4 => "checked",
+        8 => "processed",
+        16 => "valuated",
+        _ => "unknown",
+    };
+    json!({ "coding": [{ "system": format!("{IG}/claim-status"), "code": status.to_string(), "display": display }] })
+}
+
+/// Every line, items first then services, numbered from 1 as FHIR numbers them.
+fn lines(detail: &ClaimDetail) -> impl Iterator<Item = (usize, &'static str, &LineView)> {
+    let items = detail.items.iter().map(|l| ("item", l));
+    let services = detail.services.iter().map(|l| ("service", l));
+    items.chain(services).enumerate().map(|(i, (kind, line))| (i + 1, kind, line))
+}
+
+/// What the facility claimed.
+pub fn claim(detail: &ClaimDetail, systems: &Systems) -> Value {
+    let c = &detail.claim;
+    let mut identifiers = vec![systems.own_id(&c.uuid)];
+    identifiers.push(code_identifier(&c.code));
+    let diagnoses: Vec<Value> = std::iter::once(&c.icd)
+        .chain(&c.icd_secondary)
+        .enumerate()
+        .map(|(i, icd)| {
+            json!({
+                "sequence": i + 1,
+                "diagnosisCodeableConcept": { "coding": [{ "system": format!("{IG}/diagnosis-ICD10-level1"), "code": icd }] },
+            })
+        })
+        .collect();
+    let items: Vec<Value> = lines(detail)
+        .map(|(sequence, kind, line)| {
+            json!({
+                "sequence": sequence,
+                "category": { "text": kind },
+                "productOrService": { "text": line.code },
+                "quantity": { "value": line.qty_provided },
+                "unitPrice": { "value": line.price_asked },
+            })
+        })
+        .collect();
+    let mut period = json!({ "start": c.date_from });
+    if let Some(to) = &c.date_to {
+        period["end"] = json!(to);
+    }
+    json!({
+        "resourceType": "Claim",
+        "id": c.uuid,
+        "meta": { "lastUpdated": c.updated_at },
+        "identifier": identifiers,
+        "status": "active",
+        "type": claim_type(detail),
+        "use": "claim",
+        "patient": patient(detail),
+        "billablePeriod": period,
+        "created": c.date_claimed,
+        "provider": { "type": "Organization", "identifier": code_identifier(&c.health_facility) },
+        "priority": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/processpriority", "code": "normal" }] },
+        "diagnosis": diagnoses,
+        "insurance": [{ "sequence": 1, "focal": true, "coverage": { "display": "the insuree's policies of the claim's dates" } }],
+        "item": items,
+        "total": { "value": c.claimed },
+    })
+}
+
+/// openIMIS' outcome of a claim's status: rejected and valuated are complete, entered is queued,
+/// checked and processed are partial.
+fn outcome(status: i32) -> &'static str {
+    match status {
+        2 => "queued",
+        4 | 8 => "partial",
+        _ => "complete",
+    }
+}
+
+/// What the scheme decided: the claim's status, each line's and the amounts of its stage.
+pub fn claim_response(detail: &ClaimDetail, systems: &Systems) -> Value {
+    let c = &detail.claim;
+    let items: Vec<Value> = lines(detail)
+        .map(|(sequence, _, line)| {
+            // openIMIS' way: every line's category is the claim's status, its reason the line's own
+            let mut adjudication = json!({ "category": status_concept(c.status) });
+            if let Some(reason) = line.rejection_reason {
+                adjudication["reason"] =
+                    json!({ "coding": [{ "system": format!("{IG}/claim-rejection-reasons"), "code": reason.to_string() }] });
+            }
+            adjudication["amount"] = json!({ "value": line.latest_price });
+            adjudication["value"] = json!(line.latest_qty);
+            json!({ "itemSequence": sequence, "adjudication": [adjudication] })
+        })
+        .collect();
+    let mut response = json!({
+        "resourceType": "ClaimResponse",
+        "id": c.uuid,
+        "meta": { "lastUpdated": c.updated_at },
+        "identifier": [systems.own_id(&c.uuid), code_identifier(&c.code)],
+        "status": "active",
+        "type": claim_type(detail),
+        "use": "claim",
+        "patient": patient(detail),
+        "created": c.updated_at,
+        "insurer": { "display": "the scheme of this server" },
+        "request": { "reference": format!("Claim/{}", c.uuid), "type": "Claim", "identifier": systems.own_id(&c.uuid) },
+        "outcome": outcome(c.status),
+        "item": items,
+    });
+    if let Some(value) = c.stage_value {
+        response["total"] = json!([{ "category": status_concept(c.status), "amount": { "value": value } }]);
+    }
+    if let Some(reason) = c.rejection_reason {
+        response["disposition"] = json!(format!("rejected, reason {reason}"));
+    }
+    response
+}
