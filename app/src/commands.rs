@@ -85,6 +85,10 @@ operations! {
     RestoreClaim => "restore_claim", "111012";
     PrintClaim => "print_claim", "111006";
     ValuateClaims => "valuate_claims", "111011";
+    /// Read the insurees (openIMIS' insuree search); on the FHIR face, `Patient`.
+    ReadInsurees => "read_insurees", "101101";
+    /// Read the policies (openIMIS' policy search); on the FHIR face, `Coverage`.
+    ReadPolicies => "read_policies", "101201";
     /// Read every resource of the FHIR face (`/fhir`): a sync peer's token.
     SyncRead => "sync_read", "sync:read";
 }

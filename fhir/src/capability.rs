@@ -42,7 +42,7 @@ pub fn capability_statement(base: &str, date: &str, version: &str) -> Value {
         "format": [FHIR_JSON, "json"],
         "rest": [{
             "mode": "server",
-            "documentation": "Bearer JWT: the permission the same data needs elsewhere (claims' 111001) or sync:read. Errors are OperationOutcomes.",
+            "documentation": "Bearer JWT holding the right to read the data (openIMIS' insuree search 101101 for Patient, policy search 101201 for Coverage, claims 111001 for Claim and ClaimResponse) or sync:read. Errors are OperationOutcomes.",
             "resource": [
                 // not yet openIMIS' Patient profile: the register holds no names nor addresses
                 // until insurees are enrolled here (RegisterInsuree, issue #21)

@@ -89,6 +89,13 @@ async fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Serve(serve) => {
             let config = Config::resolve(&cli.storage, &serve)?;
+            if serve.fhir_system.is_none() && config.database_url.starts_with("postgres") {
+                // each gateway would name its ids with its own data directory's system
+                tracing::warn!(
+                    system = %config.fhir_system,
+                    "CARELEDGER_FHIR_SYSTEM is not set: gateways sharing this database must share one FHIR system; set it"
+                );
+            }
             tracing::info!(addr = %config.addr, database = %crate::server::redact(&config.database_url), "starting");
             let server = crate::start(config).await?;
             tracing::info!(addr = %server.addr, "listening");

@@ -29,6 +29,14 @@ pub fn request_meta(headers: &HeaderMap) -> RequestMeta {
     }
 }
 
+/// A path parameter as the idempotency record names it: a UUID in its one written form (however
+/// the caller wrote it: upper case, braces, `urn:uuid:`), anything else as it came. Built before
+/// the parameter is checked, so that a caller without the permission hears 403 first, and the
+/// same request written two ways is one request.
+pub fn canonical(raw: &str) -> String {
+    Uuid::parse_str(raw).map(|id| id.to_string()).unwrap_or_else(|_| raw.to_string())
+}
+
 /// A command's context (see [`careledger_app::CommandCtx`]) for an HTTP request: 403 unless
 /// `user` may run the command (its operation's permission as this server configures it), 422 on a
 /// malformed idempotency key; correlation and idempotency read from the headers, and `body` hashed
@@ -65,4 +73,18 @@ fn record_outcome(command: &'static str, result: &Result<Envelope, ApiError>, st
     };
     metrics::counter!("careledger_commands_total", "command" => command, "outcome" => outcome).increment(1);
     metrics::histogram!("careledger_command_seconds", "command" => command).record(started.elapsed().as_secs_f64());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::canonical;
+
+    #[test]
+    fn a_uuid_written_any_way_is_one_path() {
+        let id = "0190f3a0-1111-7000-8000-00000000001e";
+        for written in [id.to_uppercase(), format!("{{{id}}}"), format!("urn:uuid:{id}"), id.replace('-', "")] {
+            assert_eq!(canonical(&written), id, "{written}");
+        }
+        assert_eq!(canonical("not-a-uuid"), "not-a-uuid");
+    }
 }

@@ -8,7 +8,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-const READ: &str = "111001";
+/// Insuree search, policy search, claims read (openIMIS rights).
+const READ: &str = "101101 101201 111001";
 
 async fn fhir_get(s: &TestServer, path: &str, token: Option<&str>, seen: &mut Vec<Value>) -> Answer {
     let mut request = s.client.get(format!("{}{path}", s.base));
@@ -196,6 +197,9 @@ async fn served_on(kind: Kind) {
         ("/fhir/Patient?identifier=%7C".to_string(), Some(token.as_str()), StatusCode::BAD_REQUEST),
         ("/fhir/Patient".to_string(), None, StatusCode::UNAUTHORIZED),
         ("/fhir/Patient".to_string(), Some(admin.as_str()), StatusCode::FORBIDDEN),
+        // reading claims is not reading the register of insurees or their policies
+        ("/fhir/Patient".to_string(), Some(clerk.as_str()), StatusCode::FORBIDDEN),
+        ("/fhir/Coverage".to_string(), Some(clerk.as_str()), StatusCode::FORBIDDEN),
     ] {
         let answer = fhir_get(&s, &path, token, &mut seen).await;
         assert_eq!(answer.status, status, "{path}: {}", answer.text);

@@ -39,7 +39,7 @@ use serde_json::{Map, Value};
 use super::queries::visible_claim;
 use super::{claims, counted, path_uuid};
 use crate::auth::User;
-use crate::handler::command_ctx;
+use crate::handler::{canonical, command_ctx};
 use crate::http::body::{Fields, JsonBody, Params};
 use crate::http::envelope::{ApiError, Envelope};
 use crate::http::read_after;
@@ -158,7 +158,7 @@ pub async fn add(
     JsonBody(body, bytes): JsonBody,
 ) -> Result<Envelope, ApiError> {
     counted("AddAttachment", async {
-        let path = format!("/api/v1/claims/{uuid}/attachments");
+        let path = format!("/api/v1/claims/{}/attachments", canonical(&uuid));
         let ctx = command_ctx(&state, "AddAttachment", &user, &headers, &path, &bytes)?;
         let claim_id = path_uuid(&uuid, "uuid")?;
         let input = attachment_fields(&body, true, state.config.attachment_max_bytes)?;
@@ -176,7 +176,7 @@ pub async fn update(
     JsonBody(body, bytes): JsonBody,
 ) -> Result<Envelope, ApiError> {
     counted("UpdateAttachment", async {
-        let path = format!("/api/v1/claims/{uuid}/attachments/{id}");
+        let path = format!("/api/v1/claims/{}/attachments/{}", canonical(&uuid), canonical(&id));
         let ctx = command_ctx(&state, "UpdateAttachment", &user, &headers, &path, &bytes)?;
         let claim_id = path_uuid(&uuid, "uuid")?;
         let attachment_id = path_uuid(&id, "id")?;
@@ -194,7 +194,7 @@ pub async fn delete(
     headers: HeaderMap,
 ) -> Result<Envelope, ApiError> {
     counted("DeleteAttachment", async {
-        let path = format!("/api/v1/claims/{uuid}/attachments/{id}");
+        let path = format!("/api/v1/claims/{}/attachments/{}", canonical(&uuid), canonical(&id));
         let ctx = command_ctx(&state, "DeleteAttachment", &user, &headers, &path, &[])?;
         let claim_id = path_uuid(&uuid, "uuid")?;
         let attachment_id = path_uuid(&id, "id")?;

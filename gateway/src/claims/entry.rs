@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::{MAX_LINES, bulk_envelope, bulk_uuids, claims, counted, path_uuid};
 use crate::auth::User;
-use crate::handler::command_ctx;
+use crate::handler::{canonical, command_ctx};
 use crate::http::body::{Fields, JsonBody};
 use crate::http::envelope::{ApiError, Envelope};
 use crate::state::AppState;
@@ -125,7 +125,7 @@ pub async fn update(
     JsonBody(body, bytes): JsonBody,
 ) -> Result<Envelope, ApiError> {
     counted("UpdateClaim", async {
-        let path = format!("/api/v1/claims/{uuid}");
+        let path = format!("/api/v1/claims/{}", canonical(&uuid));
         let ctx = command_ctx(&state, "UpdateClaim", &user, &headers, &path, &bytes)?;
         let claim_id = path_uuid(&uuid, "uuid")?;
         let (_, data) = claim_data(&body, false)?;
@@ -159,7 +159,7 @@ pub async fn restore(
     JsonBody(body, bytes): JsonBody,
 ) -> Result<Envelope, ApiError> {
     counted("RestoreClaim", async {
-        let path = format!("/api/v1/claims/{uuid}/restore");
+        let path = format!("/api/v1/claims/{}/restore", canonical(&uuid));
         let ctx = command_ctx(&state, "RestoreClaim", &user, &headers, &path, &bytes)?;
         let claim_id = path_uuid(&uuid, "uuid")?;
         Fields::new(&body).only(&[]).is_valid().then_some(()).ok_or_else(|| {

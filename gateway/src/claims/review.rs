@@ -10,7 +10,7 @@ use careledger_events::claims::{Amount, Feedback, LineKind, LineReview};
 
 use super::{MAX_LINES, bulk_envelope, bulk_uuids, claims, counted, path_uuid};
 use crate::auth::User;
-use crate::handler::command_ctx;
+use crate::handler::{canonical, command_ctx};
 use crate::http::body::{Fields, JsonBody};
 use crate::http::envelope::{ApiError, Envelope, Invalid};
 use crate::state::AppState;
@@ -71,7 +71,7 @@ pub async fn deliver_feedback(
     JsonBody(body, bytes): JsonBody,
 ) -> Result<Envelope, ApiError> {
     counted("DeliverFeedback", async {
-        let path = format!("/api/v1/claims/{uuid}/feedback");
+        let path = format!("/api/v1/claims/{}/feedback", canonical(&uuid));
         let ctx = command_ctx(&state, "DeliverFeedback", &user, &headers, &path, &bytes)?;
         let claim_id = path_uuid(&uuid, "uuid")?;
         let mut f = Fields::new(&body);
@@ -115,7 +115,7 @@ pub async fn save_review(
     JsonBody(body, bytes): JsonBody,
 ) -> Result<Envelope, ApiError> {
     counted("SaveReview", async {
-        let path = format!("/api/v1/claims/{uuid}/review");
+        let path = format!("/api/v1/claims/{}/review", canonical(&uuid));
         let ctx = command_ctx(&state, "SaveReview", &user, &headers, &path, &bytes)?;
         let claim_id = path_uuid(&uuid, "uuid")?;
         let mut f = Fields::new(&body);

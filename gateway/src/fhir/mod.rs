@@ -4,8 +4,9 @@
 //! `careledger-fhir` from the read models; this module reads the request and picks the rows.
 //!
 //! Served so far: `Patient` (insurees), `Coverage` (policies), `Claim` and `ClaimResponse` (a
-//! claim as entered, and as decided). Reads need the permission the same data needs elsewhere
-//! (claims' `read_claims`) or `sync:read` (a sync peer's token); a token scoped to a health
+//! claim as entered, and as decided). Reads need the right to read that data (openIMIS' insuree
+//! search `101101` for `Patient`, policy search `101201` for `Coverage`, claims' `111001` for
+//! `Claim` and `ClaimResponse`) or `sync:read` (a sync peer's token); a token scoped to a health
 //! facility finds only that facility's claims, as in the claims API.
 
 mod search;
@@ -128,38 +129,65 @@ impl Served {
         }
     }
 
-    /// The resources `select` finds, as FHIR JSON, with each one's id (for paging).
-    async fn find(self, state: &AppState, user: &User, select: &Select) -> Result<Vec<(String, Value)>, FhirError> {
+    /// The operation whose permission reads this type (besides `sync_read`).
+    fn operation(self) -> Operation {
+        match self {
+            Served::Patient => Operation::ReadInsurees,
+            Served::Coverage => Operation::ReadPolicies,
+            Served::Claim | Served::ClaimResponse => Operation::ReadClaims,
+        }
+    }
+
+    /// The resources `select` finds, as FHIR JSON, and the last id the page read (a page that
+    /// read `select.limit` rows may have a next one, even when some of them were not shown).
+    async fn find(self, state: &AppState, user: &User, select: &Select) -> Result<Found, FhirError> {
         let systems = systems(state);
         let registers = Registers(state.store.db());
-        Ok(match self {
-            Served::Patient => registers
-                .insurees(select)
-                .await?
-                .iter()
-                .map(|row| (row.insuree_id.clone(), careledger_fhir::patient(row, &systems)))
-                .collect(),
-            Served::Coverage => registers
-                .policies(select)
-                .await?
-                .iter()
-                .map(|row| (row.policy_id.clone(), careledger_fhir::coverage(row, &systems)))
-                .collect(),
+        let mut found = Found::default();
+        match self {
+            Served::Patient => {
+                for row in registers.insurees(select).await? {
+                    found.read(&row.insuree_id, Some(careledger_fhir::patient(&row, &systems)));
+                }
+            }
+            Served::Coverage => {
+                for row in registers.policies(select).await? {
+                    found.read(&row.policy_id, Some(careledger_fhir::coverage(&row, &systems)));
+                }
+            }
             Served::Claim | Served::ClaimResponse => {
                 let queries = ClaimQueries(state.store.db());
-                let mut found = vec![];
-                for id in registers.claim_ids(select, user.health_facility.as_deref()).await? {
-                    // a claim deleted between the two reads has left: it is not found
-                    let Some(detail) = queries.claim_detail(&id).await? else { continue };
-                    let resource = match self {
+                let facility = user.health_facility.as_deref();
+                for id in registers.claim_ids(select, facility).await? {
+                    // a claim deleted between the two reads has left; one moved to another
+                    // facility meanwhile is no longer the caller's
+                    let detail = queries.claim_detail(&id).await?;
+                    let visible = detail.filter(|d| facility.is_none_or(|f| d.claim.health_facility == f));
+                    let resource = visible.map(|detail| match self {
                         Served::Claim => careledger_fhir::claim(&detail, &systems),
                         _ => careledger_fhir::claim_response(&detail, &systems),
-                    };
-                    found.push((id, resource));
+                    });
+                    found.read(&id, resource);
                 }
-                found
             }
-        })
+        }
+        Ok(found)
+    }
+}
+
+/// What a search read: the resources to show, how many rows it read and the last one's id.
+#[derive(Default)]
+struct Found {
+    resources: Vec<Value>,
+    rows: i64,
+    last_id: Option<String>,
+}
+
+impl Found {
+    fn read(&mut self, id: &str, resource: Option<Value>) {
+        self.rows += 1;
+        self.last_id = Some(id.to_string());
+        self.resources.extend(resource);
     }
 }
 
@@ -167,21 +195,18 @@ fn systems(state: &AppState) -> Systems {
     Systems { own: state.config.fhir_system.clone() }
 }
 
-/// 401 without a valid token, 403 unless it may read the data or is a sync peer's.
-fn may_read(state: &AppState, user: Result<User, ApiError>) -> Result<User, FhirError> {
+/// 401 without a valid token, 403 unless it may read `served`'s data or is a sync peer's.
+fn may_read(state: &AppState, user: Result<User, ApiError>, served: Served) -> Result<User, FhirError> {
     let user = user?;
     let permissions = &state.config.permissions;
-    if user.holds(permissions.of(Operation::ReadClaims)) || user.holds(permissions.of(Operation::SyncRead)) {
+    let (own, sync) = (permissions.of(served.operation()), permissions.of(Operation::SyncRead));
+    if user.holds(own) || user.holds(sync) {
         return Ok(user);
     }
     Err(FhirError::new(
         StatusCode::FORBIDDEN,
         IssueType::Forbidden,
-        format!(
-            "Your scope does not allow to access this resource. Missing allowances: {} or {}",
-            permissions.of(Operation::ReadClaims),
-            permissions.of(Operation::SyncRead)
-        ),
+        format!("Your scope does not allow to access this resource. Missing allowances: {own} or {sync}"),
     ))
 }
 
@@ -204,13 +229,13 @@ async fn read(
     Path((resource_type, id)): Path<(String, String)>,
     user: Result<User, ApiError>,
 ) -> Result<Fhir, FhirError> {
-    let user = may_read(&state, user)?;
     let served = Served::of(&resource_type)?;
+    let user = may_read(&state, user, served)?;
     let not_found = || FhirError::not_found(format!("{resource_type}/{id} is not known here"));
     if !careledger_fhir::is_id(&id) {
         return Err(not_found());
     }
     let select = Select { id: Some(id.clone()), limit: 1, ..Select::default() };
-    let (_, resource) = served.find(&state, &user, &select).await?.into_iter().next().ok_or_else(not_found)?;
+    let resource = served.find(&state, &user, &select).await?.resources.into_iter().next().ok_or_else(not_found)?;
     Ok(Fhir(StatusCode::OK, resource))
 }

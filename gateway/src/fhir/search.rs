@@ -12,7 +12,7 @@ use careledger_fhir::{Page, Token, TokenError};
 use careledger_projections::claims::Select;
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 
-use super::{Fhir, FhirError, Served, base_url, may_read, systems};
+use super::{Fhir, FhirError, Found, Served, base_url, may_read, systems};
 use crate::auth::User;
 use crate::http::envelope::ApiError;
 use crate::state::AppState;
@@ -57,7 +57,11 @@ fn read_search(params: &[(String, String)], own_system: &str) -> Result<Search, 
                 Ok(Token::Any(v)) => s.id_or_code = Some(v),
                 Ok(Token::NoSystem(v)) => s.code = Some(v),
                 Ok(Token::System(system)) => search.nothing |= system != own_system,
-                Ok(Token::Exact(system, v)) if system == own_system => s.id = Some(v),
+                // with `_id` too, both must name the same resource, in whichever order they come
+                Ok(Token::Exact(system, v)) if system == own_system => match &s.id {
+                    Some(id) if *id != v => search.nothing = true,
+                    _ => s.id = Some(v),
+                },
                 Ok(Token::Exact(..)) => search.nothing = true,
                 Err(TokenError::Empty) => {
                     return Err(FhirError::parameter(name, "expected system|value, value, |value or system|"));
@@ -123,18 +127,18 @@ pub async fn search(
     headers: HeaderMap,
     Query(params): Query<Vec<(String, String)>>,
 ) -> Result<Fhir, FhirError> {
-    let user = may_read(&state, user)?;
     let served = Served::of(&resource_type)?;
+    let user = may_read(&state, user, served)?;
     let search = read_search(&params, &systems(&state).own)?;
-    let found = if search.nothing { vec![] } else { served.find(&state, &user, &search.select).await? };
+    let found = if search.nothing { Found::default() } else { served.find(&state, &user, &search.select).await? };
     let base = base_url(&headers);
-    let next = (found.len() as i64 == search.select.limit)
-        .then(|| found.last().map(|(id, _)| url(&base, &resource_type, &params, Some(id))))
+    // a full page may have a next one, even when some of its rows were not shown
+    let next = (found.rows == search.select.limit)
+        .then(|| found.last_id.as_deref().map(|id| url(&base, &resource_type, &params, Some(id))))
         .flatten();
     let page =
         Page { self_url: url(&base, &resource_type, &params, search.select.after.as_deref()), next_url: next, base };
-    let resources = found.into_iter().map(|(_, resource)| resource).collect();
-    Ok(Fhir(StatusCode::OK, careledger_fhir::searchset(resources, &page)))
+    Ok(Fhir(StatusCode::OK, careledger_fhir::searchset(found.resources, &page)))
 }
 
 #[cfg(test)]
@@ -161,6 +165,14 @@ mod tests {
         assert!(!read_search(&params("urn:own|"), "urn:own").unwrap().nothing);
         assert_eq!(read_search(&params("|070"), "urn:own").unwrap().select.code.as_deref(), Some("070"));
         assert!(read_search(&params("|"), "urn:own").is_err());
+        // `_id` and an identifier of this system name one resource together, in either order
+        let both = |a: (&str, &str), b: (&str, &str)| {
+            let params = vec![(a.0.to_string(), a.1.to_string()), (b.0.to_string(), b.1.to_string())];
+            read_search(&params, "urn:own").unwrap().nothing
+        };
+        assert!(both(("_id", "a"), ("identifier", "urn:own|b")));
+        assert!(both(("identifier", "urn:own|b"), ("_id", "a")));
+        assert!(!both(("identifier", "urn:own|a"), ("_id", "a")));
         let twice = vec![("_count".to_string(), "1".to_string()), ("_count".to_string(), "2".to_string())];
         assert!(read_search(&twice, "urn:own").is_err());
     }

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::{path_id, registry};
 use crate::auth::User;
-use crate::handler::{command_ctx, counted};
+use crate::handler::{canonical, command_ctx, counted};
 use crate::http::body::{Fields, JsonBody};
 use crate::http::envelope::{ApiError, Envelope};
 use crate::state::AppState;
@@ -128,7 +128,7 @@ pub async fn link_division(
     JsonBody(body, bytes): JsonBody,
 ) -> Result<Envelope, ApiError> {
     counted("LinkDivision", async {
-        let path = format!("/api/v1/equipment/{id}/division-links");
+        let path = format!("/api/v1/equipment/{}/division-links", canonical(&id));
         let ctx = command_ctx(&state, "LinkDivision", &user, &headers, &path, &bytes)?;
         user.equipment_legal_entity()?;
         let id = path_id(&id)?;
@@ -150,7 +150,7 @@ pub async fn change_status(
     JsonBody(body, bytes): JsonBody,
 ) -> Result<Envelope, ApiError> {
     counted("ChangeEquipmentStatus", async {
-        let path = format!("/api/v1/equipment/{id}/status");
+        let path = format!("/api/v1/equipment/{}/status", canonical(&id));
         let ctx = command_ctx(&state, "ChangeEquipmentStatus", &user, &headers, &path, &bytes)?;
         user.equipment_legal_entity()?;
         let id = path_id(&id)?;
@@ -177,7 +177,7 @@ pub async fn change_availability(
     JsonBody(body, bytes): JsonBody,
 ) -> Result<Envelope, ApiError> {
     counted("ChangeAvailability", async {
-        let path = format!("/api/v1/equipment/{id}/availability");
+        let path = format!("/api/v1/equipment/{}/availability", canonical(&id));
         let ctx = command_ctx(&state, "ChangeAvailability", &user, &headers, &path, &bytes)?;
         user.equipment_legal_entity()?;
         let id = path_id(&id)?;

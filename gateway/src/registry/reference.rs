@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::{path_id, registry};
 use crate::auth::User;
-use crate::handler::{command_ctx, counted};
+use crate::handler::{canonical, command_ctx, counted};
 use crate::http::body::{Fields, JsonBody};
 use crate::http::envelope::{ApiError, Envelope};
 use crate::state::AppState;
@@ -64,7 +64,7 @@ pub async fn change_legal_entity_status(
     JsonBody(body, bytes): JsonBody,
 ) -> Result<Envelope, ApiError> {
     counted("ChangeLegalEntityStatus", async {
-        let path = format!("/api/v1/legal-entities/{id}");
+        let path = format!("/api/v1/legal-entities/{}", canonical(&id));
         let ctx = command_ctx(&state, "ChangeLegalEntityStatus", &user, &headers, &path, &bytes)?;
         let id = path_id(&id)?;
         // before the body, as eHealth answers: another legal entity's data is not the caller's to see
@@ -117,7 +117,7 @@ pub async fn change_division_status(
     JsonBody(body, bytes): JsonBody,
 ) -> Result<Envelope, ApiError> {
     counted("ChangeDivisionStatus", async {
-        let path = format!("/api/v1/divisions/{id}");
+        let path = format!("/api/v1/divisions/{}", canonical(&id));
         let ctx = command_ctx(&state, "ChangeDivisionStatus", &user, &headers, &path, &bytes)?;
         let id = path_id(&id)?;
         let mut f = Fields::new(&body);
