@@ -37,7 +37,7 @@ pub struct AttachmentInput {
 }
 
 /// The key a document's bytes are kept under: their BLAKE2b-256 hash, in hex.
-pub fn attachment_hash(bytes: &[u8]) -> String {
+fn attachment_hash(bytes: &[u8]) -> String {
     let mut hasher = Blake2b::<U32>::new();
     hasher.update(bytes);
     hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()

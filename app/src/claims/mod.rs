@@ -13,7 +13,7 @@ mod reference;
 mod review;
 mod submit;
 
-pub use attachments::{AttachmentInput, attachment_hash};
+pub use attachments::AttachmentInput;
 pub use process::ValuationInput;
 pub use reference::ReferenceEntry;
 pub use review::step_command;

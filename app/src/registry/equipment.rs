@@ -4,12 +4,14 @@
 //! the equipment's own state; last the store's set invariant (`external_id` unique within the
 //! legal entity, 409 "Duplicated equipment"). Every command acts for the caller's legal entity.
 
+use careledger_domain::Ctx;
 use careledger_domain::registry::{
     ChangeAvailability, ChangeEquipmentStatus, Division, Equipment, LegalEntity, LinkDivision, RegisterEquipment,
+    RegistryError,
 };
 use careledger_events::registry::{
-    AvailabilityStatus, EquipmentRegistration, EquipmentStatus, LinkStatus, division_stream, equipment_stream,
-    legal_entity_stream,
+    AvailabilityStatus, EquipmentRegistration, EquipmentStatus, LinkStatus, RegistryEvent, division_stream,
+    equipment_stream, legal_entity_stream,
 };
 use careledger_projections::registry::{ActiveLink, EquipmentView};
 use careledger_projections::time::text;
@@ -21,7 +23,7 @@ use super::{EXTERNAL_ID_SCOPE, Folded, OnStream, Read, References, Registry};
 use crate::{Answer, AppError, CommandCtx};
 
 /// The equipment as every command answers it (the shape of the read model's answers).
-pub fn equipment_view(folded: &Folded<Equipment>) -> Value {
+fn equipment_view(folded: &Folded<Equipment>) -> Value {
     let Some(f) = &folded.state.0 else { return Value::Null };
     let r = &f.registration;
     let view = EquipmentView {
@@ -75,6 +77,24 @@ impl Registry<'_> {
             .guard(division_stream, division.version))
     }
 
+    /// Runs an equipment command decided on the caller's legal entity and a division of it (read
+    /// together, remembered, and guarding the append: see `remembered`).
+    async fn in_division(
+        &self,
+        run: OnStream<'_>,
+        legal_entity_id: Uuid,
+        division_id: Uuid,
+        decide: impl Fn(&Equipment, &LegalEntity, &Division, &Ctx) -> Result<Vec<RegistryEvent>, RegistryError>,
+    ) -> Result<Answer, AppError> {
+        self.execute_with(
+            run,
+            |read| self.legal_entity_and_division(legal_entity_id, division_id, read),
+            |eq, (legal_entity, division), decision| decide(eq, legal_entity, division, decision),
+            equipment_view,
+        )
+        .await
+    }
+
     /// RegisterEquipment for the caller's legal entity (whatever `registration` names); its
     /// `external_id` is unique within the legal entity.
     pub async fn register_equipment(
@@ -93,13 +113,8 @@ impl Registry<'_> {
         };
         let command = RegisterEquipment { registration };
         let run = OnStream::new(stream, ctx).fresh().creating().claiming(claim);
-        self.execute_with(
-            run,
-            |read| self.legal_entity_and_division(legal_entity_id, division_id, read),
-            |eq, (legal_entity, division), decision| command.decide(eq, legal_entity, division, decision),
-            equipment_view,
-        )
-        .await
+        let decide = |eq: &Equipment, le: &LegalEntity, d: &Division, c: &Ctx| command.decide(eq, le, d, c);
+        self.in_division(run, legal_entity_id, division_id, decide).await
     }
 
     /// LinkDivision: moves equipment `id` to another division of the caller's legal entity (a new
@@ -108,13 +123,8 @@ impl Registry<'_> {
         let legal_entity_id = ctx.caller.equipment_legal_entity()?;
         let command = LinkDivision { legal_entity_id, division_id, link_id: Uuid::now_v7() };
         let run = OnStream::new(equipment_stream(id), ctx).creating();
-        self.execute_with(
-            run,
-            |read| self.legal_entity_and_division(legal_entity_id, division_id, read),
-            |eq, (legal_entity, division), decision| command.decide(eq, legal_entity, division, decision),
-            equipment_view,
-        )
-        .await
+        let decide = |eq: &Equipment, le: &LegalEntity, d: &Division, c: &Ctx| command.decide(eq, le, d, c);
+        self.in_division(run, legal_entity_id, division_id, decide).await
     }
 
     /// ChangeEquipmentStatus of equipment `id` (INACTIVE or ENTERED_IN_ERROR, the latter with a reason).

@@ -10,8 +10,8 @@ mod equipment;
 mod reference;
 mod remembered;
 
-pub use equipment::equipment_view;
-pub use remembered::{Read, RegistryReferences};
+use remembered::Read;
+pub use remembered::RegistryReferences;
 
 use careledger_domain::registry::RegistryError;
 use careledger_domain::{Aggregate, Ctx};
@@ -44,7 +44,7 @@ fn decision_ctx() -> Ctx {
 
 /// An aggregate folded from its whole stream, with who wrote its first and its last event.
 #[derive(Clone)]
-pub struct Folded<A> {
+pub(crate) struct Folded<A> {
     pub state: A,
     pub version: i64,
     pub inserted_by: Option<String>,
@@ -75,7 +75,7 @@ impl<A: Aggregate<Event = RegistryEvent>> Folded<A> {
 const PAGE: i64 = 1000;
 
 /// Reads and folds a whole stream (registry streams are short: an equipment's life is a few events).
-pub async fn load<A: Aggregate<Event = RegistryEvent>>(
+pub(crate) async fn load<A: Aggregate<Event = RegistryEvent>>(
     store: &EventStore,
     stream: &str,
 ) -> Result<Folded<A>, AppError> {

@@ -25,7 +25,7 @@ const CAPACITY: usize = 100_000;
 
 /// Where a decision's references come from.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Read {
+pub(crate) enum Read {
     /// This process's memory when it has the stream, else the log.
     Remembered,
     /// The log.
@@ -69,7 +69,7 @@ pub struct RegistryReferences {
 }
 
 /// An aggregate kept in [`RegistryReferences`].
-pub trait Reference: Aggregate<Event = RegistryEvent> + Clone {
+pub(crate) trait Reference: Aggregate<Event = RegistryEvent> + Clone {
     fn known(references: &RegistryReferences) -> &Known<Self>;
 }
 

@@ -21,6 +21,11 @@ use crate::state::AppState;
 const DEFAULT_COUNT: i64 = 100;
 const MAX_COUNT: i64 = 1000;
 
+/// The most claims one page holds, whatever `_count` says (FHIR lets a server give fewer): each
+/// claim is read with its lines, attachments and feedback, so a page of 1,000 would be thousands
+/// of statements for one request while other callers wait for connections.
+const MAX_CLAIMS_PAGE: i64 = 100;
+
 /// What a search asks, read from its parameters.
 struct Search {
     select: Select,
@@ -129,7 +134,10 @@ pub async fn search(
 ) -> Result<Fhir, FhirError> {
     let served = Served::of(&resource_type)?;
     let user = may_read(&state, user, served)?;
-    let search = read_search(&params, &systems(&state).own)?;
+    let mut search = read_search(&params, &systems(&state).own)?;
+    if matches!(served, Served::Claim | Served::ClaimResponse) {
+        search.select.limit = search.select.limit.min(MAX_CLAIMS_PAGE);
+    }
     let found = if search.nothing { Found::default() } else { served.find(&state, &user, &search.select).await? };
     let base = base_url(&headers);
     // a full page may have a next one, even when some of its rows were not shown
