@@ -139,6 +139,15 @@ pub struct Answer {
 }
 
 impl Answer {
+    /// A response as the suite reads it.
+    pub async fn of(response: reqwest::Response) -> Answer {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Answer { status, headers, body, text }
+    }
+
     pub fn position(&self) -> i64 {
         self.headers
             .get("careledger-position")
@@ -213,12 +222,16 @@ impl TestServer {
         if let Some(b) = body {
             req = req.header("content-type", "application/json").body(b.to_string());
         }
-        let response = req.send().await.expect("request sent");
-        let status = response.status();
-        let headers = response.headers().clone();
-        let text = response.text().await.unwrap_or_default();
-        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Answer { status, headers, body, text }
+        Answer::of(req.send().await.expect("request sent")).await
+    }
+
+    /// A POST with more headers (an idempotency key).
+    pub async fn post_with(&self, path: &str, token: &str, body: &Value, headers: &[(&str, &str)]) -> Answer {
+        let mut req = self.client.post(format!("{}{}", self.base, path)).bearer_auth(token).json(body);
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        Answer::of(req.send().await.expect("request sent")).await
     }
 
     pub async fn post(&self, path: &str, token: &str, body: Value) -> Answer {
@@ -398,8 +411,10 @@ pub fn token_for(sub: &str, scope: &str, client_id: Option<&str>) -> String {
     careledger_gateway::auth::Keys::new(SECRET).mint(sub, scope, client_id, 3600).expect("token")
 }
 /// Every permission of the claim context: reference data, claims (openIMIS rights) and the audit trail.
-pub const CLAIMS: &str =
-    "reference:write 111001 111002 111010 111004 111007 111009 111008 111011 111012 111006 audit:read";
+/// With the rights to enrol (codes generated and reserved, insurees registered, policies): the
+/// claims lifecycle of `scenario` ends with an enrolment checked against the same register.
+pub const CLAIMS: &str = "reference:write 111001 111002 111010 111004 111007 111009 111008 111011 111012 111006 \
+     audit:read 111101 101102 101202";
 
 /// A token for the suite's secret acting only on `health_facility`'s claims (a claim administrator).
 pub fn token_at_facility(sub: &str, scope: &str, health_facility: &str) -> String {
@@ -422,4 +437,26 @@ pub fn raw_event(event_type: &str, data: Value, command: &str) -> careledger_sto
             command: command.into(),
         },
     }
+}
+
+/// Asserts that every document of `seen` is valid FHIR R4, as an independent library says
+/// (`tests/fhir-valid.sh`: fhir.resources from PyPI, in a virtual environment it makes once).
+pub fn valid_fhir(seen: &[Value]) {
+    let dir = std::env::temp_dir().join(format!("careledger-fhir-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let paths: Vec<_> = seen
+        .iter()
+        .enumerate()
+        .map(|(i, doc)| {
+            let path = dir.join(format!("{i}.json"));
+            std::fs::write(&path, serde_json::to_vec(doc).unwrap()).unwrap();
+            path
+        })
+        .collect();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/fhir-valid.sh");
+    let out = std::process::Command::new("bash").arg(script).args(&paths).output().unwrap();
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(out.status.success(), "fhir.resources refused what was served:\n{report}");
+    assert!(report.contains(&format!("{} of {} valid", seen.len(), seen.len())), "{report}");
 }

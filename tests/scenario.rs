@@ -271,6 +271,35 @@ pub async fn claims_lifecycle(mut send: impl AsyncFnMut(ClaimsStep) -> Value) {
     let restored = send(ClaimsStep::new("RestoreClaim", 201, json!({})).on("Careledger-Uuid", d)).await;
     let copy: Uuid = restored["data"]["uuid"].as_str().and_then(|u| u.parse().ok()).expect("the restored claim");
     send(ClaimsStep::bulk("DeleteClaims", &[copy])).await;
+
+    // enrolment, checked against the same register: an officer's codes, an insuree registered
+    // with one and enrolled in P1
+    let (officer, registered) = (json!({ "holder_type": 2, "holder_code": "EO-1" }), Uuid::now_v7());
+    let with = |mut body: Value, more: Value| {
+        body.as_object_mut().expect("an object").extend(more.as_object().expect("an object").clone());
+        body
+    };
+    for step in [
+        ClaimsStep::new("GenerateCodes", 201, with(officer.clone(), json!({ "number": 5 }))),
+        ClaimsStep::new("ReserveCodes", 201, with(officer.clone(), json!({ "number": 2 }))),
+        ClaimsStep::new(
+            "RegisterInsuree",
+            201,
+            with(
+                officer,
+                json!({ "insuree_id": registered, "last_name": "Mwangi", "other_names": "Amani",
+                        "birth_date": "1990-01-31", "gender": "F" }),
+            ),
+        ),
+        ClaimsStep::new(
+            "EnrolInPolicy",
+            201,
+            json!({ "insuree_id": registered, "product_code": "P1", "enrol_date": today,
+                    "expiry_date": today + Days::new(365) }),
+        ),
+    ] {
+        send(step).await;
+    }
 }
 
 /// [`claims_lifecycle`] over HTTP as [`CLAIMS_ADMIN`]; the position of its last event.

@@ -94,6 +94,18 @@ where
     }
 }
 
+/// A stream's aggregate folded from the log, outside any cache: for short streams a command reads
+/// once (an insuree, a policy).
+pub async fn load<A>(store: &EventStore, stream: &str) -> Result<Loaded<A>, AppError>
+where
+    A: Aggregate,
+    A::Event: DomainEvent,
+{
+    let mut loaded = Loaded { version: 0, state: A::default(), last_used: 0 };
+    catch_up(&mut loaded, store, stream).await?;
+    Ok(loaded)
+}
+
 /// Events read from a stream per round trip when catching up.
 const CATCH_UP_PAGE: i64 = 1000;
 

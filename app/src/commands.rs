@@ -12,6 +12,7 @@ use std::collections::HashMap;
 pub enum Context {
     Codes,
     Claims,
+    Insurees,
     Registry,
     Requisitions,
 }
@@ -21,6 +22,7 @@ impl Context {
         match self {
             Context::Codes => "codes",
             Context::Claims => "claims",
+            Context::Insurees => "insurees",
             Context::Registry => "registry",
             Context::Requisitions => "requisitions",
         }
@@ -89,6 +91,10 @@ operations! {
     ReadInsurees => "read_insurees", "101101";
     /// Read the policies (openIMIS' policy search); on the FHIR face, `Coverage`.
     ReadPolicies => "read_policies", "101201";
+    /// Register an insuree with a reserved code (openIMIS' insuree add right).
+    RegisterInsuree => "register_insuree", "101102";
+    /// Enrol an insuree in a policy (openIMIS' policy add right).
+    EnrolInPolicy => "enrol_in_policy", "101202";
     /// Read every resource of the FHIR face (`/fhir`): a sync peer's token.
     SyncRead => "sync_read", "sync:read";
 }
@@ -140,7 +146,7 @@ const fn command(context: Context, name: &'static str, operation: Operation) -> 
     Command { name, context, operation }
 }
 
-use Context::{Claims, Codes, Registry, Requisitions};
+use Context::{Claims, Codes, Insurees, Registry, Requisitions};
 
 /// Every command of the service.
 pub const COMMANDS: &[Command] = &[
@@ -148,6 +154,8 @@ pub const COMMANDS: &[Command] = &[
     command(Codes, "ReserveCodes", Operation::ReserveCodes),
     command(Codes, "AssignCode", Operation::AssignCode),
     command(Codes, "LinkControlNumber", Operation::LinkControlNumber),
+    command(Insurees, "RegisterInsuree", Operation::RegisterInsuree),
+    command(Insurees, "EnrolInPolicy", Operation::EnrolInPolicy),
     command(Registry, "RegisterLegalEntity", Operation::WriteLegalEntity),
     command(Registry, "ChangeLegalEntityStatus", Operation::WriteLegalEntity),
     command(Registry, "RegisterDivision", Operation::WriteDivision),

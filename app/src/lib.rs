@@ -20,10 +20,11 @@ pub mod codes;
 pub mod command;
 pub mod commands;
 pub mod error;
+pub mod insurees;
 pub mod registry;
 pub mod requisitions;
 
-pub use aggregates::{AggregateCache, Loaded, catch_up};
+pub use aggregates::{AggregateCache, Loaded, catch_up, load};
 pub use answer::Answer;
 pub use caller::{AuditScope, Caller};
 pub use command::{CommandCtx, CommitError, MAX_ATTEMPTS, RequestMeta};

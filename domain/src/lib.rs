@@ -5,6 +5,7 @@
 
 pub mod claims;
 pub mod codes;
+pub mod insurees;
 pub mod registry;
 pub mod requisitions;
 
@@ -42,4 +43,10 @@ pub enum Refusal {
     Conflict,
     /// The caller may not act on this thing (it belongs to another legal entity).
     Forbidden,
+}
+
+/// Whether a text is 1 to `max` characters with nothing to trim at either end.
+pub(crate) fn check_text(value: &str, max: usize) -> bool {
+    let len = value.chars().count();
+    len >= 1 && len <= max && value.trim() == value
 }

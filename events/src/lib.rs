@@ -50,6 +50,7 @@ macro_rules! value_list {
 pub mod claims;
 pub mod codes;
 mod envelope;
+pub mod insurees;
 pub mod registry;
 pub mod requisitions;
 pub mod schema;
@@ -58,7 +59,7 @@ pub use envelope::{Actor, EventMetadata, NewEvent, RecordedEvent};
 
 /// The bounded contexts whose events the log holds: the first part of every stream name and of
 /// every NATS subject `careledger.<context>.<EventType>`.
-pub const CONTEXTS: [&str; 5] = ["codes", "claims", "registry", "requisitions", "sync"];
+pub const CONTEXTS: [&str; 6] = ["codes", "claims", "insurees", "registry", "requisitions", "sync"];
 
 /// An event of one bounded context: knows its type name and how to become/come back from JSON.
 /// Every such enum describes itself as a JSON Schema (see [`schema`]): an event type without a

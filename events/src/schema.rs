@@ -14,6 +14,7 @@ use serde_json::{Map, Value, json};
 
 use crate::claims::ClaimEvent;
 use crate::codes::CodeEvent;
+use crate::insurees::InsureeEvent;
 use crate::registry::RegistryEvent;
 use crate::requisitions::RequisitionEvent;
 use crate::{DomainEvent, EventMetadata, RecordedEvent};
@@ -62,6 +63,7 @@ pub fn events() -> BTreeMap<&'static str, BTreeMap<String, Value>> {
         (RegistryEvent::CONTEXT, event_types::<RegistryEvent>()),
         (RequisitionEvent::CONTEXT, event_types::<RequisitionEvent>()),
         (ClaimEvent::CONTEXT, event_types::<ClaimEvent>()),
+        (InsureeEvent::CONTEXT, event_types::<InsureeEvent>()),
     ])
 }
 

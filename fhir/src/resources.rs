@@ -25,17 +25,33 @@ fn administrative_gender(gender: &str) -> &'static str {
     }
 }
 
-/// An insuree as a `Patient` (openIMIS' IG: its UUID and its CHFID, typed `Code`).
+/// An insuree as a `Patient` (openIMIS' IG: its UUID and its CHFID, typed `Code`); one
+/// registered here also has its name, phone, whether it heads its family (the IG's
+/// `patient-is-head`) and where it lives.
 pub fn patient(row: &InsureeRow, systems: &Systems) -> Value {
-    json!({
+    let mut patient = json!({
         "resourceType": "Patient",
         "id": row.insuree_id,
         "meta": { "lastUpdated": row.updated_at },
         "identifier": [systems.own_id(&row.insuree_id), code_identifier(&row.chfid)],
         "gender": administrative_gender(&row.gender),
         "birthDate": row.birth_date,
-    })
+    });
+    if let Some(e) = &row.enrolment {
+        patient["name"] = json!([{ "use": "official", "family": e.last_name, "given": [e.other_names] }]);
+        patient["extension"] = json!([{ "url": IS_HEAD, "valueBoolean": e.family_head.is_none() }]);
+        if let Some(phone) = &e.phone {
+            patient["telecom"] = json!([{ "system": "phone", "value": phone }]);
+        }
+        if let Some(location) = &e.location {
+            patient["address"] = json!([{ "use": "home", "type": "physical", "text": location }]);
+        }
+    }
+    patient
 }
+
+/// openIMIS' IG extension saying whether a patient heads its family.
+const IS_HEAD: &str = "https://openimis.github.io/openimis_fhir_r4_ig/StructureDefinition/patient-is-head";
 
 /// A policy as a `Coverage`: its insuree the beneficiary, its product the plan, its period.
 pub fn coverage(row: &PolicyRow, systems: &Systems) -> Value {

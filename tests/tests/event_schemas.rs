@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use careledger_events::claims::{self as c, Amount, ClaimEvent};
 use careledger_events::codes::{CodeEvent, CodeFormat, HolderType};
+use careledger_events::insurees::{EnrolledPolicy, InsureeEvent, RegisteredInsuree};
 use careledger_events::registry::*;
 use careledger_events::requisitions::{EntityType, RequisitionEvent};
 use careledger_events::{CONTEXTS, DomainEvent, schema};
@@ -47,7 +48,7 @@ async fn scenario_validates_on(kind: Kind) {
         }
     }
     let log = whole_log(&s.state().store).await;
-    assert_eq!(log.len(), 17 + 36, "the scenarios write 17 events, the claims lifecycle 36");
+    assert_eq!(log.len(), 17 + 42, "the scenarios write 17 events, the claims lifecycle 36 and its enrolment 6");
     let mut seen = BTreeSet::new();
     for event in &log {
         let key = (careledger_events::stream_context(&event.stream).to_string(), event.event_type.clone());
@@ -194,6 +195,32 @@ fn samples() -> Vec<(&'static str, &'static str, Value)> {
         },
     ]));
     out.extend(of(claims_samples()));
+    let insuree = RegisteredInsuree {
+        insuree_id: id(),
+        chfid: "100000011".into(),
+        last_name: "Mwangi".into(),
+        other_names: "Amani".into(),
+        birth_date: NaiveDate::from_ymd_opt(1990, 1, 31).unwrap(),
+        gender: c::Gender::Female,
+        phone: Some("+255 712 345 678".into()),
+        family_head: Some(id()),
+        location: Some("R1D1".into()),
+        holder_type: HolderType::EnrolmentOfficer,
+        holder_code: "EO-1".into(),
+    };
+    let day = NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
+    let policy = EnrolledPolicy {
+        policy_id: id(),
+        insuree_id: insuree.insuree_id,
+        product_code: "P1".into(),
+        enrol_date: day,
+        effective_date: day,
+        expiry_date: NaiveDate::from_ymd_opt(2027, 11, 30).unwrap(),
+    };
+    out.extend(of(vec![
+        InsureeEvent::InsureeRegistered { insuree, at: at() },
+        InsureeEvent::PolicyEnrolled { policy, at: at() },
+    ]));
     out
 }
 

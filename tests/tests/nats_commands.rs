@@ -61,7 +61,8 @@ impl<'a> Message<'a> {
     /// A step of the claims lifecycle.
     fn step(token: &'a str, step: ClaimsStep) -> Self {
         let bulk = step.bulk.then_some(step.command);
-        Message { params: step.params, bulk, ..Message::new("claims", step.command, token, step.body) }
+        let context = careledger_app::commands::named(step.command).expect("a command of the table").context.name();
+        Message { params: step.params, bulk, ..Message::new(context, step.command, token, step.body) }
     }
 
     fn keyed(mut self) -> Self {

@@ -62,6 +62,8 @@ pub struct CodeBatch {
     index: HashMap<u64, u32>,
     /// Slot indexes of available codes: reservations take the oldest first.
     available: BTreeSet<u32>,
+    /// Slot indexes of reserved codes: a registration takes the oldest first.
+    reserved: BTreeSet<u32>,
 }
 
 impl CodeBatch {
@@ -79,6 +81,17 @@ impl CodeBatch {
 
     pub fn available_count(&self) -> usize {
         self.available.len()
+    }
+
+    /// How many codes are reserved and not yet assigned.
+    pub fn reserved_count(&self) -> usize {
+        self.reserved.len()
+    }
+
+    /// The oldest reserved code not yet assigned: the number an insuree registered by the
+    /// batch's holder gets next.
+    pub fn oldest_reserved(&self) -> Option<String> {
+        self.reserved.iter().next().map(|&i| self.format.render(self.slots[i as usize].number))
     }
 
     pub fn slot(&self, code: &str) -> Option<&CodeSlot> {
@@ -134,6 +147,7 @@ impl Aggregate for CodeBatch {
                     if let Some((i, slot)) = self.slot_mut(code) {
                         slot.status = CodeStatus::Reserved;
                         self.available.remove(&i);
+                        self.reserved.insert(i);
                     }
                 }
             }
@@ -143,6 +157,7 @@ impl Aggregate for CodeBatch {
                     slot.insuree_id = Some(insuree_id.clone());
                     slot.json_ext = json_ext.clone();
                     self.available.remove(&i);
+                    self.reserved.remove(&i);
                 }
             }
             CodeEvent::ControlNumberLinked { code, control_number, .. } => {

@@ -10,15 +10,11 @@ use super::batch::{CodeBatch, CodeStatus};
 use super::error::CodeError;
 use super::format::CodeFormatExt;
 use crate::Ctx;
+use crate::check_text;
 
 /// A batch may use at most this share of its format's code space, so codes stay hard to guess
 /// and random drawing stays fast.
 const MAX_SPACE_SHARE: u64 = 10;
-
-fn check_text(value: &str, max: usize) -> bool {
-    let len = value.chars().count();
-    len >= 1 && len <= max && value.trim() == value
-}
 
 /// Pre-generate `number` codes for a holder (openIMIS `generateInsuranceCodes`).
 #[derive(Debug, Clone)]

@@ -30,6 +30,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::requisitions::routes())
         .merge(crate::registry::routes())
         .merge(crate::claims::routes())
+        .merge(crate::insurees::routes())
         .merge(crate::fhir::routes())
         .merge(audit::routes())
         .merge(audit_search::routes())

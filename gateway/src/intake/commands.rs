@@ -35,6 +35,8 @@ pub const COMMANDS: &[NatsCommand] = &[
     command("ReserveCodes", Method::POST, "/api/v1/codes/reservations"),
     command("AssignCode", Method::POST, "/api/v1/codes/{code}/assignment"),
     command("LinkControlNumber", Method::POST, "/api/v1/codes/{code}/control-number"),
+    command("RegisterInsuree", Method::POST, "/api/v1/enrolment/insurees"),
+    command("EnrolInPolicy", Method::POST, "/api/v1/enrolment/policies"),
     command("RegisterLegalEntity", Method::POST, "/api/v1/legal-entities"),
     command("ChangeLegalEntityStatus", Method::PATCH, "/api/v1/legal-entities/{id}"),
     command("RegisterDivision", Method::POST, "/api/v1/divisions"),

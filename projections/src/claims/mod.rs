@@ -12,4 +12,4 @@ pub use queries::{
     AttachmentView, ClaimDetail, ClaimFilter, ClaimQueries, ClaimView, LineView, StageTotals, stage_value,
 };
 pub use reference::ReferenceCache;
-pub use registers::{InsureeRow, PolicyRow, Registers, Select};
+pub use registers::{Enrolment, InsureeRow, PolicyRow, Registers, Select};

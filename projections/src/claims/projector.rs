@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::collections::HashMap;
 
 use careledger_events::claims::{Attachment, ClaimEvent, ClaimRecord, ClaimStatus, LineValuation, StepStatus};
+use careledger_events::insurees::InsureeEvent;
 use careledger_events::{DomainEvent, RecordedEvent};
 use careledger_store::{Backend, Tx, sql_exec};
 use chrono::{DateTime, Utc};
@@ -44,8 +45,11 @@ impl Projector for ClaimsProjector {
         ]
     }
 
+    /// The claims context's events, and enrolment's: registered insurees and enrolled policies
+    /// are checked by submissions as the reference data an integration upserts is.
     fn handles(&self, event: &RecordedEvent) -> bool {
-        careledger_events::stream_context(&event.stream) == ClaimEvent::CONTEXT
+        let context = careledger_events::stream_context(&event.stream);
+        context == ClaimEvent::CONTEXT || context == InsureeEvent::CONTEXT
     }
 
     fn apply<'a>(
@@ -60,18 +64,17 @@ impl Projector for ClaimsProjector {
                 if !self.handles(recorded) {
                     continue;
                 }
+                if careledger_events::stream_context(&recorded.stream) == InsureeEvent::CONTEXT {
+                    let (run, rows) = enrolled(recorded, &recorded.decode::<InsureeEvent>()?);
+                    pending.add(tx, run, rows).await?;
+                    continue;
+                }
                 let event = recorded.decode::<ClaimEvent>()?;
                 if is_cached_reference(&event) {
                     reference_at = Some(recorded.position);
                 }
                 if let Some((run, rows)) = batched(recorded, &event) {
-                    if pending.run != Some(run) {
-                        pending.flush(tx).await?;
-                        pending.run = Some(run);
-                    }
-                    for (statement, key, row) in rows {
-                        pending.push(statement, key, row);
-                    }
+                    pending.add(tx, run, rows).await?;
                     continue;
                 }
                 pending.flush(tx).await?;
@@ -145,11 +148,17 @@ const MEDICAL: [Column; 10] = [
     Column::Text("updated_by"),
 ];
 
-const INSUREE: [Column; 6] = [
+/// The names, phone, family and location are a registered insuree's; NULL for an upserted one.
+const INSUREE: [Column; 11] = [
     Column::Text("insuree_id"),
     Column::Text("chfid"),
     Column::Text("birth_date"),
     Column::Text("gender"),
+    Column::Text("last_name"),
+    Column::Text("other_names"),
+    Column::Text("phone"),
+    Column::Text("family_head"),
+    Column::Text("location"),
     Column::Text("updated_at"),
     Column::Text("updated_by"),
 ];
@@ -255,6 +264,32 @@ const CLAIM_ADJUSTED: &str = "adjusted = (SELECT SUM((l.qty_provided * l.price_a
 
 /// Rows of a batched event: (statement index, key to keep only the last row of, row).
 type Rows = Vec<(usize, Option<String>, Value)>;
+
+/// The register's row of an insuree registered or a policy enrolled here (the insurees context),
+/// in the runs of upserted insurees and policies.
+fn enrolled(recorded: &RecordedEvent, event: &InsureeEvent) -> (Run, Rows) {
+    let by = by(recorded);
+    match event {
+        InsureeEvent::InsureeRegistered { insuree: i, at } => {
+            let row = json!({
+                "insuree_id": i.insuree_id.to_string(), "chfid": i.chfid,
+                "birth_date": i.birth_date.to_string(), "gender": i.gender.name(),
+                "last_name": i.last_name, "other_names": i.other_names, "phone": i.phone,
+                "family_head": i.family_head.map(|h| h.to_string()), "location": i.location,
+                "updated_at": text(at), "updated_by": by,
+            });
+            (Run::Insurees, vec![(0, Some(i.insuree_id.to_string()), row)])
+        }
+        InsureeEvent::PolicyEnrolled { policy: p, at } => {
+            let row = json!({
+                "policy_id": p.policy_id.to_string(), "insuree_id": p.insuree_id.to_string(),
+                "product_code": p.product_code, "effective_date": p.effective_date.to_string(),
+                "expiry_date": p.expiry_date.to_string(), "updated_at": text(at), "updated_by": by,
+            });
+            (Run::Policies, vec![(0, Some(p.policy_id.to_string()), row)])
+        }
+    }
+}
 
 /// The rows an event adds to its run, when it is written in runs.
 fn batched(recorded: &RecordedEvent, event: &ClaimEvent) -> Option<(Run, Rows)> {
@@ -370,6 +405,18 @@ struct Pending {
 }
 
 impl Pending {
+    /// Adds an event's rows to its run, writing the run before first if it is of another kind.
+    async fn add(&mut self, tx: &mut Tx, run: Run, rows: Rows) -> Result<(), ProjectionError> {
+        if self.run != Some(run) {
+            self.flush(tx).await?;
+            self.run = Some(run);
+        }
+        for (statement, key, row) in rows {
+            self.push(statement, key, row);
+        }
+        Ok(())
+    }
+
     fn push(&mut self, statement: usize, key: Option<String>, row: Value) {
         while self.rows.len() <= statement {
             self.rows.push(vec![]);

@@ -30,7 +30,20 @@ pub struct InsureeRow {
     pub birth_date: String,
     /// openIMIS' letter: M, F or O.
     pub gender: String,
+    /// What a registration here says (none for insurees upserted as reference data).
+    pub enrolment: Option<Enrolment>,
     pub updated_at: String,
+}
+
+/// What an insuree's registration on this server says beyond the reference data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enrolment {
+    pub last_name: String,
+    pub other_names: String,
+    pub phone: Option<String>,
+    /// The family head's id; none when the insuree heads its family.
+    pub family_head: Option<String>,
+    pub location: Option<String>,
 }
 
 /// A policy: an insuree covered by a product for a period.
@@ -54,7 +67,9 @@ impl Registers<'_> {
         let mut conn = self.0.acquire().await?;
         Ok(sql_fetch_all!(
             conn.exec(),
-            "SELECT insuree_id, chfid, birth_date, gender, updated_at FROM claims_insurees
+            "SELECT insuree_id, chfid, birth_date, gender, updated_at, last_name, other_names, phone, family_head,
+                 location
+             FROM claims_insurees
              WHERE ($1 IS NULL OR insuree_id = $1) AND ($2 IS NULL OR chfid = $2)
                  AND ($3 IS NULL OR insuree_id = $3 OR chfid = $3)
                  AND ($4 IS NULL OR updated_at >= $4) AND ($5 IS NULL OR insuree_id > $5)
@@ -73,6 +88,16 @@ impl Registers<'_> {
                 birth_date: row.try_get(2)?,
                 gender: row.try_get(3)?,
                 updated_at: row.try_get(4)?,
+                enrolment: match (row.try_get::<Option<String>, _>(5)?, row.try_get::<Option<String>, _>(6)?) {
+                    (Some(last_name), Some(other_names)) => Some(Enrolment {
+                        last_name,
+                        other_names,
+                        phone: row.try_get(7)?,
+                        family_head: row.try_get(8)?,
+                        location: row.try_get(9)?,
+                    }),
+                    _ => None,
+                },
             })
         )?)
     }
@@ -101,6 +126,24 @@ impl Registers<'_> {
             ],
             |row| row.try_get::<String, _>(0)
         )?)
+    }
+
+    /// Whether the register holds the insuree (registered here, or upserted as reference data).
+    pub async fn insuree_exists(&self, insuree_id: &str) -> Result<bool, ProjectionError> {
+        let mut conn = self.0.acquire().await?;
+        let found =
+            sql_fetch_all!(conn.exec(), "SELECT 1 FROM claims_insurees WHERE insuree_id = $1", [insuree_id], |row| {
+                row.try_get::<i32, _>(0)
+            })?;
+        Ok(!found.is_empty())
+    }
+
+    /// Whether the register holds the product.
+    pub async fn product_exists(&self, code: &str) -> Result<bool, ProjectionError> {
+        let mut conn = self.0.acquire().await?;
+        let found = sql_fetch_all!(conn.exec(), "SELECT 1 FROM claims_products WHERE code = $1", [code], |row| row
+            .try_get::<i32, _>(0))?;
+        Ok(!found.is_empty())
     }
 
     /// Policies matching `select` (a policy has no business code: `code` matches none), in id order.

@@ -111,12 +111,33 @@ impl CodeQueries<'_> {
         holder_type: i64,
         holder_code: &str,
     ) -> Result<Vec<String>, ProjectionError> {
+        self.batches_holding(holder_type, holder_code, "available").await
+    }
+
+    /// A holder's batches that still have reserved codes, oldest first: where a registration by
+    /// that holder takes its insurance number from.
+    pub async fn batches_with_reserved(
+        &self,
+        holder_type: i64,
+        holder_code: &str,
+    ) -> Result<Vec<String>, ProjectionError> {
+        self.batches_holding(holder_type, holder_code, "reserved").await
+    }
+
+    /// A holder's batches with codes of `status` (`available` or `reserved`), oldest first.
+    async fn batches_holding(
+        &self,
+        holder_type: i64,
+        holder_code: &str,
+        status: &str,
+    ) -> Result<Vec<String>, ProjectionError> {
         let mut conn = self.0.acquire().await?;
         Ok(sql_fetch_all!(
             conn.exec(),
-            "SELECT batch_id FROM code_batches WHERE holder_type = $1 AND holder_code = $2 AND available > 0
+            "SELECT batch_id FROM code_batches WHERE holder_type = $1 AND holder_code = $2
+                 AND CASE $3 WHEN 'reserved' THEN reserved ELSE available END > 0
              ORDER BY created_at, batch_id",
-            [holder_type, holder_code],
+            [holder_type, holder_code, status],
             |row| row.try_get::<String, _>(0)
         )?)
     }

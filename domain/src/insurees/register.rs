@@ -1,0 +1,133 @@
+//! RegisterInsuree: a new insuree, numbered with the oldest code reserved to who enrols them.
+
+use careledger_events::claims::Gender;
+use careledger_events::codes::{CodeEvent, HolderType};
+use careledger_events::insurees::{InsureeEvent, RegisteredInsuree};
+use chrono::NaiveDate;
+use uuid::Uuid;
+
+use super::{Insuree, InsureeError, MAX_LOCATION, MAX_NAME, MAX_PHONE};
+use crate::codes::CodeBatch;
+use crate::{Ctx, check_text};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegisterInsuree {
+    pub insuree_id: Uuid,
+    pub last_name: String,
+    pub other_names: String,
+    pub birth_date: NaiveDate,
+    pub gender: Gender,
+    pub phone: Option<String>,
+    /// The head of the family the insuree joins; none to head a family of its own.
+    pub family_head: Option<Uuid>,
+    pub location: Option<String>,
+    /// Whose reserved codes the number is drawn from.
+    pub holder_type: HolderType,
+    pub holder_code: String,
+}
+
+/// What registering decides: the code's assignment on its batch and the insuree's registration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Registration {
+    pub code: CodeEvent,
+    pub insuree: InsureeEvent,
+}
+
+impl Registration {
+    /// The insurance number the insuree got.
+    pub fn chfid(&self) -> &str {
+        match &self.insuree {
+            InsureeEvent::InsureeRegistered { insuree, .. } => &insuree.chfid,
+            InsureeEvent::PolicyEnrolled { .. } => "",
+        }
+    }
+}
+
+fn text_ok(value: &str, max: usize) -> bool {
+    check_text(value, max) && !value.chars().any(char::is_control)
+}
+
+fn phone_ok(phone: &str) -> bool {
+    text_ok(phone, MAX_PHONE)
+        && phone.chars().any(|c| c.is_ascii_digit())
+        && phone.chars().all(|c| c.is_ascii_digit() || " +-()".contains(c))
+}
+
+impl RegisterInsuree {
+    /// The rules of the input and of the insuree's and family head's states, before a batch is
+    /// looked at (so that a bad request is refused without touching the codes).
+    pub fn check(&self, insuree: &Insuree, head: Option<&Insuree>, ctx: &Ctx) -> Result<(), InsureeError> {
+        if !text_ok(&self.last_name, MAX_NAME) {
+            return Err(InsureeError::InvalidLastName);
+        }
+        if !text_ok(&self.other_names, MAX_NAME) {
+            return Err(InsureeError::InvalidOtherNames);
+        }
+        if self.phone.as_deref().is_some_and(|p| !phone_ok(p)) {
+            return Err(InsureeError::InvalidPhone);
+        }
+        if self.location.as_deref().is_some_and(|l| !text_ok(l, MAX_LOCATION)) {
+            return Err(InsureeError::InvalidLocation);
+        }
+        if !text_ok(&self.holder_code, 50) {
+            return Err(InsureeError::InvalidHolderCode);
+        }
+        let earliest = NaiveDate::from_ymd_opt(1900, 1, 1).unwrap_or(NaiveDate::MIN);
+        if self.birth_date < earliest || self.birth_date > ctx.now.date_naive() {
+            return Err(InsureeError::InvalidBirthDate);
+        }
+        if insuree.exists() {
+            return Err(InsureeError::InsureeExists);
+        }
+        if self.family_head.is_some() {
+            match head {
+                Some(h) if h.is_head() => {}
+                Some(h) if h.exists() => return Err(InsureeError::HeadNotHead),
+                _ => return Err(InsureeError::UnknownFamilyHead),
+            }
+        }
+        Ok(())
+    }
+
+    /// Registers the insuree with the oldest reserved code of `batch`, one of the holder's
+    /// batches. [`InsureeError::NoReservedCodeInBatch`] when the batch has none left: the caller
+    /// tries the holder's next batch, and answers [`InsureeError::NoCodesLeft`] after the last.
+    pub fn decide(
+        &self,
+        insuree: &Insuree,
+        head: Option<&Insuree>,
+        batch: &CodeBatch,
+        ctx: &Ctx,
+    ) -> Result<Registration, InsureeError> {
+        self.check(insuree, head, ctx)?;
+        let batch_id = batch.batch_id.ok_or(InsureeError::NoReservedCodeInBatch)?;
+        if batch.holder_type != Some(self.holder_type) || batch.holder_code != self.holder_code {
+            return Err(InsureeError::HolderMismatch);
+        }
+        let chfid = batch.oldest_reserved().ok_or(InsureeError::NoReservedCodeInBatch)?;
+        Ok(Registration {
+            code: CodeEvent::CodeAssigned {
+                batch_id,
+                code: chfid.clone(),
+                insuree_id: self.insuree_id.to_string(),
+                json_ext: None,
+            },
+            insuree: InsureeEvent::InsureeRegistered {
+                insuree: RegisteredInsuree {
+                    insuree_id: self.insuree_id,
+                    chfid,
+                    last_name: self.last_name.clone(),
+                    other_names: self.other_names.clone(),
+                    birth_date: self.birth_date,
+                    gender: self.gender,
+                    phone: self.phone.clone(),
+                    family_head: self.family_head,
+                    location: self.location.clone(),
+                    holder_type: self.holder_type,
+                    holder_code: self.holder_code.clone(),
+                },
+                at: ctx.now,
+            },
+        })
+    }
+}
