@@ -46,7 +46,7 @@ DIVISION=0190f3a0-2222-7000-8000-0000000000d1
 # every permission of every operation (README "Permissions")
 SCOPE="111101 111102 101102 audit:read audit:read_all service_request:write service_request:read \
 legal_entity:write division:write equipment:write equipment:read reference:write 111001 111002 111004 \
-111006 111007 111008 111009 111010 111011 111012"
+111006 111007 111008 111009 111010 111011 111012 101202"
 MAX_CODES=5000
 CHECKS=not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance
 CHECKS=$CHECKS,positive_data_acceptance,negative_data_rejection
@@ -165,6 +165,19 @@ BUSINESS_RULES = {
                               (r"\$\.entries\[\]\.(items|services)\[\]\.code", "unique", "named twice")],
     "POST /api/v1/policies": [(r"\$\.entries\[\]\.uuid", "unique", "named twice"),
                               (r"\$\.entries\[\]\.expiry_date", "date", "effective_date")],
+    # the token acts for no health facility, so it must name whose codes (one field needs the other);
+    # text with control characters, a birth date ahead of today, a family head not registered
+    "POST /api/v1/enrolment/insurees": [(r"\$\.holder_code", "required", "name the holder"),
+                                        # one without the other (the description's dependentRequired)
+                                        (r"\$\.holder_(type|code)", "required", "required property is missing"),
+                                        (r"\$\.(last_name|other_names|location|holder_code|phone)", "invalid",
+                                         "must be 1 to"),
+                                        (r"\$\.birth_date", "invalid", "between 1900-01-01 and today"),
+                                        (r"\$\.family_head", "invalid", "family head")],
+    # an insuree or product this server does not hold, dates against each other, control characters
+    "POST /api/v1/enrolment/policies": [(r"\$\.insuree_id", "invalid", "not registered"),
+                                        (r"\$\.product_code", "invalid", "product"),
+                                        (r"\$\.(expiry|effective)_date", "invalid", "_date")],
     "POST /api/v1/claims": LINE_VALUE,
     "PUT /api/v1/claims/{uuid}": LINE_VALUE,
     "POST /api/v1/claims/valuations": [(r"\$\.to", "date", "from")],

@@ -44,13 +44,20 @@ pub fn capability_statement(base: &str, date: &str, version: &str) -> Value {
             "mode": "server",
             "documentation": "Bearer JWT holding the right to read the data (openIMIS' insuree search 101101 for Patient, policy search 101201 for Coverage, claims 111001 for Claim and ClaimResponse) or sync:read. Errors are OperationOutcomes.",
             "resource": [
-                // not yet openIMIS' Patient profile: the register holds no names nor addresses
-                // until insurees are enrolled here (RegisterInsuree, issue #21)
+                // not yet openIMIS' Patient profile: insurees upserted as reference data have no
+                // names, and registered ones no structured address (fhir/README.md)
                 resource("Patient", None),
                 resource("Coverage", None),
                 resource("Claim", None),
                 resource("ClaimResponse", None),
             ],
+            // the sync's export: GET [base]/$changes?_since=<log position>&_count=<n>, a
+            // transaction Bundle of conditional updates by identifier, its next link the cursor
+            "operation": [{
+                "name": "changes",
+                "definition": "urn:careledger:OperationDefinition/changes",
+                "documentation": "What changed after a log position (_since, 0 for everything; _count resources a Bundle, 1 to 1000, 100 by default), as a transaction Bundle of conditional updates by this server's identifiers; its next link carries the position reached. Needs sync:read.",
+            }],
         }],
     })
 }

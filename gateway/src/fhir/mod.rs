@@ -9,6 +9,7 @@
 //! `Claim` and `ClaimResponse`) or `sync:read` (a sync peer's token); a token scoped to a health
 //! facility finds only that facility's claims, as in the claims API.
 
+mod changes;
 mod search;
 
 use axum::Router;
@@ -28,6 +29,7 @@ use crate::state::AppState;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/fhir/metadata", get(metadata))
+        .route("/fhir/$changes", get(changes::changes))
         .route("/fhir/{resource_type}", get(search::search))
         .route("/fhir/{resource_type}/{id}", get(read))
 }
@@ -106,7 +108,7 @@ impl IntoResponse for FhirError {
 }
 
 /// The resource types served, and how each is found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Served {
     Patient,
     Coverage,

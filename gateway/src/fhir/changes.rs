@@ -1,0 +1,190 @@
+//! `GET /fhir/$changes?_since=P&_count=N`: what changed on this server after log position `P`, as
+//! a FHIR `transaction` Bundle a peer imports (issue #21, the export side of the sync).
+//!
+//! Why log positions rather than `_lastUpdated`: a read model's time is when the projector wrote
+//! the row, and rows are written out of commit order across transactions; a position is the log's
+//! own order and never skips (DESIGN rule 2). The events after `P` name the streams that changed;
+//! each becomes its resource as the read models hold it now (so a resource changed twice is sent
+//! once, current). The Bundle's `next` link carries the position it reached: a peer that imported
+//! the Bundle asks from there next time, and one that failed asks again from `P` and gets the same
+//! resources (at least: newer changes are included, never fewer).
+//!
+//! Each entry is a conditional update by this server's identifier of the resource
+//! (`PUT Patient?identifier=<system>|<id>`): the receiver creates what it does not know and
+//! updates what it got before, matching by identifiers, never by its own ids. The Bundle's
+//! `identifier` (this server's system, `changes-<from>-<to>`) names it, so that importing it twice
+//! can be recognised.
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use careledger_app::Operation;
+use careledger_events::RecordedEvent;
+use careledger_fhir::IssueType;
+use careledger_projections::claims::Select;
+use serde_json::{Value, json};
+
+use super::{Fhir, FhirError, Served, base_url, systems};
+use crate::auth::User;
+use crate::http::envelope::ApiError;
+use crate::state::AppState;
+
+/// Resources per Bundle unless `_count` says otherwise, and the most it may say.
+const DEFAULT_COUNT: usize = 100;
+const MAX_COUNT: usize = 1000;
+/// Events read from the log per round trip while looking for changed resources.
+const SCAN_PAGE: i64 = 1000;
+
+/// The resource a stream is, if it is one the sync carries.
+fn resource_of(stream: &str) -> Option<(Served, &str)> {
+    let (kind, id) = stream.split_once('-').and_then(|(_, rest)| rest.split_once('-'))?;
+    let context = stream.split('-').next()?;
+    match (context, kind) {
+        ("insurees" | "claims", "insuree") => Some((Served::Patient, id)),
+        ("insurees" | "claims", "policy") => Some((Served::Coverage, id)),
+        ("claims", "claim") => Some((Served::Claim, id)),
+        _ => None,
+    }
+}
+
+/// The changes a page holds: the resources in the order they first changed after `since`, and
+/// the position the page reached (the next page's `since`).
+struct Changes {
+    resources: Vec<(Served, String)>,
+    reached: i64,
+}
+
+/// Reads the log after `since` up to `head` until `count` resources changed.
+async fn changed(state: &AppState, since: i64, head: i64, count: usize) -> Result<Changes, FhirError> {
+    let mut changes = Changes { resources: vec![], reached: since };
+    let mut seen = std::collections::HashSet::new();
+    let mut after = since;
+    while after < head {
+        let events: Vec<RecordedEvent> = state.store.read_all(after, SCAN_PAGE).await.map_err(ApiError::from)?;
+        let Some(last) = events.last() else { break };
+        after = last.position;
+        for event in events.iter().filter(|e| e.position <= head) {
+            changes.reached = event.position;
+            if let Some((served, id)) = resource_of(&event.stream)
+                && seen.insert((served, id.to_string()))
+            {
+                changes.resources.push((served, id.to_string()));
+                if changes.resources.len() == count {
+                    return Ok(changes);
+                }
+            }
+        }
+    }
+    // every event up to the head was read: the next page starts after it
+    changes.reached = head.max(since);
+    Ok(changes)
+}
+
+/// `GET /fhir/$changes`
+pub async fn changes(
+    State(state): State<AppState>,
+    Query(params): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
+    user: Result<User, ApiError>,
+) -> Result<Fhir, FhirError> {
+    let user = user?;
+    let sync = state.config.permissions.of(Operation::SyncRead);
+    if !user.holds(sync) {
+        return Err(FhirError::new(
+            StatusCode::FORBIDDEN,
+            IssueType::Forbidden,
+            format!("Your scope does not allow to access this resource. Missing allowances: {sync}"),
+        ));
+    }
+    let (mut since, mut count) = (0i64, DEFAULT_COUNT);
+    let mut seen = std::collections::HashSet::new();
+    for (name, value) in &params {
+        if !seen.insert(name.as_str()) {
+            return Err(FhirError::parameter(name, format!("{name} is given more than once")));
+        }
+        match name.as_str() {
+            "_since" => {
+                since = value
+                    .parse()
+                    .ok()
+                    .filter(|p: &i64| *p >= 0)
+                    .ok_or_else(|| FhirError::parameter(name, "expected a log position (an integer from 0)"))?;
+            }
+            "_count" => {
+                count =
+                    value.parse().ok().filter(|c| (1..=MAX_COUNT).contains(c)).ok_or_else(|| {
+                        FhirError::parameter(name, format!("expected an integer from 1 to {MAX_COUNT}"))
+                    })?;
+            }
+            other => return Err(FhirError::parameter(other, format!("{other} is not a parameter of $changes"))),
+        }
+    }
+    // the resources are rendered from the read models: once they hold every change to be sent
+    let head = state.store.head().await.map_err(ApiError::from)?;
+    if !state.projections.wait_for(head, state.config.query_wait).await {
+        return Err(FhirError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            IssueType::Transient,
+            format!("read models have not reached position {head} yet; retry"),
+        ));
+    }
+    let page = changed(&state, since, head, count).await?;
+    let systems = systems(&state);
+    let base = base_url(&headers);
+    let mut entries = Vec::with_capacity(page.resources.len());
+    for (served, id) in &page.resources {
+        let select = Select { id: Some(id.clone()), limit: 1, ..Select::default() };
+        let types: &[Served] = match served {
+            Served::Claim => &[Served::Claim, Served::ClaimResponse],
+            other => std::slice::from_ref(other),
+        };
+        for served in types {
+            // a resource that left the read models (a deleted claim) is not sent
+            for resource in served.find(&state, &user, &select).await?.resources {
+                entries.push(entry(&base, &systems.own, resource));
+            }
+        }
+    }
+    let mut bundle = json!({
+        "resourceType": "Bundle",
+        "identifier": { "system": systems.own, "value": format!("changes-{since}-{}", page.reached) },
+        "type": "transaction",
+        "timestamp": careledger_projections::time::text(&chrono::Utc::now()),
+        "link": [
+            { "relation": "self", "url": format!("{base}/$changes?_since={since}&_count={count}") },
+            { "relation": "next", "url": format!("{base}/$changes?_since={}&_count={count}", page.reached) },
+        ],
+    });
+    if !entries.is_empty() {
+        bundle["entry"] = Value::Array(entries);
+    }
+    Ok(Fhir(StatusCode::OK, bundle))
+}
+
+/// A transaction entry: the resource, updated where the receiver knows it by this server's
+/// identifier, created where it does not.
+fn entry(base: &str, own_system: &str, resource: Value) -> Value {
+    let kind = resource["resourceType"].as_str().unwrap_or_default().to_string();
+    let id = resource["id"].as_str().unwrap_or_default().to_string();
+    json!({
+        "fullUrl": format!("{base}/{kind}/{id}"),
+        "resource": resource,
+        "request": { "method": "PUT", "url": format!("{kind}?identifier={own_system}|{id}") },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn streams_name_the_resources_the_sync_carries() {
+        let id = "0190f3a0-1111-7000-8000-00000000001e";
+        assert_eq!(resource_of(&format!("insurees-insuree-{id}")), Some((Served::Patient, id)));
+        assert_eq!(resource_of(&format!("claims-insuree-{id}")), Some((Served::Patient, id)));
+        assert_eq!(resource_of(&format!("insurees-policy-{id}")), Some((Served::Coverage, id)));
+        assert_eq!(resource_of(&format!("claims-claim-{id}")), Some((Served::Claim, id)));
+        assert_eq!(resource_of(&format!("codes-batch-{id}")), None);
+        assert_eq!(resource_of("claims-facility-HF1"), None);
+        assert_eq!(resource_of("claims"), None);
+    }
+}
