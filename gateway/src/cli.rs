@@ -1,4 +1,4 @@
-//! The `careledger` command line: serve, migrate, token, projections rebuild/status, tail.
+//! The `careledger` command line: serve, migrate, token, projections rebuild/status, tail, sync keys.
 
 use std::process::ExitCode;
 
@@ -43,10 +43,29 @@ enum Command {
     /// Print the events the relay published to JetStream as JSON lines (one per event), acking
     /// each once printed; with --durable a later run resumes where this one stopped.
     Tail(crate::tail::TailArgs),
+    /// Sync between servers (issue #21): this server's keys.
+    Sync {
+        #[command(subcommand)]
+        command: SyncCommand,
+    },
     /// Read models: rebuild from the log, or show where they are.
     Projections {
         #[command(subcommand)]
         command: ProjectionsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SyncCommand {
+    /// Make this server's sync keys once (into <data-dir>/sync-key.json) and write its public key
+    /// file, the one to give the peers that send it sync files or receive its own.
+    Keys {
+        /// This server's FHIR identifier system, as `serve` is given it.
+        #[arg(long, env = "CARELEDGER_FHIR_SYSTEM")]
+        fhir_system: Option<String>,
+        /// Where to write the public key file; standard output when absent.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
     },
 }
 
@@ -127,6 +146,22 @@ async fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Tail(args) => crate::tail::run(args, shutdown_signal()).await,
+        Command::Sync { command: SyncCommand::Keys { fhir_system, out } } => {
+            let system = cli.storage.fhir_system(fhir_system.as_deref())?;
+            let public = cli.storage.sync_keys(&system)?.public().to_file();
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, format!("{public}\n"))
+                        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                    eprintln!(
+                        "the public sync key of {system} is in {}: give it to this server's peers",
+                        path.display()
+                    );
+                }
+                None => println!("{public}"),
+            }
+            Ok(())
+        }
         Command::Projections { command } => {
             let config = Config::for_database(&cli.storage.database_url(), "");
             let store = crate::server::open_store(&config).await?;

@@ -89,6 +89,56 @@ impl StorageArgs {
     }
 }
 
+impl StorageArgs {
+    /// This server's FHIR identifier system: the configured one (a URI: a scheme, no `|`), or
+    /// `urn:uuid:<server id>`.
+    pub fn fhir_system(&self, configured: Option<&str>) -> Result<String, String> {
+        match configured {
+            Some(system) if system.contains(':') && !system.contains('|') => Ok(system.to_string()),
+            Some(system) => Err(format!("CARELEDGER_FHIR_SYSTEM `{system}` is not a URI (a scheme, no `|`)")),
+            None => Ok(format!("urn:uuid:{}", self.server_id()?)),
+        }
+    }
+
+    /// This server's sync keys, made once into <data-dir>/sync-key.json (readable by its owner
+    /// alone) for `system`; an error when the keys there were made for another system.
+    pub fn sync_keys(&self, system: &str) -> Result<careledger_sync::Keys, String> {
+        let path = self.data_dir.join("sync-key.json");
+        let read = |path: &std::path::Path| -> Result<Option<careledger_sync::Keys>, String> {
+            match std::fs::read_to_string(path) {
+                Ok(text) => careledger_sync::Keys::from_secret_file(&text)
+                    .map(Some)
+                    .map_err(|e| format!("{}: {e}", path.display())),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+            }
+        };
+        let keys = match read(&path)? {
+            Some(keys) => keys,
+            None => {
+                let cannot = |e: std::io::Error| format!("cannot create {}: {e}", path.display());
+                std::fs::create_dir_all(&self.data_dir).map_err(cannot)?;
+                let keys = careledger_sync::Keys::generate(system);
+                if write_private(&path, &keys.to_secret_file()).map_err(cannot)? {
+                    keys
+                } else {
+                    // another process made them first: use theirs
+                    read(&path)?.ok_or_else(|| format!("{} went away as it was made", path.display()))?
+                }
+            }
+        };
+        if keys.server != system {
+            return Err(format!(
+                "{} holds the sync keys of {}, not of this server's system {system}: peers know this server by its \
+                 system, so keep CARELEDGER_FHIR_SYSTEM as it was, or move the file away to make new keys",
+                path.display(),
+                keys.server
+            ));
+        }
+        Ok(keys)
+    }
+}
+
 /// Fewest bytes of a JWT secret. HS256 is as strong as its key, and RFC 7518 (3.2) asks for a key
 /// of at least the hash's size: 256 bits.
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
@@ -314,13 +364,7 @@ impl Config {
                 .map_err(|e| format!("CARELEDGER_REQUISITION_KEY: {e}"))?,
             claim_code_per_facility: serve.claim_code_per_facility,
             attachment_max_bytes: serve.attachment_max_bytes,
-            fhir_system: match &serve.fhir_system {
-                Some(system) if system.contains(':') && !system.contains('|') => system.clone(),
-                Some(system) => {
-                    return Err(format!("CARELEDGER_FHIR_SYSTEM `{system}` is not a URI (a scheme, no `|`)"));
-                }
-                None => format!("urn:uuid:{}", storage.server_id()?),
-            },
+            fhir_system: storage.fhir_system(serve.fhir_system.as_deref())?,
         })
     }
 
