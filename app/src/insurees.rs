@@ -130,15 +130,25 @@ impl Insurees<'_> {
         };
         let decision_ctx = Ctx { now: Utc::now(), seed: 0 };
         let stream = insuree_stream(command.insuree_id);
+        // an insuree upserted as reference data has the id already (on the claims context's
+        // stream): refused, and the append guards that stream so that an upsert meanwhile is seen
+        let reference = careledger_events::claims::insuree_stream(command.insuree_id);
         for _ in 0..MAX_ATTEMPTS {
+            if self.store.stream_version(&reference).await? > 0 {
+                return Err(refused(InsureeError::InsureeExists));
+            }
             let insuree = load::<Insuree>(self.store, &stream).await?;
             let head = match command.family_head {
                 Some(h) => Some(load::<Insuree>(self.store, &insuree_stream(h)).await?.state),
                 None => None,
             };
             command.check(&insuree.state, head.as_ref(), &decision_ctx).map_err(refused)?;
-            let head_position = self.store.head().await?;
-            self.projections.wait_for(head_position, self.query_wait).await;
+            // the batches are proposed by the codes read model: once it holds every reservation
+            // committed before this request
+            let started_at = self.store.highest_position().await?;
+            if !self.projections.wait_for_one("codes", started_at, self.query_wait).await {
+                return Err(AppError::Behind(started_at));
+            }
             let candidates =
                 CodeQueries(self.store.db()).batches_with_reserved(holder.holder_type.code(), &holder.code).await?;
             let mut conflicted = false;
@@ -163,6 +173,7 @@ impl Insurees<'_> {
                             expected: ExpectedVersion::Exact(insuree.version),
                             events: ctx.events(std::slice::from_ref(&registration.insuree)),
                         },
+                        StreamAppend { stream: reference.clone(), expected: ExpectedVersion::Exact(0), events: vec![] },
                     ],
                     claims: vec![KeyClaim {
                         scope: INSUREE_SCOPE.into(),
@@ -216,8 +227,10 @@ impl Insurees<'_> {
         let stream = policy_stream(command.policy_id);
         // the insuree and the product are read from the register, once it includes what was
         // appended before this request (an insuree or product never leaves the register)
-        let head = self.store.head().await?;
-        self.projections.wait_for(head, self.query_wait).await;
+        let started_at = self.store.highest_position().await?;
+        if !self.projections.wait_for_one("claims", started_at, self.query_wait).await {
+            return Err(AppError::Behind(started_at));
+        }
         let registers = Registers(self.store.db());
         let insuree_known = registers.insuree_exists(&command.insuree_id.to_string()).await?;
         let product_known = registers.product_exists(&command.product_code).await?;

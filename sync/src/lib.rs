@@ -22,7 +22,7 @@ use std::str::FromStr;
 use age::secrecy::ExposeSecret;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
 /// What every sync file says it is (and what its signature covers first).
@@ -150,6 +150,9 @@ impl PeerKey {
         let file: PublicFile = serde_json::from_str(text).map_err(invalid_key)?;
         let bytes = key_bytes(&file.format, &file.verifying_key, "verifying_key")?;
         let verifying = VerifyingKey::from_bytes(&bytes).map_err(invalid_key)?;
+        if verifying.is_weak() {
+            return Err(invalid_key("verifying_key is a weak (small-order) key"));
+        }
         let recipient = age::x25519::Recipient::from_str(&file.age_recipient).map_err(invalid_key)?;
         Ok(PeerKey { server: file.server, verifying, recipient })
     }
@@ -226,13 +229,15 @@ pub fn open(file: &[u8], own: &Keys, peers: &[PeerKey]) -> Result<Opened, SyncFi
         .ok()
         .and_then(|b| Signature::from_slice(&b).ok())
         .ok_or(SyncFileError::Tampered)?;
-    let peer = peers
-        .iter()
-        .find(|p| p.server == header.from)
-        .ok_or_else(|| SyncFileError::UnknownSender(header.from.clone()))?;
-    peer.verifying
-        .verify(&signed_bytes(&envelope.header, &payload), &signature)
-        .map_err(|_| SyncFileError::Tampered)?;
+    // every key this server was given for the sender (old and new, across a key change)
+    let mut keys = peers.iter().filter(|p| p.server == header.from).peekable();
+    if keys.peek().is_none() {
+        return Err(SyncFileError::UnknownSender(header.from));
+    }
+    let signed = signed_bytes(&envelope.header, &payload);
+    if !keys.any(|peer| peer.verifying.verify_strict(&signed, &signature).is_ok()) {
+        return Err(SyncFileError::Tampered);
+    }
     if header.to != own.server {
         return Err(SyncFileError::ForAnotherServer(header.to));
     }
@@ -298,6 +303,16 @@ mod tests {
         inner["payload"] = serde_json::json!(B64.encode(b"{\"x\":1}"));
         let swapped = age::encrypt(&central.public().recipient, &serde_json::to_vec(&inner).unwrap()).unwrap();
         assert_eq!(open(&swapped, &central, &[node.public()]), Err(SyncFileError::Tampered));
+    }
+
+    #[test]
+    fn a_sender_that_changed_its_keys_is_known_by_both() {
+        let (old, new, central) = (Keys::generate(NODE), Keys::generate(NODE), Keys::generate(CENTRAL));
+        let peers = [old.public(), new.public()];
+        for sender in [&old, &new] {
+            let file = seal(b"{}", sender, &central.public()).unwrap();
+            assert_eq!(open(&file, &central, &peers).unwrap().from, NODE);
+        }
     }
 
     #[test]

@@ -177,6 +177,23 @@ async fn refusals_on(kind: Kind) {
     member["family_head"] = json!(member_id);
     let a = register(&s, &t, member).await;
     assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.text);
+    // an insuree the register holds as reference data is not registered again under a new
+    // number; one registered here and upserted later keeps what its registration said
+    let upserted = Uuid::now_v7();
+    let entry = json!({ "uuid": upserted, "chfid": "100000001", "birth_date": "1980-05-05", "gender": "F" });
+    let a = s.post("/api/v1/insurees", &t, json!({ "entries": [entry] })).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    let mut same = by_officer(person("Otieno"), "E01");
+    same["insuree_id"] = json!(upserted);
+    let a = register(&s, &t, same).await;
+    assert_eq!(a.status, StatusCode::CONFLICT, "{}", a.text);
+    let entry = json!({ "uuid": head_id, "chfid": "100000002", "birth_date": "1990-01-31", "gender": "F" });
+    let a = s.post("/api/v1/insurees", &t, json!({ "entries": [entry] })).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    wait(&s, &a).await;
+    let patient = s.get(&format!("/fhir/Patient/{head_id}"), &t).await;
+    assert_eq!(patient.body["name"][0]["family"], "Mwangi", "{}", patient.text);
+
     // an id already registered, and the same request again with its key: one insuree
     let mut again = by_officer(person("Otieno"), "E01");
     again["insuree_id"] = json!(head_id);

@@ -118,9 +118,10 @@ pub async fn changes(
             other => return Err(FhirError::parameter(other, format!("{other} is not a parameter of $changes"))),
         }
     }
-    // the resources are rendered from the read models: once they hold every change to be sent
+    // the resources are rendered from the claims read model (which also folds enrolment):
+    // once it holds every change to be sent
     let head = state.store.head().await.map_err(ApiError::from)?;
-    if !state.projections.wait_for(head, state.config.query_wait).await {
+    if !state.projections.wait_for_one("claims", head, state.config.query_wait).await {
         return Err(FhirError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             IssueType::Transient,

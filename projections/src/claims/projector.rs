@@ -122,6 +122,7 @@ enum Run {
     Facilities,
     Medical,
     Insurees,
+    Registered,
     Policies,
     Created,
     Submitted,
@@ -148,8 +149,18 @@ const MEDICAL: [Column; 10] = [
     Column::Text("updated_by"),
 ];
 
-/// The names, phone, family and location are a registered insuree's; NULL for an upserted one.
-const INSUREE: [Column; 11] = [
+const INSUREE: [Column; 6] = [
+    Column::Text("insuree_id"),
+    Column::Text("chfid"),
+    Column::Text("birth_date"),
+    Column::Text("gender"),
+    Column::Text("updated_at"),
+    Column::Text("updated_by"),
+];
+
+/// A registered insuree's row: the reference columns and what its registration says besides
+/// (an upsert of the same insuree later changes the reference columns and keeps these).
+const REGISTERED: [Column; 11] = [
     Column::Text("insuree_id"),
     Column::Text("chfid"),
     Column::Text("birth_date"),
@@ -245,6 +256,7 @@ fn statements(run: Run, backend: Backend) -> Vec<String> {
         Run::Facilities => vec![bulk::upsert(backend, "claims_health_facilities", &FACILITY, &["code"])],
         Run::Medical => vec![bulk::upsert(backend, "claims_medical_register", &MEDICAL, &["kind", "code"])],
         Run::Insurees => vec![bulk::upsert(backend, "claims_insurees", &INSUREE, &["insuree_id"])],
+        Run::Registered => vec![bulk::upsert(backend, "claims_insurees", &REGISTERED, &["insuree_id"])],
         Run::Policies => vec![bulk::upsert(backend, "claims_policies", &POLICY, &["policy_id"])],
         Run::Created => vec![
             bulk::insert(backend, "claims", &all(&[&CLAIM_NEW, &CLAIM_DATA])),
@@ -278,7 +290,7 @@ fn enrolled(recorded: &RecordedEvent, event: &InsureeEvent) -> (Run, Rows) {
                 "family_head": i.family_head.map(|h| h.to_string()), "location": i.location,
                 "updated_at": text(at), "updated_by": by,
             });
-            (Run::Insurees, vec![(0, Some(i.insuree_id.to_string()), row)])
+            (Run::Registered, vec![(0, Some(i.insuree_id.to_string()), row)])
         }
         InsureeEvent::PolicyEnrolled { policy: p, at } => {
             let row = json!({
