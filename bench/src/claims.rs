@@ -37,7 +37,7 @@ impl Size {
 }
 
 /// A small deterministic generator (xorshift): the same register and claims on every run.
-struct Draw(u64);
+pub(crate) struct Draw(pub(crate) u64);
 
 impl Draw {
     fn below(&mut self, n: usize) -> usize {
@@ -52,14 +52,14 @@ fn code(kind: &str, i: usize) -> String {
     format!("{kind}{i:05}")
 }
 
-struct Client {
-    http: reqwest::Client,
-    base: String,
-    token: String,
+pub(crate) struct Client {
+    pub(crate) http: reqwest::Client,
+    pub(crate) base: String,
+    pub(crate) token: String,
 }
 
 impl Client {
-    async fn post(&self, path: &str, body: &Value) -> Result<(Value, i64), String> {
+    pub(crate) async fn post(&self, path: &str, body: &Value) -> Result<(Value, i64), String> {
         let r = self
             .http
             .post(format!("{}{path}", self.base))
@@ -93,7 +93,7 @@ impl Client {
 }
 
 /// The register, price lists, insurees, the product and policies; returns the insurees' CHFIDs.
-async fn reference(client: &Client, size: Size) -> Result<(Vec<String>, i64), String> {
+pub(crate) async fn reference(client: &Client, size: Size) -> Result<(Vec<String>, i64), String> {
     let items = size.register * 7 / 10;
     let services = size.register - items;
     let facilities: Vec<Value> = (0..size.facilities)
@@ -133,7 +133,7 @@ async fn reference(client: &Client, size: Size) -> Result<(Vec<String>, i64), St
 }
 
 /// A claim of 5 lines (3 items, 2 services) at a facility for an insuree.
-fn claim(draw: &mut Draw, size: Size, chfids: &[String], n: usize) -> Value {
+pub(crate) fn claim(draw: &mut Draw, size: Size, chfids: &[String], n: usize) -> Value {
     let items = size.register * 7 / 10;
     let services = size.register - items;
     let today = Utc::now().date_naive();

@@ -10,6 +10,7 @@ mod rebuild;
 mod relay;
 mod requisitions;
 mod service;
+mod sync_export;
 
 use clap::{Parser, Subcommand};
 
@@ -111,6 +112,16 @@ enum Command {
         #[arg(long)]
         smoke: bool,
     },
+    /// The sync's export: `GET /fhir/$changes` of a node's claims, insurees and policies, a Bundle
+    /// at a time, vs reading the same log plainly; then a re-sync with nothing new.
+    SyncExport {
+        #[arg(long, default_value = "sqlite,postgres")]
+        backends: String,
+        #[arg(long, default_value_t = 10_000)]
+        claims: usize,
+        #[arg(long, default_value_t = 2_000)]
+        insurees: usize,
+    },
     /// A tiny run of every benchmark, to check they still work (figures meaningless).
     Smoke,
 }
@@ -193,6 +204,12 @@ async fn run(cli: Cli) -> Result<(), String> {
                 claims::run(&b, pg, size).await?;
             }
         }
+        Command::SyncExport { backends, claims, insurees } => {
+            let size = claims::Size { facilities: 10, register: 100, insurees, claims, clients: 16 };
+            for b in each(&backends) {
+                sync_export::run(&b, pg, size).await?;
+            }
+        }
         Command::Smoke => {
             for b in ["sqlite", "postgres"] {
                 generate::run(b, pg, 2_000).await?;
@@ -204,6 +221,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 equipment::run(b, pg, 4, 0.5).await?;
                 nats_commands::run(b, pg, 4, 0.3).await?;
                 claims::run(b, pg, claims::Size::smoke()).await?;
+                sync_export::run(b, pg, claims::Size::smoke()).await?;
             }
         }
     }

@@ -158,14 +158,9 @@ impl Served {
                 }
             }
             Served::Claim | Served::ClaimResponse => {
-                let queries = ClaimQueries(state.store.db());
                 let facility = user.health_facility.as_deref();
                 for id in registers.claim_ids(select, facility).await? {
-                    // a claim deleted between the two reads has left; one moved to another
-                    // facility meanwhile is no longer the caller's
-                    let detail = queries.claim_detail(&id).await?;
-                    let visible = detail.filter(|d| facility.is_none_or(|f| d.claim.health_facility == f));
-                    let resource = visible.map(|detail| match self {
+                    let resource = visible_claim(state, user, &id).await?.map(|detail| match self {
                         Served::Claim => careledger_fhir::claim(&detail, &systems),
                         _ => careledger_fhir::claim_response(&detail, &systems),
                     });
@@ -175,6 +170,19 @@ impl Served {
         }
         Ok(found)
     }
+}
+
+/// The claim with its lines as the read model holds it, if the caller may see it: a claim deleted
+/// since it was found has left, and one moved to another facility is no longer a facility-scoped
+/// caller's.
+async fn visible_claim(
+    state: &AppState,
+    user: &User,
+    id: &str,
+) -> Result<Option<careledger_projections::claims::ClaimDetail>, FhirError> {
+    let facility = user.health_facility.as_deref();
+    let detail = ClaimQueries(state.store.db()).claim_detail(id).await?;
+    Ok(detail.filter(|d| facility.is_none_or(|f| d.claim.health_facility == f)))
 }
 
 /// What a search read: the resources to show, how many rows it read and the last one's id.
