@@ -130,12 +130,8 @@ impl Registers<'_> {
 
     /// Whether the register holds the insuree (registered here, or upserted as reference data).
     pub async fn insuree_exists(&self, insuree_id: &str) -> Result<bool, ProjectionError> {
-        let mut conn = self.0.acquire().await?;
-        let found =
-            sql_fetch_all!(conn.exec(), "SELECT 1 FROM claims_insurees WHERE insuree_id = $1", [insuree_id], |row| {
-                row.try_get::<i32, _>(0)
-            })?;
-        Ok(!found.is_empty())
+        let select = Select { id: Some(insuree_id.to_string()), limit: 1, ..Select::default() };
+        Ok(!self.insurees(&select).await?.is_empty())
     }
 
     /// Whether the register holds the product.
