@@ -15,16 +15,18 @@
 //! `identifier` (this server's system, `changes-<from>-<to>`) names it, so that importing it twice
 //! can be recognised.
 
+use std::collections::HashMap;
+
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use careledger_app::Operation;
 use careledger_events::RecordedEvent;
 use careledger_fhir::IssueType;
-use careledger_projections::claims::Select;
+use careledger_projections::claims::{ClaimDetail, ClaimQueries, Select};
 use futures::{StreamExt, TryStreamExt};
 use serde_json::{Value, json};
 
-use super::{Fhir, FhirError, Served, base_url, systems, visible_claim};
+use super::{Fhir, FhirError, Served, base_url, systems};
 use crate::auth::User;
 use crate::http::envelope::ApiError;
 use crate::state::AppState;
@@ -34,8 +36,8 @@ const DEFAULT_COUNT: usize = 100;
 const MAX_COUNT: usize = 1000;
 /// Events read from the log per round trip while looking for changed resources.
 const SCAN_PAGE: i64 = 1000;
-/// Resources read at once while a Bundle is made (each a few queries on its own connection):
-/// measured on 10,000 claims, one at a time spent most of the export waiting for the database.
+/// Insurees and policies read at once while a Bundle is made (each a few queries on its own
+/// connection): one at a time spent most of an export waiting for the database.
 const RENDER_AHEAD: usize = 8;
 
 /// The resource a stream is, if it is one the sync carries.
@@ -135,17 +137,11 @@ pub async fn changes(
     let page = changed(&state, since, head, count).await?;
     let systems = systems(&state);
     let base = base_url(&headers);
-    // each resource read on its own connection, a few at a time, in the order they changed
-    let rendered: Vec<Vec<Value>> = futures::stream::iter(page.resources)
-        .map(|(served, id)| {
-            let (state, user, systems) = (state.clone(), user.clone(), systems.clone());
-            async move { rendered(&state, &user, &systems, served, &id).await }
-        })
-        .buffered(RENDER_AHEAD)
-        .try_collect()
-        .await?;
-    let entries: Vec<Value> =
-        rendered.into_iter().flatten().map(|resource| entry(&base, &systems.own, resource)).collect();
+    let entries: Vec<Value> = rendered(&state, &user, &systems, page.resources)
+        .await?
+        .into_iter()
+        .map(|resource| entry(&base, &systems.own, resource))
+        .collect();
     let mut bundle = json!({
         "resourceType": "Bundle",
         "identifier": { "system": systems.own, "value": format!("changes-{since}-{}", page.reached) },
@@ -162,25 +158,50 @@ pub async fn changes(
     Ok(Fhir(StatusCode::OK, bundle))
 }
 
-/// The resources one changed stream is now: none when it left the read models (a deleted claim
-/// is not sent); a claim as entered and as decided, from one read of it.
+/// The resources the changed streams are now, in the order they changed: none for a stream that
+/// left the read models (a deleted claim is not sent); a claim as entered and as decided. The
+/// claims are read together (four queries for the page); insurees and policies a few at a time,
+/// each on its own connection.
 async fn rendered(
     state: &AppState,
     user: &User,
     systems: &careledger_fhir::Systems,
-    served: Served,
-    id: &str,
+    resources: Vec<(Served, String)>,
 ) -> Result<Vec<Value>, FhirError> {
-    if served == Served::Claim {
-        return Ok(match visible_claim(state, user, id).await? {
-            Some(detail) => {
-                vec![careledger_fhir::claim(&detail, systems), careledger_fhir::claim_response(&detail, systems)]
+    let claim_ids: Vec<String> =
+        resources.iter().filter(|(served, _)| *served == Served::Claim).map(|(_, id)| id.clone()).collect();
+    let facility = user.health_facility.as_deref();
+    let mut claims: HashMap<String, ClaimDetail> = ClaimQueries(state.store.db())
+        .claim_details(&claim_ids)
+        .await
+        .map_err(ApiError::from)?
+        .into_iter()
+        .filter(|d| facility.is_none_or(|f| d.claim.health_facility == f))
+        .map(|d| (d.claim.uuid.clone(), d))
+        .collect();
+    let rendered: Vec<Vec<Value>> = futures::stream::iter(resources)
+        .map(|(served, id)| {
+            let claim = claims.remove(&id);
+            let (state, user, systems) = (state.clone(), user.clone(), systems.clone());
+            async move {
+                if served == Served::Claim {
+                    return Ok(claim
+                        .map(|detail| {
+                            vec![
+                                careledger_fhir::claim(&detail, &systems),
+                                careledger_fhir::claim_response(&detail, &systems),
+                            ]
+                        })
+                        .unwrap_or_default());
+                }
+                let select = Select { id: Some(id), limit: 1, ..Select::default() };
+                Ok::<_, FhirError>(served.find(&state, &user, &select).await?.resources)
             }
-            None => vec![],
-        });
-    }
-    let select = Select { id: Some(id.to_string()), limit: 1, ..Select::default() };
-    Ok(served.find(state, user, &select).await?.resources)
+        })
+        .buffered(RENDER_AHEAD)
+        .try_collect()
+        .await?;
+    Ok(rendered.into_iter().flatten().collect())
 }
 
 /// A transaction entry: the resource, updated where the receiver knows it by this server's
