@@ -435,6 +435,7 @@ pub fn raw_event(event_type: &str, data: Value, command: &str) -> careledger_sto
             causation_id: None,
             actor: Default::default(),
             command: command.into(),
+            origin: None,
         },
     }
 }

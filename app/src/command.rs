@@ -4,7 +4,7 @@
 //! ([`CommitError`]).
 
 use blake2::{Blake2b, Digest, digest::consts::U32};
-use careledger_events::{Actor, DomainEvent, EventMetadata, NewEvent};
+use careledger_events::{Actor, DomainEvent, EventMetadata, NewEvent, Origin};
 use careledger_store::{AppendOutcome, AppendRequest, EventStore, IdempotencyRecord, StoreError};
 use uuid::Uuid;
 
@@ -40,6 +40,8 @@ pub struct CommandCtx {
     pub correlation_id: Uuid,
     pub causation_id: Option<Uuid>,
     idempotency: Option<(String, String)>,
+    /// The peer and Bundle an import's events come from (recorded in their metadata).
+    origin: Option<Origin>,
 }
 
 impl CommandCtx {
@@ -88,6 +90,7 @@ impl CommandCtx {
             correlation_id: meta.correlation_id.unwrap_or_else(Uuid::now_v7),
             causation_id: meta.causation_id,
             idempotency,
+            origin: None,
         })
     }
 
@@ -98,10 +101,30 @@ impl CommandCtx {
         self
     }
 
+    /// The context of an import: its events say which peer and Bundle they came from, and the
+    /// Bundle's identifier is the idempotency key (whoever sends it: a Bundle is the peer's, not
+    /// a user's), checked against the Bundle's bytes, so importing a Bundle again answers as the
+    /// first time and appends nothing.
+    pub fn imported(mut self, origin: Origin, bundle: &[u8]) -> Self {
+        let mut hasher = Blake2b::<U32>::new();
+        hasher.update(bundle);
+        let hash: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        self.idempotency = Some((format!("bundle\u{1f}{}\u{1f}{}", origin.peer, origin.bundle), hash));
+        self.origin = Some(origin);
+        self
+    }
+
     /// The answer given the first time this idempotency key was used, if it was.
     pub async fn earlier_answer(&self, store: &EventStore) -> Result<Option<Answer>, AppError> {
         let Some((key, hash)) = &self.idempotency else { return Ok(None) };
         let Some(stored) = store.idempotent_response(key).await? else { return Ok(None) };
+        if stored.request_hash != *hash && self.origin.is_some() {
+            return Err(AppError::Invalid(vec![Invalid::field(
+                "Bundle.identifier",
+                "unique",
+                "a different Bundle with this identifier was already imported: a Bundle's identifier names one Bundle",
+            )]));
+        }
         if stored.request_hash != *hash {
             return Err(AppError::Invalid(vec![Invalid::header(
                 "Idempotency-Key",
@@ -126,6 +149,7 @@ impl CommandCtx {
                     causation_id: self.causation_id,
                     actor: self.actor.clone(),
                     command: self.command.to_string(),
+                    origin: self.origin.clone(),
                 },
             })
             .collect()

@@ -15,6 +15,8 @@ pub enum Context {
     Insurees,
     Registry,
     Requisitions,
+    /// Imports from peers: the events of other contexts, as a peer's Bundle brings them.
+    Sync,
 }
 
 impl Context {
@@ -25,6 +27,7 @@ impl Context {
             Context::Insurees => "insurees",
             Context::Registry => "registry",
             Context::Requisitions => "requisitions",
+            Context::Sync => "sync",
         }
     }
 }
@@ -97,6 +100,8 @@ operations! {
     EnrolInPolicy => "enrol_in_policy", "101202";
     /// Read every resource of the FHIR face (`/fhir`): a sync peer's token.
     SyncRead => "sync_read", "sync:read";
+    /// Import a peer's Bundle (`POST /fhir`): a sync peer's token.
+    SyncWrite => "sync_write", "sync:write";
 }
 
 impl Operation {
@@ -146,7 +151,7 @@ const fn command(context: Context, name: &'static str, operation: Operation) -> 
     Command { name, context, operation }
 }
 
-use Context::{Claims, Codes, Insurees, Registry, Requisitions};
+use Context::{Claims, Codes, Insurees, Registry, Requisitions, Sync};
 
 /// Every command of the service.
 pub const COMMANDS: &[Command] = &[
@@ -156,6 +161,7 @@ pub const COMMANDS: &[Command] = &[
     command(Codes, "LinkControlNumber", Operation::LinkControlNumber),
     command(Insurees, "RegisterInsuree", Operation::RegisterInsuree),
     command(Insurees, "EnrolInPolicy", Operation::EnrolInPolicy),
+    command(Sync, "ImportBundle", Operation::SyncWrite),
     command(Registry, "RegisterLegalEntity", Operation::WriteLegalEntity),
     command(Registry, "ChangeLegalEntityStatus", Operation::WriteLegalEntity),
     command(Registry, "RegisterDivision", Operation::WriteDivision),

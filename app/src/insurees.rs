@@ -127,6 +127,7 @@ impl Insurees<'_> {
             location: input.location,
             holder_type: holder.holder_type,
             holder_code: holder.code.clone(),
+            identifiers: vec![],
         };
         let decision_ctx = Ctx { now: Utc::now(), seed: 0 };
         let stream = insuree_stream(command.insuree_id);
@@ -222,6 +223,7 @@ impl Insurees<'_> {
             enrol_date: input.enrol_date,
             effective_date: input.effective_date,
             expiry_date: input.expiry_date,
+            identifiers: vec![],
         };
         let decision_ctx = Ctx { now: Utc::now(), seed: 0 };
         let stream = policy_stream(command.policy_id);

@@ -23,6 +23,7 @@ pub mod error;
 pub mod insurees;
 pub mod registry;
 pub mod requisitions;
+pub mod sync;
 
 pub use aggregates::{AggregateCache, Loaded, catch_up, load};
 pub use answer::Answer;

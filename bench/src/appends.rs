@@ -204,6 +204,7 @@ fn event(writer: usize, n: usize) -> NewEvent {
             causation_id: None,
             actor: Default::default(),
             command: "Bench".into(),
+            origin: None,
         },
     }
 }

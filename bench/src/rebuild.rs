@@ -46,6 +46,7 @@ pub async fn run(backend: &str, pg_admin: &str, events: usize) -> Result<(), Str
         causation_id: None,
         actor: Default::default(),
         command: "Bench".into(),
+        origin: None,
     };
     let mut appended = 0usize;
     for batch in &batches {

@@ -139,6 +139,7 @@ fn event(n: usize) -> NewEvent {
             causation_id: None,
             actor: Default::default(),
             command: "Bench".into(),
+            origin: None,
         },
     }
 }

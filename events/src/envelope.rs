@@ -27,6 +27,19 @@ pub struct EventMetadata {
     pub actor: Actor,
     /// The command that decided this event, e.g. `GenerateCodes`.
     pub command: String,
+    /// Where an imported event came from: the peer server and the FHIR Bundle (issue #21). None
+    /// for what was decided here from a request of this server's own users.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Origin>,
+}
+
+/// The peer and Bundle an import came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Origin {
+    /// The peer's identifier system (the system of the ids it gives).
+    pub peer: String,
+    /// The Bundle's identifier value (unique within the peer's system).
+    pub bundle: String,
 }
 
 /// An event about to be appended.

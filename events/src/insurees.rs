@@ -16,9 +16,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::DomainEvent;
 use crate::claims::Gender;
 use crate::codes::HolderType;
+use crate::{DomainEvent, Identifier};
 
 /// An insuree as registered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -42,6 +42,10 @@ pub struct RegisteredInsuree {
     /// enrolled the insuree.
     pub holder_type: HolderType,
     pub holder_code: String,
+    /// The ids other servers gave the insuree (an insuree enrolled offline and imported keeps
+    /// the node's id under the node's system).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub identifiers: Vec<Identifier>,
 }
 
 /// A policy as enrolled: the insuree covered by a product for a period.
@@ -53,6 +57,9 @@ pub struct EnrolledPolicy {
     pub enrol_date: NaiveDate,
     pub effective_date: NaiveDate,
     pub expiry_date: NaiveDate,
+    /// The ids other servers gave the policy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub identifiers: Vec<Identifier>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -104,6 +111,7 @@ mod tests {
                 location: Some("R1D1M1V1".into()),
                 holder_type: HolderType::EnrolmentOfficer,
                 holder_code: "E0001".into(),
+                identifiers: vec![],
             },
             at: DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
         };

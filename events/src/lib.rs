@@ -50,12 +50,14 @@ macro_rules! value_list {
 pub mod claims;
 pub mod codes;
 mod envelope;
+mod identifier;
 pub mod insurees;
 pub mod registry;
 pub mod requisitions;
 pub mod schema;
 
-pub use envelope::{Actor, EventMetadata, NewEvent, RecordedEvent};
+pub use envelope::{Actor, EventMetadata, NewEvent, Origin, RecordedEvent};
+pub use identifier::Identifier;
 
 /// The bounded contexts whose events the log holds: the first part of every stream name and of
 /// every NATS subject `careledger.<context>.<EventType>`.

@@ -23,6 +23,7 @@ fn event(n: i64) -> NewEvent {
             causation_id: None,
             actor: Default::default(),
             command: "Test".into(),
+            origin: None,
         },
     }
 }

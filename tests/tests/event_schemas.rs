@@ -207,6 +207,7 @@ fn samples() -> Vec<(&'static str, &'static str, Value)> {
         location: Some("R1D1".into()),
         holder_type: HolderType::EnrolmentOfficer,
         holder_code: "EO-1".into(),
+        identifiers: vec![careledger_events::Identifier { system: "urn:uuid:node".into(), value: "7".into() }],
     };
     let day = NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
     let policy = EnrolledPolicy {
@@ -216,6 +217,7 @@ fn samples() -> Vec<(&'static str, &'static str, Value)> {
         enrol_date: day,
         effective_date: day,
         expiry_date: NaiveDate::from_ymd_opt(2027, 11, 30).unwrap(),
+        identifiers: vec![],
     };
     out.extend(of(vec![
         InsureeEvent::InsureeRegistered { insuree, at: at() },

@@ -97,7 +97,9 @@ impl<'a> Message<'a> {
         .map_err(|e| format!("request {subject}: {e}"))?;
         let header = |name: &str| reply.headers.as_ref().and_then(|h| h.get(name)).map(|v| v.as_str().to_string());
         assert_eq!(header("X-Request-Id").as_deref(), Some(self.request_id.as_str()), "the reply names its request");
-        assert_eq!(header("Content-Type").as_deref(), Some("application/json"));
+        // the HTTP answer's type: JSON, FHIR's JSON for a sync Bundle's
+        let json = if self.context == "sync" { "application/fhir+json" } else { "application/json" };
+        assert_eq!(header("Content-Type").as_deref(), Some(json));
         Ok(Reply {
             status: header("Careledger-Status").and_then(|s| s.parse().ok()).expect("Careledger-Status header"),
             position: header("Careledger-Position").and_then(|p| p.parse().ok()),
@@ -228,6 +230,23 @@ async fn every_command_on(kind: Kind) {
     run(assign.param("Careledger-Code", &code), 200).await;
     let link = Message::new("codes", "LinkControlNumber", &codes, json!({ "control_number": "CN-1" }));
     run(link.param("Careledger-Code", &code), 200).await;
+    // a peer's Bundle: an insuree it registered with another of the codes reserved to N-1
+    let (node, insuree) = ("urn:uuid:node-1", Uuid::now_v7());
+    let code_type = "https://openimis.github.io/openimis_fhir_r4_ig/CodeSystem/openimis-identifiers";
+    let patient = json!({
+        "resourceType": "Patient", "id": insuree,
+        "identifier": [
+            { "system": node, "value": insuree },
+            { "type": { "coding": [{ "system": code_type, "code": "Code" }] }, "value": reserved.body["data"]["codes"][1] },
+        ],
+        "name": [{ "family": "Mwangi", "given": ["Amani"] }], "gender": "female", "birthDate": "1990-01-31",
+    });
+    let bundle = json!({
+        "resourceType": "Bundle", "type": "transaction", "identifier": { "system": node, "value": "changes-0-1" },
+        "entry": [{ "resource": patient, "request": { "method": "PUT", "url": "Patient" } }],
+    });
+    let peer = token_for("node-1", "sync:read sync:write", None);
+    run(Message::new("sync", "ImportBundle", &peer, bundle), 200).await;
 
     let admin = token_for("admin", REGISTRY, None);
     let (le, div, div2) = (Uuid::now_v7().to_string(), Uuid::now_v7().to_string(), Uuid::now_v7().to_string());

@@ -60,6 +60,7 @@ async fn take_number(s: &TestServer, number: &str) -> Uuid {
                     causation_id: None,
                     actor: Default::default(),
                     command: "IssueRequisition".into(),
+                    origin: None,
                 },
             }],
         }],

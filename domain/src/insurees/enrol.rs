@@ -1,5 +1,6 @@
 //! EnrolInPolicy: a registered insuree covered by a product for a period.
 
+use careledger_events::Identifier;
 use careledger_events::insurees::{EnrolledPolicy, InsureeEvent};
 use chrono::{Months, NaiveDate};
 use uuid::Uuid;
@@ -18,6 +19,8 @@ pub struct EnrolInPolicy {
     pub enrol_date: NaiveDate,
     pub effective_date: NaiveDate,
     pub expiry_date: NaiveDate,
+    /// The ids other servers gave the policy.
+    pub identifiers: Vec<Identifier>,
 }
 
 impl EnrolInPolicy {
@@ -57,6 +60,7 @@ impl EnrolInPolicy {
                 enrol_date: self.enrol_date,
                 effective_date: self.effective_date,
                 expiry_date: self.expiry_date,
+                identifiers: self.identifiers.clone(),
             },
             at: ctx.now,
         }])
@@ -119,6 +123,7 @@ mod tests {
             location: None,
             holder_type: HolderType::EnrolmentOfficer,
             holder_code: "E01".into(),
+            identifiers: vec![],
         }
     }
 
@@ -200,6 +205,7 @@ mod tests {
             enrol_date: day("2026-12-01"),
             effective_date: day("2026-12-01"),
             expiry_date: day("2027-11-30"),
+            identifiers: vec![],
         };
         let events = enrol.decide(&Policy::default(), true, true, &ctx()).unwrap();
         assert_eq!(events.len(), 1);

@@ -32,6 +32,12 @@ pub enum InsureeError {
          this holder on the central server and sync"
     )]
     NoCodesLeft { holder: String },
+    #[error("insurance number {code} is not a code of this server")]
+    UnknownCode { code: String },
+    #[error("insurance number {code} was never reserved to a holder, so no node could give it")]
+    CodeNotReserved { code: String },
+    #[error("insurance number {code} is already assigned to another insuree")]
+    CodeAssigned { code: String },
     #[error("the insuree is not registered")]
     UnknownInsuree,
     #[error("a policy with this id already exists")]
@@ -62,7 +68,10 @@ impl InsureeError {
             EffectiveBeforeEnrolment => Refusal::Invalid { entry: "$.effective_date" },
             UnknownInsuree => Refusal::Invalid { entry: "$.insuree_id" },
             HolderMismatch => Refusal::Forbidden,
-            InsureeExists | PolicyExists | NoReservedCodeInBatch | NoCodesLeft { .. } => Refusal::Conflict,
+            UnknownCode { .. } | CodeNotReserved { .. } => Refusal::Invalid { entry: "$.chfid" },
+            InsureeExists | PolicyExists | NoReservedCodeInBatch | NoCodesLeft { .. } | CodeAssigned { .. } => {
+                Refusal::Conflict
+            }
         }
     }
 }

@@ -1,5 +1,6 @@
 //! RegisterInsuree: a new insuree, numbered with the oldest code reserved to who enrols them.
 
+use careledger_events::Identifier;
 use careledger_events::claims::Gender;
 use careledger_events::codes::{CodeEvent, HolderType};
 use careledger_events::insurees::{InsureeEvent, RegisteredInsuree};
@@ -7,7 +8,7 @@ use chrono::NaiveDate;
 use uuid::Uuid;
 
 use super::{Insuree, InsureeError, MAX_LOCATION, MAX_NAME, MAX_PHONE};
-use crate::codes::CodeBatch;
+use crate::codes::{CodeBatch, CodeStatus};
 use crate::{Ctx, check_text};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +25,8 @@ pub struct RegisterInsuree {
     /// Whose reserved codes the number is drawn from.
     pub holder_type: HolderType,
     pub holder_code: String,
+    /// The ids other servers gave the insuree (an import's: the sender's id under its system).
+    pub identifiers: Vec<Identifier>,
 }
 
 /// What registering decides: the code's assignment on its batch and the insuree's registration.
@@ -105,7 +108,37 @@ impl RegisterInsuree {
             return Err(InsureeError::HolderMismatch);
         }
         let chfid = batch.oldest_reserved().ok_or(InsureeError::NoReservedCodeInBatch)?;
-        Ok(Registration {
+        Ok(self.registration(batch_id, chfid, ctx))
+    }
+
+    /// Registers the insuree with `chfid`, a code `batch` holds reserved: the number a node gave
+    /// the insuree offline, from the codes this server reserved to the node's holder, arriving
+    /// with the node's sync. The holder is the batch's (the node drew only from its own).
+    pub fn decide_code(
+        &self,
+        insuree: &Insuree,
+        head: Option<&Insuree>,
+        batch: &CodeBatch,
+        chfid: &str,
+        ctx: &Ctx,
+    ) -> Result<Registration, InsureeError> {
+        let code = || chfid.to_string();
+        let (Some(batch_id), Some(slot), Some(holder_type)) = (batch.batch_id, batch.slot(chfid), batch.holder_type)
+        else {
+            return Err(InsureeError::UnknownCode { code: code() });
+        };
+        let command = RegisterInsuree { holder_type, holder_code: batch.holder_code.clone(), ..self.clone() };
+        command.check(insuree, head, ctx)?;
+        match slot.status {
+            CodeStatus::Reserved => {}
+            CodeStatus::Available => return Err(InsureeError::CodeNotReserved { code: code() }),
+            CodeStatus::Assigned => return Err(InsureeError::CodeAssigned { code: code() }),
+        }
+        Ok(command.registration(batch_id, code(), ctx))
+    }
+
+    fn registration(&self, batch_id: Uuid, chfid: String, ctx: &Ctx) -> Registration {
+        Registration {
             code: CodeEvent::CodeAssigned {
                 batch_id,
                 code: chfid.clone(),
@@ -125,9 +158,10 @@ impl RegisterInsuree {
                     location: self.location.clone(),
                     holder_type: self.holder_type,
                     holder_code: self.holder_code.clone(),
+                    identifiers: self.identifiers.clone(),
                 },
                 at: ctx.now,
             },
-        })
+        }
     }
 }

@@ -10,13 +10,14 @@
 //! facility finds only that facility's claims, as in the claims API.
 
 mod changes;
+mod import;
 mod search;
 
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use careledger_app::Operation;
 use careledger_fhir::{FHIR_JSON, IssueType, Systems, operation_outcome};
 use careledger_projections::claims::{ClaimQueries, Registers, Select};
@@ -28,6 +29,7 @@ use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .route("/fhir", post(import::import).layer(import::body_limit()))
         .route("/fhir/metadata", get(metadata))
         .route("/fhir/$changes", get(changes::changes))
         .route("/fhir/{resource_type}", get(search::search))

@@ -37,6 +37,7 @@ pub const COMMANDS: &[NatsCommand] = &[
     command("LinkControlNumber", Method::POST, "/api/v1/codes/{code}/control-number"),
     command("RegisterInsuree", Method::POST, "/api/v1/enrolment/insurees"),
     command("EnrolInPolicy", Method::POST, "/api/v1/enrolment/policies"),
+    command("ImportBundle", Method::POST, "/fhir"),
     command("RegisterLegalEntity", Method::POST, "/api/v1/legal-entities"),
     command("ChangeLegalEntityStatus", Method::PATCH, "/api/v1/legal-entities/{id}"),
     command("RegisterDivision", Method::POST, "/api/v1/divisions"),

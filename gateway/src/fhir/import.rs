@@ -1,0 +1,353 @@
+//! `POST /fhir`: a peer's `transaction` Bundle imported (issue #21, the import side of the sync).
+//! This module reads the Bundle into the application's terms (`careledger_app::sync`), which
+//! matches, translates and appends it; every element it cannot read is named by its FHIRPath in
+//! one 422 `OperationOutcome`, before anything is looked up.
+//!
+//! Imported so far: `Patient` (an insuree enrolled on a node, with the insurance number the node
+//! gave it from the codes this server reserved to the node's holder) and `Coverage` (a policy).
+//! Other resource types are refused by name, the whole Bundle with them (FHIR's transaction rule):
+//! claims come next.
+//!
+//! The resources are read from JSON by hand, not through a FHIR model crate: the few elements read
+//! here are checked one by one with their paths, and a generated R4 model costs minutes of every
+//! build; what this server emits is checked against an independent FHIR library in the tests.
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use careledger_app::sync::{Importer, Incoming, IncomingBundle, IncomingCoverage, IncomingPatient};
+use careledger_app::{AppError, Invalid, Operation};
+use careledger_events::claims::Gender;
+use careledger_events::{Identifier, Origin};
+use careledger_fhir::IssueType;
+use chrono::NaiveDate;
+use serde_json::{Map, Value};
+
+use super::{Fhir, FhirError};
+use crate::auth::User;
+use crate::handler::command_ctx;
+use crate::http::body::JsonBody;
+use crate::http::envelope::{ApiError, POSITION_HEADER};
+use crate::state::AppState;
+
+/// The largest Bundle a peer sends in one request (a node's week of enrolment and claims is a few
+/// megabytes; the export's 1,000-resource pages are at most a few).
+pub const MAX_BUNDLE_BYTES: usize = 64 << 20;
+
+/// The limit the import route reads its body with (the service's default is 1 MiB).
+pub fn body_limit() -> DefaultBodyLimit {
+    DefaultBodyLimit::max(MAX_BUNDLE_BYTES)
+}
+
+/// `POST /fhir`
+pub async fn import(
+    State(state): State<AppState>,
+    user: Result<User, ApiError>,
+    headers: HeaderMap,
+    body: Result<JsonBody, ApiError>,
+) -> Result<Response, FhirError> {
+    let user = user?;
+    let write = state.config.permissions.of(Operation::SyncWrite);
+    if !user.holds(write) {
+        return Err(FhirError::new(
+            StatusCode::FORBIDDEN,
+            IssueType::Forbidden,
+            format!("Your scope does not allow to import a Bundle. Missing allowances: {write}"),
+        ));
+    }
+    let JsonBody(body, bytes) = body?;
+    let bundle = read_bundle(&body).map_err(refused)?;
+    let ctx = command_ctx(&state, "ImportBundle", &user, &headers, "/fhir", &bytes)?
+        .imported(Origin { peer: bundle.sender.clone(), bundle: bundle.bundle.clone() }, &bytes);
+    let importer = Importer {
+        store: &state.store,
+        projections: &state.projections,
+        batches: &state.batches,
+        query_wait: state.config.query_wait,
+        own_system: &state.config.fhir_system,
+    };
+    let answer = importer.import(&ctx, bundle).await.map_err(|e| match e {
+        AppError::Invalid(invalid) => refused(invalid),
+        other => ApiError::from(other).into(),
+    })?;
+    // a command's answer carries the log position it reached, as the API's other commands do
+    let mut response = Fhir(StatusCode::OK, answer.data).into_response();
+    if let Some(value) = answer.position.and_then(|p| HeaderValue::from_str(&p.to_string()).ok()) {
+        response.headers_mut().insert(POSITION_HEADER, value);
+    }
+    Ok(response)
+}
+
+/// A Bundle refused for what its elements say: the first element named, with what is wrong with
+/// it and how many more are (an `OperationOutcome` locates one issue by FHIRPath).
+fn refused(invalid: Vec<Invalid>) -> FhirError {
+    let first = invalid.first();
+    let what = first.and_then(|i| i.rules.first()).map(|r| r.description.clone()).unwrap_or_default();
+    let more = match invalid.len() {
+        0 | 1 => String::new(),
+        n => format!(" (and {} more)", n - 1),
+    };
+    FhirError {
+        location: first.map(|i| i.entry.clone()),
+        ..FhirError::new(StatusCode::UNPROCESSABLE_ENTITY, IssueType::Invalid, format!("{what}{more}"))
+    }
+}
+
+/// What reading a Bundle found wrong, every element at once.
+struct Reader {
+    invalid: Vec<Invalid>,
+}
+
+impl Reader {
+    fn fail(&mut self, path: &str, rule: &'static str, message: impl Into<String>) {
+        self.invalid.push(Invalid::field(path, rule, message));
+    }
+
+    /// A string of 1 to `max` characters without control characters, at `path`.
+    fn text(&mut self, value: Option<&Value>, path: &str, required: bool, max: usize) -> Option<String> {
+        match value {
+            None | Some(Value::Null) if !required => None,
+            None | Some(Value::Null) => {
+                self.fail(path, "required", "required");
+                None
+            }
+            Some(Value::String(s))
+                if !s.trim().is_empty() && s.chars().count() <= max && !s.chars().any(char::is_control) =>
+            {
+                Some(s.clone())
+            }
+            Some(Value::String(_)) => {
+                self.fail(path, "length", format!("expected 1 to {max} characters, without control characters"));
+                None
+            }
+            Some(_) => {
+                self.fail(path, "type", "expected a string");
+                None
+            }
+        }
+    }
+
+    fn date(&mut self, value: Option<&Value>, path: &str) -> Option<NaiveDate> {
+        let text = self.text(value, path, true, 10)?;
+        NaiveDate::parse_from_str(&text, "%Y-%m-%d").ok().or_else(|| {
+            self.fail(path, "format", "expected a date YYYY-MM-DD");
+            None
+        })
+    }
+
+    fn object<'v>(&mut self, value: Option<&'v Value>, path: &str) -> Option<&'v Map<String, Value>> {
+        match value {
+            Some(Value::Object(o)) => Some(o),
+            None | Some(Value::Null) => {
+                self.fail(path, "required", "required");
+                None
+            }
+            Some(_) => {
+                self.fail(path, "type", "expected an object");
+                None
+            }
+        }
+    }
+
+    fn array<'v>(&mut self, value: Option<&'v Value>, path: &str, required: bool) -> &'v [Value] {
+        match value {
+            Some(Value::Array(a)) => a,
+            None | Some(Value::Null) if !required => &[],
+            None | Some(Value::Null) => {
+                self.fail(path, "required", "required");
+                &[]
+            }
+            Some(_) => {
+                self.fail(path, "type", "expected an array");
+                &[]
+            }
+        }
+    }
+
+    /// The Bundle's own identifier: any text of 1 to `max` characters (it names the Bundle and
+    /// nothing is read from it).
+    fn name(&mut self, value: Option<&Value>, path: &str, max: usize) -> Option<String> {
+        match value.and_then(Value::as_str) {
+            Some(s) if !s.is_empty() && s.chars().count() <= max => Some(s.to_string()),
+            _ => {
+                self.fail(path, "length", format!("expected a string of 1 to {max} characters"));
+                None
+            }
+        }
+    }
+
+    /// An `Identifier` with a system and a value.
+    fn identifier(&mut self, value: &Value, path: &str) -> Option<Identifier> {
+        let system = self.text(value.get("system"), &format!("{path}.system"), true, 500);
+        let value = self.text(value.get("value"), &format!("{path}.value"), true, 200);
+        Some(Identifier { system: system?, value: value? })
+    }
+
+    /// A resource's identifiers with a system, and the value of the one typed openIMIS `Code`.
+    fn identifiers(&mut self, resource: &Map<String, Value>, path: &str) -> (Vec<Identifier>, Option<String>) {
+        let (mut with_system, mut code) = (vec![], None);
+        for (i, identifier) in
+            self.array(resource.get("identifier"), &format!("{path}.identifier"), true).iter().enumerate()
+        {
+            let at = format!("{path}.identifier[{i}]");
+            let typed = identifier["type"]["coding"].as_array().is_some_and(|codings| {
+                codings.iter().any(|c| c["system"] == careledger_fhir::OPENIMIS_IDENTIFIERS && c["code"] == "Code")
+            });
+            if typed {
+                code = self.text(identifier.get("value"), &format!("{at}.value"), true, 50);
+            } else if let Some(identifier) = self.identifier(identifier, &at) {
+                with_system.push(identifier);
+            }
+        }
+        (with_system, code)
+    }
+
+    fn patient(&mut self, resource: &Map<String, Value>, path: &str) -> Option<IncomingPatient> {
+        let (identifiers, code) = self.identifiers(resource, path);
+        if code.is_none() {
+            self.fail(
+                &format!("{path}.identifier"),
+                "required",
+                "the insurance number: an identifier typed Code (openIMIS)",
+            );
+        }
+        let name = resource.get("name").and_then(|n| n.get(0));
+        let last_name = self.text(name.and_then(|n| n.get("family")), &format!("{path}.name[0].family"), true, 100);
+        let other_names = self.text(
+            name.and_then(|n| n.get("given")).and_then(|g| g.get(0)),
+            &format!("{path}.name[0].given[0]"),
+            true,
+            100,
+        );
+        let birth_date = self.date(resource.get("birthDate"), &format!("{path}.birthDate"));
+        let gender = match resource.get("gender").and_then(Value::as_str) {
+            Some("male") => Some(Gender::Male),
+            Some("female") => Some(Gender::Female),
+            Some("other") => Some(Gender::Other),
+            _ => {
+                self.fail(&format!("{path}.gender"), "enum", "expected male, female or other");
+                None
+            }
+        };
+        // (a `Map` indexed by a missing key panics: every element is looked up with `get`)
+        let telecom = resource.get("telecom").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+        let phone = telecom
+            .iter()
+            .position(|c| c["system"] == "phone")
+            .and_then(|i| self.text(telecom[i].get("value"), &format!("{path}.telecom[{i}].value"), true, 50));
+        let address = resource.get("address").and_then(|a| a.get(0)).and_then(|a| a.get("text"));
+        let location = self.text(address, &format!("{path}.address[0].text"), false, 50);
+        Some(IncomingPatient {
+            identifiers,
+            chfid: code?,
+            last_name: last_name?,
+            other_names: other_names?,
+            birth_date: birth_date?,
+            gender: gender?,
+            phone,
+            location,
+        })
+    }
+
+    fn coverage(&mut self, resource: &Map<String, Value>, path: &str) -> Option<IncomingCoverage> {
+        let (identifiers, _) = self.identifiers(resource, path);
+        let beneficiary = self.object(resource.get("beneficiary"), &format!("{path}.beneficiary"));
+        let beneficiary = beneficiary.and_then(|b| match b.get("identifier") {
+            Some(identifier) => self.identifier(identifier, &format!("{path}.beneficiary.identifier")),
+            None => {
+                self.fail(
+                    &format!("{path}.beneficiary.identifier"),
+                    "required",
+                    "a reference by identifier (the sync translates references through identifiers)",
+                );
+                None
+            }
+        });
+        let classes = self.array(resource.get("class"), &format!("{path}.class"), true);
+        let plan = classes
+            .iter()
+            .position(|c| c["type"]["coding"].as_array().is_some_and(|cs| cs.iter().any(|c| c["code"] == "plan")));
+        let product_code = match plan {
+            Some(i) => self.text(classes[i].get("value"), &format!("{path}.class[{i}].value"), true, 50),
+            None => {
+                self.fail(&format!("{path}.class"), "required", "the product: a class of type plan");
+                None
+            }
+        };
+        let period = self.object(resource.get("period"), &format!("{path}.period"));
+        let effective = period.and_then(|p| self.date(p.get("start"), &format!("{path}.period.start")));
+        let expiry = period.and_then(|p| self.date(p.get("end"), &format!("{path}.period.end")));
+        Some(IncomingCoverage {
+            identifiers,
+            beneficiary: beneficiary?,
+            product_code: product_code?,
+            // a Coverage has no enrolment date: the policy is taken as enrolled when it starts
+            enrol_date: effective?,
+            effective_date: effective?,
+            expiry_date: expiry?,
+        })
+    }
+}
+
+/// The Bundle as the application imports it, or every element that cannot be read.
+fn read_bundle(body: &Map<String, Value>) -> Result<IncomingBundle, Vec<Invalid>> {
+    let mut r = Reader { invalid: vec![] };
+    if body.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
+        r.fail("Bundle.resourceType", "enum", "expected a Bundle");
+        return Err(r.invalid);
+    }
+    if body.get("type").and_then(Value::as_str) != Some("transaction") {
+        r.fail("Bundle.type", "enum", "expected a transaction Bundle (all or nothing)");
+    }
+    let identifier = match body.get("identifier") {
+        Some(identifier) => {
+            let system = r.name(identifier.get("system"), "Bundle.identifier.system", 500);
+            let value = r.name(identifier.get("value"), "Bundle.identifier.value", 200);
+            system.zip(value).map(|(system, value)| Identifier { system, value })
+        }
+        None => {
+            r.fail(
+                "Bundle.identifier",
+                "required",
+                "the sender's system and the Bundle's name: importing it twice is recognised by it",
+            );
+            None
+        }
+    };
+    let mut entries = vec![];
+    for (i, entry) in r.array(body.get("entry"), "Bundle.entry", false).iter().enumerate() {
+        let path = format!("Bundle.entry[{i}].resource");
+        let method = entry["request"]["method"].as_str();
+        if !matches!(method, Some("PUT" | "POST")) {
+            r.fail(
+                &format!("Bundle.entry[{i}].request.method"),
+                "enum",
+                "expected PUT (conditional update by identifier) or POST",
+            );
+        }
+        let Some(resource) = r.object(entry.get("resource"), &path) else { continue };
+        let incoming = match resource.get("resourceType").and_then(Value::as_str) {
+            Some("Patient") => r.patient(resource, &path).map(Incoming::Patient),
+            Some("Coverage") => r.coverage(resource, &path).map(Incoming::Coverage),
+            Some(other) => {
+                r.fail(
+                    &format!("{path}.resourceType"),
+                    "enum",
+                    format!("{other} is not imported (yet): Patient and Coverage are"),
+                );
+                None
+            }
+            None => {
+                r.fail(&format!("{path}.resourceType"), "required", "required");
+                None
+            }
+        };
+        entries.extend(incoming);
+    }
+    match identifier {
+        Some(identifier) if r.invalid.is_empty() => {
+            Ok(IncomingBundle { sender: identifier.system, bundle: identifier.value, entries })
+        }
+        _ => Err(r.invalid),
+    }
+}

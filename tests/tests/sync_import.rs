@@ -1,0 +1,216 @@
+//! `POST /fhir`, a peer's transaction Bundle imported (issue #21), over real HTTP on both
+//! backends: insurees a node enrolled with codes this server reserved to the node's holder, and
+//! their policies, appended as the enrolment events with their codes assigned; matched by
+//! identifiers (a resource already imported appends nothing, an id taken here gives a new UUID
+//! that keeps the node's id as an identifier); all or nothing; the same Bundle twice appends once.
+
+use std::time::Duration;
+
+use careledger_tests::{Answer, Kind, TestServer, both_backends, token_for, whole_log};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+const NODE: &str = "urn:uuid:0b7c6a52-6f38-4c57-9c9e-0d1f6c1a0001";
+const CODE_TYPE: &str = "https://openimis.github.io/openimis_fhir_r4_ig/CodeSystem/openimis-identifiers";
+
+/// The central server's own operator: codes, reference data, enrolment reads.
+fn operator() -> String {
+    token_for("operator", "111101 111102 101101 101201 reference:write", None)
+}
+
+fn peer() -> String {
+    token_for("node-1", "sync:read sync:write", None)
+}
+
+/// Until the read models hold everything appended so far.
+async fn wait(s: &TestServer) {
+    let head = s.state().store.head().await.unwrap();
+    assert!(s.state().projections.wait_for(head, Duration::from_secs(10)).await, "read models behind");
+}
+
+/// The codes reserved on this server to enrolment officer E01 (the node's holder).
+async fn reserved(s: &TestServer, number: i64) -> Vec<String> {
+    let t = operator();
+    let a = s.post("/api/v1/code-batches", &t, json!({ "holder_type": 2, "holder_code": "E01", "number": 20 })).await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
+    let body = json!({ "holder_type": 2, "holder_code": "E01", "number": number });
+    let a = s.post("/api/v1/codes/reservations", &t, body).await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
+    for (path, entries) in [
+        ("/api/v1/medical-items", json!([{ "code": "I1", "name": "Paracetamol", "price": 8 }])),
+        ("/api/v1/products", json!([{ "code": "P1", "name": "Basic", "items": [{ "code": "I1" }] }])),
+    ] {
+        let a = s.post(path, &t, json!({ "entries": entries })).await;
+        assert_eq!(a.status, StatusCode::OK, "{path}: {}", a.text);
+    }
+    wait(s).await;
+    a.data()["codes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect()
+}
+
+fn patient(id: Uuid, chfid: &str, family: &str) -> Value {
+    json!({
+        "fullUrl": format!("http://node/fhir/Patient/{id}"),
+        "resource": {
+            "resourceType": "Patient", "id": id,
+            "identifier": [
+                { "system": NODE, "value": id },
+                { "type": { "coding": [{ "system": CODE_TYPE, "code": "Code" }] }, "value": chfid },
+            ],
+            "name": [{ "family": family, "given": ["Amani"] }],
+            "gender": "female", "birthDate": "1990-01-31",
+            "telecom": [{ "system": "phone", "value": "+255 712 345 678" }],
+            "address": [{ "text": "R1D1M1V1" }],
+        },
+        "request": { "method": "PUT", "url": format!("Patient?identifier={NODE}|{id}") },
+    })
+}
+
+fn coverage(id: Uuid, insuree: Uuid) -> Value {
+    json!({
+        "resource": {
+            "resourceType": "Coverage", "id": id,
+            "identifier": [{ "system": NODE, "value": id }],
+            "status": "active",
+            "beneficiary": { "reference": format!("Patient/{insuree}"), "identifier": { "system": NODE, "value": insuree } },
+            "payor": [{ "display": "the scheme" }],
+            "period": { "start": "2026-01-01", "end": "2026-12-31" },
+            "class": [{ "type": { "coding": [{ "code": "plan" }] }, "value": "P1" }],
+        },
+        "request": { "method": "PUT", "url": format!("Coverage?identifier={NODE}|{id}") },
+    })
+}
+
+fn bundle(name: &str, entries: Vec<Value>) -> Value {
+    json!({ "resourceType": "Bundle", "type": "transaction", "identifier": { "system": NODE, "value": name }, "entry": entries })
+}
+
+async fn import(s: &TestServer, body: &Value) -> Answer {
+    s.post("/fhir", &peer(), body.clone()).await
+}
+
+both_backends!(a_nodes_enrolment_is_imported_once_matched_by_identifiers, imported_on);
+async fn imported_on(kind: Kind) {
+    let s = TestServer::start(kind).await;
+    let codes = reserved(&s, 5).await;
+    // an insuree of this server's register already has the id the node gave its second insuree
+    let taken = Uuid::now_v7();
+    let entry = json!({ "uuid": taken, "chfid": "100000001", "birth_date": "1980-05-05", "gender": "F" });
+    let a = s.post("/api/v1/insurees", &operator(), json!({ "entries": [entry] })).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    wait(&s).await;
+
+    let (first, policy) = (Uuid::now_v7(), Uuid::now_v7());
+    let sent = bundle(
+        "changes-0-9",
+        vec![patient(first, &codes[0], "Mwangi"), patient(taken, &codes[1], "Otieno"), coverage(policy, taken)],
+    );
+    let before = s.state().store.head().await.unwrap();
+    let a = import(&s, &sent).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    assert_eq!(a.body["resourceType"], "Bundle");
+    assert_eq!(a.body["type"], "transaction-response");
+    let locations: Vec<&str> =
+        a.body["entry"].as_array().unwrap().iter().map(|e| e["response"]["location"].as_str().unwrap()).collect();
+    assert_eq!(locations[0], format!("Patient/{first}"), "a free id is kept");
+    let renamed = locations[1].strip_prefix("Patient/").unwrap();
+    assert_ne!(renamed, taken.to_string(), "an id taken here gets a new UUID");
+    assert_eq!(locations[2], format!("Coverage/{policy}"));
+    assert!(a.body["entry"].as_array().unwrap().iter().all(|e| e["response"]["status"] == "201 Created"));
+
+    // ordinary enrolment events, the codes assigned in the same append, saying where they came from
+    let log = whole_log(&s.state().store).await;
+    let appended: Vec<_> = log.iter().filter(|e| e.position > before).collect();
+    let types: Vec<&str> = appended.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(types.iter().filter(|t| **t == "InsureeRegistered").count(), 2, "{types:?}");
+    assert_eq!(types.iter().filter(|t| **t == "CodeAssigned").count(), 2, "{types:?}");
+    assert_eq!(types.iter().filter(|t| **t == "PolicyEnrolled").count(), 1, "{types:?}");
+    for event in &appended {
+        assert_eq!(event.metadata.command, "ImportBundle");
+        let origin = event.metadata.origin.as_ref().expect("origin");
+        assert_eq!((origin.peer.as_str(), origin.bundle.as_str()), (NODE, "changes-0-9"));
+    }
+    let registered =
+        appended.iter().find(|e| e.stream == format!("insurees-insuree-{renamed}")).expect("renamed insuree");
+    assert_eq!(registered.data["insuree"]["identifiers"], json!([{ "system": NODE, "value": taken.to_string() }]));
+    assert_eq!(registered.data["insuree"]["holder_code"], "E01", "the holder the code was reserved to");
+    let enrolled = appended.iter().find(|e| e.event_type == "PolicyEnrolled").unwrap();
+    assert_eq!(
+        enrolled.data["policy"]["insuree_id"], renamed,
+        "the reference translated through the node's identifier"
+    );
+    wait(&s).await;
+    let code = s.get(&format!("/api/v1/codes/{}", codes[1]), &operator()).await;
+    assert_eq!(code.data()["status"], "assigned", "{}", code.text);
+    assert_eq!(code.data()["insuree_id"], renamed);
+
+    // the same Bundle again: the same answer, nothing appended
+    let head = s.state().store.head().await.unwrap();
+    let again = import(&s, &sent).await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.text);
+    assert_eq!(again.body["entry"], a.body["entry"]);
+    assert_eq!(s.state().store.head().await.unwrap(), head);
+    // another Bundle with the same resources (a sync resumed from an earlier position): known by
+    // their identifiers, nothing appended
+    let resent = bundle("changes-0-12", vec![patient(taken, &codes[1], "Otieno"), coverage(policy, taken)]);
+    let a = import(&s, &resent).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    assert_eq!(a.body["entry"][0]["response"], json!({ "status": "200 OK", "location": format!("Patient/{renamed}") }));
+    assert_eq!(s.state().store.head().await.unwrap(), head);
+    // a different Bundle under a name already imported is refused
+    let a = import(&s, &bundle("changes-0-9", vec![])).await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.text);
+    assert_eq!(a.body["resourceType"], "OperationOutcome");
+}
+
+both_backends!(a_bundle_with_one_bad_entry_appends_nothing, all_or_nothing_on);
+async fn all_or_nothing_on(kind: Kind) {
+    let s = TestServer::start(kind).await;
+    let codes = reserved(&s, 3).await;
+    let head = s.state().store.head().await.unwrap();
+    let good = patient(Uuid::now_v7(), &codes[0], "Mwangi");
+
+    // unreadable: every element named by its FHIRPath
+    let mut bad = patient(Uuid::now_v7(), &codes[1], "Otieno");
+    bad["resource"]["birthDate"] = json!("31/01/1990");
+    bad["resource"]["gender"] = json!("f");
+    let a = import(&s, &bundle("b1", vec![good.clone(), bad])).await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.text);
+    assert_eq!(a.body["resourceType"], "OperationOutcome");
+    assert_eq!(a.body["issue"][0]["expression"][0], "Bundle.entry[1].resource.birthDate", "{}", a.text);
+    // a rule of enrolment: a code this server never reserved to anyone
+    let a = import(&s, &bundle("b2", vec![good.clone(), patient(Uuid::now_v7(), "000000000", "Otieno")])).await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.text);
+    assert_eq!(a.body["issue"][0]["expression"][0], "Bundle.entry[1].resource.identifier", "{}", a.text);
+    // a policy of a product this server does not have
+    let id = Uuid::now_v7();
+    let mut policy = coverage(Uuid::now_v7(), id);
+    policy["resource"]["class"][0]["value"] = json!("NOPE");
+    let a = import(&s, &bundle("b3", vec![patient(id, &codes[1], "Otieno"), policy])).await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.text);
+    // a resource type not imported
+    let claim =
+        json!({ "resource": { "resourceType": "Claim", "id": "x" }, "request": { "method": "PUT", "url": "Claim" } });
+    let a = import(&s, &bundle("b4", vec![good.clone(), claim])).await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.text);
+    // two insurees with one code: the second finds it assigned
+    let a = import(&s, &bundle("b5", vec![good.clone(), patient(Uuid::now_v7(), &codes[0], "Njeri")])).await;
+    assert_eq!(a.status, StatusCode::CONFLICT, "{}", a.text);
+    assert_eq!(s.state().store.head().await.unwrap(), head, "nothing appended by a refused Bundle");
+
+    // a Bundle of nothing (a peer with nothing new): answered, nothing appended, twice
+    for _ in 0..2 {
+        let a = import(&s, &bundle("empty", vec![])).await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+        assert_eq!(a.body["type"], "transaction-response");
+    }
+    assert_eq!(s.state().store.head().await.unwrap(), head);
+    // without the right to import
+    let a = s.post("/fhir", &token_for("reader", "sync:read", None), bundle("b6", vec![good.clone()])).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.text);
+    assert_eq!(s.state().store.head().await.unwrap(), head);
+    // and then it goes in
+    let a = import(&s, &bundle("b7", vec![good])).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    assert!(s.state().store.head().await.unwrap() > head);
+}
