@@ -29,7 +29,9 @@
 #   it (FHIR R4 and the enrolment rules do). A 422 or 409 whose every issue is located in an
 #   entry's resource (`Bundle.entry[i].resource...`) is accepted for a schema-valid Bundle; one
 #   about the Bundle itself still fails. Each Bundle gets a fresh `Bundle.identifier.value`, as
-#   the Idempotency-Key above: a peer never sends two Bundles under one name.
+#   the Idempotency-Key above: a peer never sends two Bundles under one name. A NUL character in
+#   any key or text of the Bundle (free JSON, which the schema cannot forbid) is refused as in every
+#   body of the API.
 # - The body limit (CARELEDGER_MAX_BODY_BYTES, 1 MiB): a request body larger than that is a 413
 #   whatever its schema says (a schema bounds items, not bytes); a 413 is accepted for such a body.
 # - The one setting changed from the defaults: CARELEDGER_CODES_MAX_NUMBER is 5000 instead of
@@ -220,9 +222,12 @@ def _resource_rule(response):
         issues = response.json()["issue"]
     except Exception:
         return False
-    located = [i.get("expression", [""])[0] if i.get("expression") else i.get("diagnostics", "") for i in issues]
-    if not located or not all(l.startswith("Bundle.entry[") for l in located):
-        return False
+    if all("NUL character" in i.get("diagnostics", "") for i in issues):
+        located = ["NUL character"]  # the API's rule for every body, DESIGN rule 9
+    else:
+        located = [i.get("expression", [""])[0] if i.get("expression") else i.get("diagnostics", "") for i in issues]
+        if not located or not all(l.startswith("Bundle.entry[") for l in located):
+            return False
     with open(os.environ["ACCEPTED_REFUSALS"], "a") as log:
         for l in located:
             entry = re.sub(r"\[\d+\]", "[]", l.split(":")[0])

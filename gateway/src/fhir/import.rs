@@ -55,7 +55,8 @@ pub async fn import(
             format!("Your scope does not allow to import a Bundle. Missing allowances: {write}"),
         ));
     }
-    let JsonBody(body, bytes) = body?;
+    // a body's NUL characters are named like any other invalid element
+    let JsonBody(body, bytes) = body.map_err(|e| if e.invalid.is_empty() { e.into() } else { refused(e.invalid) })?;
     let bundle = read_bundle(&body).map_err(refused)?;
     let ctx = command_ctx(&state, "ImportBundle", &user, &headers, "/fhir", &bytes)?
         .imported(Origin { peer: bundle.sender.clone(), bundle: bundle.bundle.clone() }, &bytes);
@@ -152,8 +153,9 @@ impl Reader {
     fn array<'v>(&mut self, value: Option<&'v Value>, path: &str, required: bool) -> &'v [Value] {
         match value {
             Some(Value::Array(a)) => a,
-            None | Some(Value::Null) if !required => &[],
-            None | Some(Value::Null) => {
+            // FHIR's JSON leaves out an empty element rather than writing null
+            None if !required => &[],
+            None => {
                 self.fail(path, "required", "required");
                 &[]
             }
