@@ -23,7 +23,6 @@ use careledger_app::Operation;
 use careledger_events::RecordedEvent;
 use careledger_fhir::IssueType;
 use careledger_projections::claims::{ClaimDetail, ClaimQueries, Select};
-use futures::{StreamExt, TryStreamExt};
 use serde_json::{Value, json};
 
 use super::{Fhir, FhirError, Served, base_url, systems};
@@ -36,9 +35,6 @@ const DEFAULT_COUNT: usize = 100;
 const MAX_COUNT: usize = 1000;
 /// Events read from the log per round trip while looking for changed resources.
 const SCAN_PAGE: i64 = 1000;
-/// Insurees and policies read at once while a Bundle is made (each a few queries on its own
-/// connection): one at a time spent most of an export waiting for the database.
-const RENDER_AHEAD: usize = 8;
 
 /// The resource a stream is, if it is one the sync carries.
 fn resource_of(stream: &str) -> Option<(Served, &str)> {
@@ -159,49 +155,51 @@ pub async fn changes(
 }
 
 /// The resources the changed streams are now, in the order they changed: none for a stream that
-/// left the read models (a deleted claim is not sent); a claim as entered and as decided. The
-/// claims are read together (four queries for the page); insurees and policies a few at a time,
-/// each on its own connection.
+/// left the read models (a deleted claim is not sent); a claim as entered and as decided. Each kind
+/// is read in one go for the page (a resource at a time spent most of an export waiting for the
+/// database).
 async fn rendered(
     state: &AppState,
     user: &User,
     systems: &careledger_fhir::Systems,
     resources: Vec<(Served, String)>,
 ) -> Result<Vec<Value>, FhirError> {
-    let claim_ids: Vec<String> =
-        resources.iter().filter(|(served, _)| *served == Served::Claim).map(|(_, id)| id.clone()).collect();
+    let of = |kind: Served| -> Vec<String> {
+        resources.iter().filter(|(served, _)| *served == kind).map(|(_, id)| id.clone()).collect()
+    };
     let facility = user.health_facility.as_deref();
     let mut claims: HashMap<String, ClaimDetail> = ClaimQueries(state.store.db())
-        .claim_details(&claim_ids)
+        .claim_details(&of(Served::Claim))
         .await
         .map_err(ApiError::from)?
         .into_iter()
         .filter(|d| facility.is_none_or(|f| d.claim.health_facility == f))
         .map(|d| (d.claim.uuid.clone(), d))
         .collect();
-    let rendered: Vec<Vec<Value>> = futures::stream::iter(resources)
-        .map(|(served, id)| {
-            let claim = claims.remove(&id);
-            let (state, user, systems) = (state.clone(), user.clone(), systems.clone());
-            async move {
-                if served == Served::Claim {
-                    return Ok(claim
-                        .map(|detail| {
-                            vec![
-                                careledger_fhir::claim(&detail, &systems),
-                                careledger_fhir::claim_response(&detail, &systems),
-                            ]
-                        })
-                        .unwrap_or_default());
-                }
-                let select = Select { id: Some(id), limit: 1, ..Select::default() };
-                Ok::<_, FhirError>(served.find(&state, &user, &select).await?.resources)
+    let mut registers: HashMap<(Served, String), Value> = HashMap::new();
+    for kind in [Served::Patient, Served::Coverage] {
+        let ids = of(kind);
+        if ids.is_empty() {
+            continue;
+        }
+        let select = Select { limit: ids.len() as i64, ids: Some(ids), ..Select::default() };
+        for resource in kind.find(state, user, &select).await?.resources {
+            let id = resource["id"].as_str().unwrap_or_default().to_string();
+            registers.insert((kind, id), resource);
+        }
+    }
+    let mut rendered = Vec::with_capacity(resources.len() + claims.len());
+    for (served, id) in resources {
+        if served == Served::Claim {
+            if let Some(detail) = claims.remove(&id) {
+                rendered.push(careledger_fhir::claim(&detail, systems));
+                rendered.push(careledger_fhir::claim_response(&detail, systems));
             }
-        })
-        .buffered(RENDER_AHEAD)
-        .try_collect()
-        .await?;
-    Ok(rendered.into_iter().flatten().collect())
+        } else {
+            rendered.extend(registers.remove(&(served, id)));
+        }
+    }
+    Ok(rendered)
 }
 
 /// A transaction entry: the resource, updated where the receiver knows it by this server's

@@ -226,7 +226,7 @@ where
 
 /// `column` is one of the JSON array of codes bound to `$param`, per backend (looked up by index,
 /// see [`one_of`]).
-fn code_in(backend: Backend, column: &str, param: u32) -> String {
+pub(super) fn code_in(backend: Backend, column: &str, param: u32) -> String {
     let elements = match backend {
         Backend::Postgres => format!("SELECT jsonb_array_elements_text(${param}::jsonb)"),
         Backend::Sqlite => format!("SELECT value FROM json_each(${param})"),

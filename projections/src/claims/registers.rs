@@ -4,6 +4,7 @@
 
 use careledger_store::{Db, sql_fetch_all};
 
+use super::queries::code_in;
 use crate::ProjectionError;
 
 /// Which rows of a register, a page at a time.
@@ -19,6 +20,8 @@ pub struct Select {
     pub updated_since: Option<String>,
     /// Only rows whose id sorts after this one (the previous page's last).
     pub after: Option<String>,
+    /// Only these ids (the sync's export reads a page of changed rows in one query).
+    pub ids: Option<Vec<String>>,
     pub limit: i64,
 }
 
@@ -64,23 +67,30 @@ impl Registers<'_> {
     /// Insurees matching `select`, in id order.
     pub async fn insurees(&self, select: &Select) -> Result<Vec<InsureeRow>, ProjectionError> {
         let s = select;
-        let mut conn = self.0.acquire().await?;
-        Ok(sql_fetch_all!(
-            conn.exec(),
+        let ids = s.ids.as_ref().map(serde_json::to_string).transpose()?;
+        let sql = format!(
             "SELECT insuree_id, chfid, birth_date, gender, updated_at, last_name, other_names, phone, family_head,
                  location
              FROM claims_insurees
              WHERE ($1 IS NULL OR insuree_id = $1) AND ($2 IS NULL OR chfid = $2)
                  AND ($3 IS NULL OR insuree_id = $3 OR chfid = $3)
                  AND ($4 IS NULL OR updated_at >= $4) AND ($5 IS NULL OR insuree_id > $5)
+                 AND ($7 IS NULL OR {})
              ORDER BY insuree_id LIMIT $6",
+            code_in(self.0.backend(), "insuree_id", 7)
+        );
+        let mut conn = self.0.acquire().await?;
+        Ok(sql_fetch_all!(
+            conn.exec(),
+            sqlx::AssertSqlSafe(sql),
             [
                 s.id.as_deref(),
                 s.code.as_deref(),
                 s.id_or_code.as_deref(),
                 s.updated_since.as_deref(),
                 s.after.as_deref(),
-                s.limit
+                s.limit,
+                ids.as_deref()
             ],
             |row| Ok(InsureeRow {
                 insuree_id: row.try_get(0)?,
@@ -148,14 +158,27 @@ impl Registers<'_> {
             return Ok(vec![]);
         }
         let s = select;
-        let mut conn = self.0.acquire().await?;
-        Ok(sql_fetch_all!(
-            conn.exec(),
+        let ids = s.ids.as_ref().map(serde_json::to_string).transpose()?;
+        let sql = format!(
             "SELECT policy_id, insuree_id, product_code, effective_date, expiry_date, updated_at FROM claims_policies
              WHERE ($1 IS NULL OR policy_id = $1) AND ($2 IS NULL OR policy_id = $2)
                  AND ($3 IS NULL OR updated_at >= $3) AND ($4 IS NULL OR policy_id > $4)
+                 AND ($6 IS NULL OR {})
              ORDER BY policy_id LIMIT $5",
-            [s.id.as_deref(), s.id_or_code.as_deref(), s.updated_since.as_deref(), s.after.as_deref(), s.limit],
+            code_in(self.0.backend(), "policy_id", 6)
+        );
+        let mut conn = self.0.acquire().await?;
+        Ok(sql_fetch_all!(
+            conn.exec(),
+            sqlx::AssertSqlSafe(sql),
+            [
+                s.id.as_deref(),
+                s.id_or_code.as_deref(),
+                s.updated_since.as_deref(),
+                s.after.as_deref(),
+                s.limit,
+                ids.as_deref()
+            ],
             |row| Ok(PolicyRow {
                 policy_id: row.try_get(0)?,
                 insuree_id: row.try_get(1)?,
