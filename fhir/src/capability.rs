@@ -51,6 +51,11 @@ pub fn capability_statement(base: &str, date: &str, version: &str) -> Value {
                 resource("Claim", None),
                 resource("ClaimResponse", None),
             ],
+            // the sync's import: POST [base] with a peer's transaction Bundle
+            "interaction": [{
+                "code": "transaction",
+                "documentation": "A peer's transaction Bundle of Patients and Coverages (conditional updates by identifier), imported all or nothing and once per Bundle.identifier; resources are matched by identifiers, new ones keep the sender's id where free, references are translated through identifiers. Needs sync:write.",
+            }],
             // the sync's export: GET [base]/$changes?_since=<log position>&_count=<n>, a
             // transaction Bundle of conditional updates by identifier, its next link the cursor
             "operation": [{

@@ -33,7 +33,7 @@ pub fn patient(row: &InsureeRow, systems: &Systems) -> Value {
         "resourceType": "Patient",
         "id": row.insuree_id,
         "meta": { "lastUpdated": row.updated_at },
-        "identifier": [systems.own_id(&row.insuree_id), code_identifier(&row.chfid)],
+        "identifier": identifiers(vec![systems.own_id(&row.insuree_id), code_identifier(&row.chfid)], &row.identifiers),
         "gender": administrative_gender(&row.gender),
         "birthDate": row.birth_date,
     });
@@ -50,6 +50,13 @@ pub fn patient(row: &InsureeRow, systems: &Systems) -> Value {
     patient
 }
 
+/// A resource's identifiers: its own and its business code, then the ids other servers gave it
+/// (an imported resource keeps the sender's id under the sender's system).
+fn identifiers(mut own: Vec<Value>, foreign: &[careledger_events::Identifier]) -> Value {
+    own.extend(foreign.iter().map(|i| json!({ "use": "secondary", "system": i.system, "value": i.value })));
+    Value::Array(own)
+}
+
 /// openIMIS' IG extension saying whether a patient heads its family.
 const IS_HEAD: &str = "https://openimis.github.io/openimis_fhir_r4_ig/StructureDefinition/patient-is-head";
 
@@ -59,7 +66,7 @@ pub fn coverage(row: &PolicyRow, systems: &Systems) -> Value {
         "resourceType": "Coverage",
         "id": row.policy_id,
         "meta": { "lastUpdated": row.updated_at },
-        "identifier": [systems.own_id(&row.policy_id)],
+        "identifier": identifiers(vec![systems.own_id(&row.policy_id)], &row.identifiers),
         "status": "active",
         "beneficiary": reference(systems, "Patient", &row.insuree_id),
         "payor": [{ "display": "the scheme of this server" }],

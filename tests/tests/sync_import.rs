@@ -144,6 +144,33 @@ async fn imported_on(kind: Kind) {
     assert_eq!(code.data()["status"], "assigned", "{}", code.text);
     assert_eq!(code.data()["insuree_id"], renamed);
 
+    // served with the node's ids, and found by the node's system
+    let t = operator();
+    let served = s.get(&format!("/fhir/Patient/{renamed}"), &t).await;
+    assert_eq!(served.status, StatusCode::OK, "{}", served.text);
+    let ids: Vec<(String, String)> = served.body["identifier"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| Some((i["system"].as_str()?.to_string(), i["value"].as_str()?.to_string())))
+        .collect();
+    assert!(ids.contains(&(NODE.to_string(), taken.to_string())), "{ids:?}");
+    let found = s.get(&format!("/fhir/Patient?identifier={NODE}|"), &t).await;
+    let found: Vec<&str> =
+        found.body["entry"].as_array().unwrap().iter().map(|e| e["resource"]["id"].as_str().unwrap()).collect();
+    let mut expected = vec![first.to_string(), renamed.to_string()];
+    expected.sort();
+    assert_eq!(found, expected, "every insuree imported from the node, and only those");
+    let found = s.get(&format!("/fhir/Patient?identifier={NODE}|{taken}"), &t).await;
+    assert_eq!(found.body["entry"][0]["resource"]["id"], renamed, "{}", found.text);
+    assert_eq!(found.body["entry"].as_array().map(Vec::len), Some(1));
+    let covered = s.get(&format!("/fhir/Coverage?identifier={NODE}|{policy}"), &t).await;
+    let beneficiary = &covered.body["entry"][0]["resource"]["beneficiary"]["reference"];
+    assert_eq!(beneficiary, &json!(format!("Patient/{renamed}")), "{}", covered.text);
+    let elsewhere = s.get("/fhir/Patient?identifier=urn:uuid:another-node|", &t).await;
+    assert!(elsewhere.body["entry"].as_array().is_none_or(Vec::is_empty), "{}", elsewhere.text);
+    careledger_tests::valid_fhir(&[served.body.clone(), covered.body.clone()]);
+
     // the same Bundle again: the same answer, nothing appended
     let head = s.state().store.head().await.unwrap();
     let again = import(&s, &sent).await;

@@ -4,7 +4,7 @@
 //! `identifier` is FHIR's token search: `value` (this server's id or the business code, any
 //! system), `|value` (the business code, which has no system), `system|` (every resource with an
 //! identifier of that system), `system|value`. This server's system finds its ids; another
-//! server's finds the resources it sent (none until the sync imports some).
+//! server's finds the insurees and policies imported from it (`fhir_identifiers`; no claim yet).
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -61,13 +61,15 @@ fn read_search(params: &[(String, String)], own_system: &str) -> Result<Search, 
             "identifier" => match Token::parse(value) {
                 Ok(Token::Any(v)) => s.id_or_code = Some(v),
                 Ok(Token::NoSystem(v)) => s.code = Some(v),
-                Ok(Token::System(system)) => search.nothing |= system != own_system,
+                Ok(Token::System(system)) if system == own_system => {}
+                // another server's: the resources imported from it
+                Ok(Token::System(system)) => s.foreign = Some((system, None)),
                 // with `_id` too, both must name the same resource, in whichever order they come
                 Ok(Token::Exact(system, v)) if system == own_system => match &s.id {
                     Some(id) if *id != v => search.nothing = true,
                     _ => s.id = Some(v),
                 },
-                Ok(Token::Exact(..)) => search.nothing = true,
+                Ok(Token::Exact(system, v)) => s.foreign = Some((system, Some(v))),
                 Err(TokenError::Empty) => {
                     return Err(FhirError::parameter(name, "expected system|value, value, |value or system|"));
                 }
@@ -137,6 +139,8 @@ pub async fn search(
     let mut search = read_search(&params, &systems(&state).own)?;
     if matches!(served, Served::Claim | Served::ClaimResponse) {
         search.select.limit = search.select.limit.min(MAX_CLAIMS_PAGE);
+        // claims are not imported yet: none has another server's identifier
+        search.nothing |= search.select.foreign.is_some();
     }
     let found = if search.nothing { Found::default() } else { served.find(&state, &user, &search.select).await? };
     let base = base_url(&headers);
@@ -164,12 +168,14 @@ mod tests {
     }
 
     #[test]
-    fn identifiers_of_this_system_find_ids_and_others_nothing() {
+    fn identifiers_of_this_system_find_ids_and_others_what_came_from_there() {
         let params = |v: &str| vec![("identifier".to_string(), v.to_string())];
         let s = read_search(&params("urn:own|abc"), "urn:own").unwrap();
         assert_eq!((s.select.id.as_deref(), s.nothing), (Some("abc"), false));
-        assert!(read_search(&params("urn:other|abc"), "urn:own").unwrap().nothing);
-        assert!(read_search(&params("urn:other|"), "urn:own").unwrap().nothing);
+        let other = read_search(&params("urn:other|abc"), "urn:own").unwrap().select.foreign;
+        assert_eq!(other, Some(("urn:other".to_string(), Some("abc".to_string()))));
+        let other = read_search(&params("urn:other|"), "urn:own").unwrap().select.foreign;
+        assert_eq!(other, Some(("urn:other".to_string(), None)));
         assert!(!read_search(&params("urn:own|"), "urn:own").unwrap().nothing);
         assert_eq!(read_search(&params("|070"), "urn:own").unwrap().select.code.as_deref(), Some("070"));
         assert!(read_search(&params("|"), "urn:own").is_err());

@@ -42,6 +42,7 @@ impl Projector for ClaimsProjector {
             "claim_attachments",
             "claim_valuation_runs",
             "claims_reference_version",
+            "fhir_identifiers",
         ]
     }
 
@@ -124,6 +125,7 @@ enum Run {
     Insurees,
     Registered,
     Policies,
+    Enrolled,
     Created,
     Submitted,
 }
@@ -160,7 +162,7 @@ const INSUREE: [Column; 6] = [
 
 /// A registered insuree's row: the reference columns and what its registration says besides
 /// (an upsert of the same insuree later changes the reference columns and keeps these).
-const REGISTERED: [Column; 11] = [
+const REGISTERED: [Column; 12] = [
     Column::Text("insuree_id"),
     Column::Text("chfid"),
     Column::Text("birth_date"),
@@ -170,9 +172,26 @@ const REGISTERED: [Column; 11] = [
     Column::Text("phone"),
     Column::Text("family_head"),
     Column::Text("location"),
+    Column::Text("identifiers"),
     Column::Text("updated_at"),
     Column::Text("updated_by"),
 ];
+
+/// A policy enrolled here or imported: the reference columns and its foreign identifiers.
+const ENROLLED: [Column; 8] = [
+    Column::Text("policy_id"),
+    Column::Text("insuree_id"),
+    Column::Text("product_code"),
+    Column::Text("effective_date"),
+    Column::Text("expiry_date"),
+    Column::Text("identifiers"),
+    Column::Text("updated_at"),
+    Column::Text("updated_by"),
+];
+
+/// An identifier another server gave a resource, for search by system.
+const IDENTIFIER: [Column; 4] =
+    [Column::Text("resource_type"), Column::Text("system"), Column::Text("value"), Column::Text("local_id")];
 
 const POLICY: [Column; 7] = [
     Column::Text("policy_id"),
@@ -256,8 +275,15 @@ fn statements(run: Run, backend: Backend) -> Vec<String> {
         Run::Facilities => vec![bulk::upsert(backend, "claims_health_facilities", &FACILITY, &["code"])],
         Run::Medical => vec![bulk::upsert(backend, "claims_medical_register", &MEDICAL, &["kind", "code"])],
         Run::Insurees => vec![bulk::upsert(backend, "claims_insurees", &INSUREE, &["insuree_id"])],
-        Run::Registered => vec![bulk::upsert(backend, "claims_insurees", &REGISTERED, &["insuree_id"])],
+        Run::Registered => vec![
+            bulk::upsert(backend, "claims_insurees", &REGISTERED, &["insuree_id"]),
+            bulk::upsert(backend, "fhir_identifiers", &IDENTIFIER, &["resource_type", "system", "value"]),
+        ],
         Run::Policies => vec![bulk::upsert(backend, "claims_policies", &POLICY, &["policy_id"])],
+        Run::Enrolled => vec![
+            bulk::upsert(backend, "claims_policies", &ENROLLED, &["policy_id"]),
+            bulk::upsert(backend, "fhir_identifiers", &IDENTIFIER, &["resource_type", "system", "value"]),
+        ],
         Run::Created => vec![
             bulk::insert(backend, "claims", &all(&[&CLAIM_NEW, &CLAIM_DATA])),
             bulk::insert(backend, "claim_lines", &LINE),
@@ -288,19 +314,47 @@ fn enrolled(recorded: &RecordedEvent, event: &InsureeEvent) -> (Run, Rows) {
                 "birth_date": i.birth_date.to_string(), "gender": i.gender.name(),
                 "last_name": i.last_name, "other_names": i.other_names, "phone": i.phone,
                 "family_head": i.family_head.map(|h| h.to_string()), "location": i.location,
-                "updated_at": text(at), "updated_by": by,
+                "identifiers": identifiers_text(&i.identifiers), "updated_at": text(at), "updated_by": by,
             });
-            (Run::Registered, vec![(0, Some(i.insuree_id.to_string()), row)])
+            let id = i.insuree_id.to_string();
+            let mut rows = vec![(0, Some(id.clone()), row)];
+            rows.extend(identifier_rows("Patient", &id, &i.identifiers));
+            (Run::Registered, rows)
         }
         InsureeEvent::PolicyEnrolled { policy: p, at } => {
             let row = json!({
                 "policy_id": p.policy_id.to_string(), "insuree_id": p.insuree_id.to_string(),
                 "product_code": p.product_code, "effective_date": p.effective_date.to_string(),
-                "expiry_date": p.expiry_date.to_string(), "updated_at": text(at), "updated_by": by,
+                "expiry_date": p.expiry_date.to_string(), "identifiers": identifiers_text(&p.identifiers),
+                "updated_at": text(at), "updated_by": by,
             });
-            (Run::Policies, vec![(0, Some(p.policy_id.to_string()), row)])
+            let id = p.policy_id.to_string();
+            let mut rows = vec![(0, Some(id.clone()), row)];
+            rows.extend(identifier_rows("Coverage", &id, &p.identifiers));
+            (Run::Enrolled, rows)
         }
     }
+}
+
+/// Foreign identifiers as the register's column holds them: a JSON array, NULL when none.
+fn identifiers_text(identifiers: &[careledger_events::Identifier]) -> Value {
+    match identifiers {
+        [] => Value::Null,
+        some => json!(serde_json::to_string(some).unwrap_or_default()),
+    }
+}
+
+/// The search rows of a resource's foreign identifiers (statement 1 of its run).
+fn identifier_rows(resource_type: &str, local_id: &str, identifiers: &[careledger_events::Identifier]) -> Rows {
+    identifiers
+        .iter()
+        .map(|i| {
+            let key = format!("{resource_type}|{}", i.token());
+            let row =
+                json!({ "resource_type": resource_type, "system": i.system, "value": i.value, "local_id": local_id });
+            (1, Some(key), row)
+        })
+        .collect()
 }
 
 /// The rows an event adds to its run, when it is written in runs.

@@ -2,6 +2,7 @@
 //! when they last changed, a page at a time in id order: what the FHIR face (`/fhir/Patient`,
 //! `/fhir/Coverage`, `/fhir/Claim`) and the coming sync read.
 
+use careledger_events::Identifier;
 use careledger_store::{Db, sql_fetch_all};
 
 use super::queries::code_in;
@@ -22,6 +23,9 @@ pub struct Select {
     pub after: Option<String>,
     /// Only these ids (the sync's export reads a page of changed rows in one query).
     pub ids: Option<Vec<String>>,
+    /// Only rows with an identifier another server gave them: of this system, and of this value
+    /// when one is given (FHIR's `identifier=system|` and `system|value`).
+    pub foreign: Option<(String, Option<String>)>,
     pub limit: i64,
 }
 
@@ -35,6 +39,8 @@ pub struct InsureeRow {
     pub gender: String,
     /// What a registration here says (none for insurees upserted as reference data).
     pub enrolment: Option<Enrolment>,
+    /// The ids other servers gave it (an insuree imported from a node keeps the node's id).
+    pub identifiers: Vec<Identifier>,
     pub updated_at: String,
 }
 
@@ -57,7 +63,22 @@ pub struct PolicyRow {
     pub product_code: String,
     pub effective_date: String,
     pub expiry_date: String,
+    pub identifiers: Vec<Identifier>,
     pub updated_at: String,
+}
+
+/// The identifiers column: a JSON array, NULL for none.
+fn identifiers(text: Option<String>) -> Vec<Identifier> {
+    text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default()
+}
+
+/// The condition "has an identifier of system `$system` (of value `$value` unless NULL)" on a
+/// resource type's id column.
+fn foreign(resource_type: &str, id_column: &str, system: u32, value: u32) -> String {
+    format!(
+        "(${system} IS NULL OR {id_column} IN (SELECT local_id FROM fhir_identifiers
+             WHERE resource_type = '{resource_type}' AND system = ${system} AND (${value} IS NULL OR value = ${value})))"
+    )
 }
 
 /// The registers' queries.
@@ -70,15 +91,17 @@ impl Registers<'_> {
         let ids = s.ids.as_ref().map(serde_json::to_string).transpose()?;
         let sql = format!(
             "SELECT insuree_id, chfid, birth_date, gender, updated_at, last_name, other_names, phone, family_head,
-                 location
+                 location, identifiers
              FROM claims_insurees
              WHERE ($1 IS NULL OR insuree_id = $1) AND ($2 IS NULL OR chfid = $2)
                  AND ($3 IS NULL OR insuree_id = $3 OR chfid = $3)
                  AND ($4 IS NULL OR updated_at >= $4) AND ($5 IS NULL OR insuree_id > $5)
-                 AND ($7 IS NULL OR {})
+                 AND ($7 IS NULL OR {}) AND {}
              ORDER BY insuree_id LIMIT $6",
-            code_in(self.0.backend(), "insuree_id", 7)
+            code_in(self.0.backend(), "insuree_id", 7),
+            foreign("Patient", "insuree_id", 8, 9)
         );
+        let (system, value) = s.foreign.clone().map_or((None, None), |(s, v)| (Some(s), v));
         let mut conn = self.0.acquire().await?;
         Ok(sql_fetch_all!(
             conn.exec(),
@@ -90,7 +113,9 @@ impl Registers<'_> {
                 s.updated_since.as_deref(),
                 s.after.as_deref(),
                 s.limit,
-                ids.as_deref()
+                ids.as_deref(),
+                system.as_deref(),
+                value.as_deref()
             ],
             |row| Ok(InsureeRow {
                 insuree_id: row.try_get(0)?,
@@ -108,6 +133,7 @@ impl Registers<'_> {
                     }),
                     _ => None,
                 },
+                identifiers: identifiers(row.try_get(10)?),
             })
         )?)
     }
@@ -160,13 +186,16 @@ impl Registers<'_> {
         let s = select;
         let ids = s.ids.as_ref().map(serde_json::to_string).transpose()?;
         let sql = format!(
-            "SELECT policy_id, insuree_id, product_code, effective_date, expiry_date, updated_at FROM claims_policies
+            "SELECT policy_id, insuree_id, product_code, effective_date, expiry_date, updated_at, identifiers
+             FROM claims_policies
              WHERE ($1 IS NULL OR policy_id = $1) AND ($2 IS NULL OR policy_id = $2)
                  AND ($3 IS NULL OR updated_at >= $3) AND ($4 IS NULL OR policy_id > $4)
-                 AND ($6 IS NULL OR {})
+                 AND ($6 IS NULL OR {}) AND {}
              ORDER BY policy_id LIMIT $5",
-            code_in(self.0.backend(), "policy_id", 6)
+            code_in(self.0.backend(), "policy_id", 6),
+            foreign("Coverage", "policy_id", 7, 8)
         );
+        let (system, value) = s.foreign.clone().map_or((None, None), |(s, v)| (Some(s), v));
         let mut conn = self.0.acquire().await?;
         Ok(sql_fetch_all!(
             conn.exec(),
@@ -177,7 +206,9 @@ impl Registers<'_> {
                 s.updated_since.as_deref(),
                 s.after.as_deref(),
                 s.limit,
-                ids.as_deref()
+                ids.as_deref(),
+                system.as_deref(),
+                value.as_deref()
             ],
             |row| Ok(PolicyRow {
                 policy_id: row.try_get(0)?,
@@ -186,6 +217,7 @@ impl Registers<'_> {
                 effective_date: row.try_get(3)?,
                 expiry_date: row.try_get(4)?,
                 updated_at: row.try_get(5)?,
+                identifiers: identifiers(row.try_get(6)?),
             })
         )?)
     }
