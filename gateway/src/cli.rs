@@ -1,4 +1,5 @@
-//! The `careledger` command line: serve, migrate, token, projections rebuild/status, tail, sync keys.
+//! The `careledger` command line: serve, migrate, token, projections rebuild/status, tail, sync keys,
+//! export and import.
 
 use std::process::ExitCode;
 
@@ -43,7 +44,7 @@ enum Command {
     /// Print the events the relay published to JetStream as JSON lines (one per event), acking
     /// each once printed; with --durable a later run resumes where this one stopped.
     Tail(crate::tail::TailArgs),
-    /// Sync between servers (issue #21): this server's keys.
+    /// Sync between servers (issue #21): this server's keys, and the sync by file.
     Sync {
         #[command(subcommand)]
         command: SyncCommand,
@@ -66,6 +67,31 @@ enum SyncCommand {
         /// Where to write the public key file; standard output when absent.
         #[arg(long)]
         out: Option<std::path::PathBuf>,
+    },
+    /// Write what changed on this server (its running `serve`) into a sync file for a peer:
+    /// signed with this server's key, encrypted to the peer's public key file.
+    Export {
+        /// The peer's public key file (made by its `careledger sync keys`).
+        #[arg(long)]
+        peer: std::path::PathBuf,
+        #[arg(long)]
+        out: std::path::PathBuf,
+        /// The log position to export changes after (0: everything; the previous export prints
+        /// where it reached).
+        #[arg(long, default_value_t = 0)]
+        since: i64,
+        #[command(flatten)]
+        local: crate::sync_files::Local,
+    },
+    /// Import a peer's sync file into this server (its running `serve`), after checking it was
+    /// signed by one of the peers given and meant for this server.
+    Import {
+        file: std::path::PathBuf,
+        /// The public key file of a peer whose files this server accepts (repeat for several).
+        #[arg(long = "from", required = true)]
+        from: Vec<std::path::PathBuf>,
+        #[command(flatten)]
+        local: crate::sync_files::Local,
     },
 }
 
@@ -161,6 +187,12 @@ async fn run(cli: Cli) -> Result<(), String> {
                 None => println!("{public}"),
             }
             Ok(())
+        }
+        Command::Sync { command: SyncCommand::Export { peer, out, since, local } } => {
+            crate::sync_files::export(&cli.storage, &local, &peer, &out, since).await
+        }
+        Command::Sync { command: SyncCommand::Import { file, from, local } } => {
+            crate::sync_files::import(&cli.storage, &local, &file, &from).await
         }
         Command::Projections { command } => {
             let config = Config::for_database(&cli.storage.database_url(), "");

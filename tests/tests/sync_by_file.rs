@@ -1,0 +1,188 @@
+//! The sync by file (issue #21, "By file"), with the real `careledger` binary against two real
+//! servers: a node on SQLite enrols insurees and a policy offline; `careledger sync export` writes
+//! them into a file signed by the node and encrypted to the central server (on PostgreSQL);
+//! `careledger sync import` on the central server imports it: the insurees with the numbers the
+//! node gave them (assigned there in the same append), found by the node's system. Importing the
+//! file again adds nothing; a file changed on the way, or signed by a key the central server was
+//! not given, is refused with nothing appended.
+//!
+//! Until the reserved codes travel with the sync (next), the test gives the node the central
+//! server's batch by copying that batch's events into the node's log: what the sync will do.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use careledger_store::{AppendRequest, ExpectedVersion, NewEvent, StreamAppend};
+use careledger_tests::{Kind, SECRET, TestServer, careledger_binary, token_for, whole_log};
+use reqwest::StatusCode;
+use serde_json::json;
+
+const OPERATOR: &str = "111101 111102 101101 101201 101102 101202 reference:write";
+
+fn careledger(data_dir: &Path, server: &TestServer, args: &[&str]) -> Output {
+    Command::new(careledger_binary())
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--server", &server.base])
+        .env("CARELEDGER_JWT_SECRET", SECRET)
+        .env("CARELEDGER_FHIR_SYSTEM", &server.state().config.fhir_system)
+        .output()
+        .expect("run careledger (build it with `cargo build --workspace --bins`)")
+}
+
+/// The server's public key file, made by `careledger sync keys` in its data directory.
+fn keys(dir: &Path, data_dir: &Path, server: &TestServer, name: &str) -> PathBuf {
+    let public = dir.join(format!("{name}.pub.json"));
+    let made = Command::new(careledger_binary())
+        .args(["sync", "keys", "--data-dir"])
+        .arg(data_dir)
+        .args(["--fhir-system", &server.state().config.fhir_system, "--out"])
+        .arg(&public)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    public
+}
+
+async fn settled(s: &TestServer) -> i64 {
+    let head = s.state().store.head().await.unwrap();
+    assert!(s.state().projections.wait_for(head, Duration::from_secs(10)).await, "read models behind");
+    head
+}
+
+async fn reference_data(s: &TestServer) {
+    let t = token_for("operator", OPERATOR, None);
+    for (path, entries) in [
+        ("/api/v1/medical-items", json!([{ "code": "I1", "name": "Paracetamol", "price": 8 }])),
+        ("/api/v1/products", json!([{ "code": "P1", "name": "Basic", "items": [{ "code": "I1" }] }])),
+    ] {
+        let a = s.post(path, &t, json!({ "entries": entries })).await;
+        assert_eq!(a.status, StatusCode::OK, "{path}: {}", a.text);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_nodes_enrolment_reaches_the_central_server_by_a_signed_encrypted_file() {
+    let (central, node) = (TestServer::start(Kind::Postgres).await, TestServer::start(Kind::Sqlite).await);
+    let dir = std::env::temp_dir().join(format!("careledger-sync-file-{}", uuid::Uuid::now_v7()));
+    let (central_dir, node_dir) = (dir.join("central"), dir.join("node"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let central_pub = keys(&dir, &central_dir, &central, "central");
+    let node_pub = keys(&dir, &node_dir, &node, "node");
+    let t = token_for("operator", OPERATOR, None);
+
+    // the central server reserves codes to enrolment officer E01, who works on the node
+    let a =
+        central.post("/api/v1/code-batches", &t, json!({ "holder_type": 2, "holder_code": "E01", "number": 10 })).await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
+    let a = central
+        .post("/api/v1/codes/reservations", &t, json!({ "holder_type": 2, "holder_code": "E01", "number": 3 }))
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
+    reference_data(&central).await;
+    reference_data(&node).await;
+    settled(&central).await;
+    // the batch reaches the node (what the sync of reserved codes will do)
+    let mut batch: Vec<(String, NewEvent)> = vec![];
+    for e in whole_log(&central.state().store).await.into_iter().filter(|e| e.stream.starts_with("codes-")) {
+        let event = NewEvent { event_id: e.event_id, event_type: e.event_type, data: e.data, metadata: e.metadata };
+        batch.push((e.stream, event));
+    }
+    let stream = batch[0].0.clone();
+    let events = batch.into_iter().map(|(_, e)| e).collect();
+    let copy = AppendRequest {
+        streams: vec![StreamAppend { stream, expected: ExpectedVersion::Exact(0), events }],
+        claims: vec![],
+        idempotency: None,
+    };
+    node.state().store.append(&copy).await.unwrap();
+    settled(&node).await;
+
+    // offline, the node enrols two insurees and a policy
+    let mut enrolled = vec![];
+    for name in ["Mwangi", "Otieno"] {
+        let body = json!({ "last_name": name, "other_names": "Amani", "birth_date": "1990-01-31", "gender": "F",
+                           "holder_type": "enrolment_officer", "holder_code": "E01" });
+        let a = node.post("/api/v1/enrolment/insurees", &t, body).await;
+        assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
+        enrolled.push((
+            a.data()["insuree_id"].as_str().unwrap().to_string(),
+            a.data()["chfid"].as_str().unwrap().to_string(),
+        ));
+    }
+    let body = json!({ "insuree_id": enrolled[0].0, "product_code": "P1", "enrol_date": "2026-12-01", "expiry_date": "2027-11-30" });
+    let a = node.post("/api/v1/enrolment/policies", &t, body).await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
+    settled(&node).await;
+
+    // the node writes its changes into a file for the central server
+    let file = dir.join("node-to-central.sync");
+    let out = careledger(
+        &node_dir,
+        &node,
+        &["sync", "export", "--peer", central_pub.to_str().unwrap(), "--out", file.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("3 resources"), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // a file changed on the way, or signed by a key not given, is refused: nothing appended
+    let before = settled(&central).await;
+    let mut tampered = std::fs::read(&file).unwrap();
+    let middle = tampered.len() / 2;
+    tampered[middle] ^= 0x01;
+    let tampered_file = dir.join("tampered.sync");
+    std::fs::write(&tampered_file, tampered).unwrap();
+    let node_pub_arg = node_pub.to_str().unwrap();
+    let refused = careledger(
+        &central_dir,
+        &central,
+        &["sync", "import", tampered_file.to_str().unwrap(), "--from", node_pub_arg],
+    );
+    assert!(!refused.status.success());
+    let refused = careledger(
+        &central_dir,
+        &central,
+        &["sync", "import", file.to_str().unwrap(), "--from", central_pub.to_str().unwrap()],
+    );
+    assert!(!refused.status.success(), "signed by the node, not by the key given");
+    assert_eq!(central.state().store.head().await.unwrap(), before, "nothing appended by a refused file");
+
+    // the file goes in: the insurees with the node's numbers, the codes assigned on the central server
+    let imported =
+        careledger(&central_dir, &central, &["sync", "import", file.to_str().unwrap(), "--from", node_pub_arg]);
+    assert!(imported.status.success(), "{}", String::from_utf8_lossy(&imported.stderr));
+    assert!(
+        String::from_utf8_lossy(&imported.stderr).contains("3 new"),
+        "{}",
+        String::from_utf8_lossy(&imported.stderr)
+    );
+    settled(&central).await;
+    let node_system = &node.state().config.fhir_system;
+    let found = central.get(&format!("/fhir/Patient?identifier={node_system}|"), &t).await;
+    let mut chfids: Vec<String> = found.body["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|e| e["resource"]["identifier"].as_array().unwrap().clone())
+        .filter(|i| i["type"]["coding"][0]["code"] == "Code")
+        .map(|i| i["value"].as_str().unwrap().to_string())
+        .collect();
+    chfids.sort();
+    let mut expected: Vec<String> = enrolled.iter().map(|(_, c)| c.clone()).collect();
+    expected.sort();
+    assert_eq!(chfids, expected, "{}", found.text);
+    for (_, chfid) in &enrolled {
+        let code = central.get(&format!("/api/v1/codes/{chfid}"), &t).await;
+        assert_eq!(code.data()["status"], "assigned", "{}", code.text);
+    }
+    let policies = central.get(&format!("/fhir/Coverage?identifier={node_system}|"), &t).await;
+    assert_eq!(policies.body["entry"].as_array().map(Vec::len), Some(1), "{}", policies.text);
+
+    // the same file again adds nothing
+    let head = settled(&central).await;
+    let again = careledger(&central_dir, &central, &["sync", "import", file.to_str().unwrap(), "--from", node_pub_arg]);
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    assert_eq!(central.state().store.head().await.unwrap(), head);
+}
