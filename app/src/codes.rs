@@ -59,6 +59,8 @@ pub struct ReserveInput {
     pub number: usize,
     /// One batch to reserve from, or (None) the holder's batches, oldest first.
     pub batch_id: Option<Uuid>,
+    /// The offline node (its FHIR system) the codes are for; None: handed out here.
+    pub for_server: Option<String>,
 }
 
 fn refused(e: CodeError) -> AppError {
@@ -148,9 +150,14 @@ impl Codes<'_> {
         if let Some(answer) = ctx.earlier_answer(self.store).await? {
             return Ok(answer);
         }
-        let ReserveInput { holder_type, holder_code, number, batch_id } = input;
-        let command =
-            ReserveCodes { reservation_id: Uuid::now_v7(), holder_type, holder_code: holder_code.clone(), number };
+        let ReserveInput { holder_type, holder_code, number, batch_id, for_server } = input;
+        let command = ReserveCodes {
+            reservation_id: Uuid::now_v7(),
+            holder_type,
+            holder_code: holder_code.clone(),
+            number,
+            for_server: for_server.clone(),
+        };
         let streams: Vec<String> = match batch_id {
             Some(id) => vec![batch_stream(id)],
             None => {

@@ -20,12 +20,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use careledger_domain::codes::CodeBatch;
+use careledger_domain::codes::{CodeBatch, ReceiveReservation};
 use careledger_domain::insurees::{EnrolInPolicy, Insuree, InsureeError, Policy, RegisterInsuree};
 use careledger_domain::{Aggregate, Ctx};
 use careledger_events::Identifier;
 use careledger_events::claims::Gender;
-use careledger_events::codes::{CodeEvent, batch_stream};
+use careledger_events::codes::{CodeEvent, CodeFormat, HolderType, batch_stream};
 use careledger_events::insurees::{insuree_stream, policy_stream};
 use careledger_projections::Projections;
 use careledger_projections::claims::Registers;
@@ -35,7 +35,7 @@ use chrono::{NaiveDate, Utc};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::codes::INSUREE_SCOPE;
+use crate::codes::{CODE_SCOPE, INSUREE_SCOPE};
 use crate::{AggregateCache, Answer, AppError, CommandCtx, CommitError, Invalid, MAX_ATTEMPTS, load};
 
 /// The set invariant "an identifier of another server names one resource here": key
@@ -58,6 +58,22 @@ pub struct IncomingBundle {
 pub enum Incoming {
     Patient(IncomingPatient),
     Coverage(IncomingCoverage),
+    Reservation(IncomingReservation),
+}
+
+/// Codes the sender reserved to a holder for this server (a `Basic`): this server's copy of the
+/// batch gets them, reserved to the holder, to hand out here and nowhere else.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IncomingReservation {
+    pub identifiers: Vec<Identifier>,
+    pub batch_id: Uuid,
+    pub reservation_id: Uuid,
+    pub holder_type: HolderType,
+    pub holder_code: String,
+    /// The server the codes were reserved for: this one, or the Bundle is refused.
+    pub for_server: String,
+    pub format: CodeFormat,
+    pub codes: Vec<String>,
 }
 
 /// An insuree as a peer sends it (a `Patient`).
@@ -92,6 +108,7 @@ impl Incoming {
         match self {
             Incoming::Patient(p) => &p.identifiers,
             Incoming::Coverage(c) => &c.identifiers,
+            Incoming::Reservation(r) => &r.identifiers,
         }
     }
 
@@ -99,13 +116,7 @@ impl Incoming {
         match self {
             Incoming::Patient(_) => "Patient",
             Incoming::Coverage(_) => "Coverage",
-        }
-    }
-
-    fn stream(&self, id: Uuid) -> String {
-        match self {
-            Incoming::Patient(_) => insuree_stream(id),
-            Incoming::Coverage(_) => policy_stream(id),
+            Incoming::Reservation(_) => "Basic",
         }
     }
 }
@@ -226,17 +237,18 @@ impl Importer<'_> {
 
     /// Whether a resource of this type has this id here (enrolled here, or as reference data).
     async fn id_taken(&self, incoming: &Incoming, id: Uuid) -> Result<bool, AppError> {
-        if self.store.stream_version(&incoming.stream(id)).await? > 0 {
-            return Ok(true);
+        let streams = match incoming {
+            Incoming::Patient(_) => [insuree_stream(id), careledger_events::claims::insuree_stream(id)],
+            Incoming::Coverage(_) => [policy_stream(id), careledger_events::claims::policy_stream(id)],
+            // a reservation is no stream of its own: its id (the sender's event's) is never taken
+            Incoming::Reservation(_) => return Ok(false),
+        };
+        for stream in streams {
+            if self.store.stream_version(&stream).await? > 0 {
+                return Ok(true);
+            }
         }
-        Ok(match incoming {
-            Incoming::Patient(_) => {
-                self.store.stream_version(&careledger_events::claims::insuree_stream(id)).await? > 0
-            }
-            Incoming::Coverage(_) => {
-                self.store.stream_version(&careledger_events::claims::policy_stream(id)).await? > 0
-            }
-        })
+        Ok(false)
     }
 
     /// The append that imports the Bundle, the answer to give, and the batches it assigns codes
@@ -307,6 +319,16 @@ impl Importer<'_> {
         // the new resources' events, decided on the states they start from
         let registers = Registers(self.store.db());
         let mut batches: BTreeMap<String, (i64, CodeBatch, Vec<CodeEvent>)> = BTreeMap::new();
+        macro_rules! batch {
+            ($stream:expr) => {{
+                let stream: String = $stream;
+                if !batches.contains_key(&stream) {
+                    let loaded = load::<CodeBatch>(self.store, &stream).await?;
+                    batches.insert(stream.clone(), (loaded.version, loaded.state, vec![]));
+                }
+                batches.get_mut(&stream).ok_or_else(|| AppError::Internal("batch not loaded".into()))?
+            }};
+        }
         let mut streams = Vec::new();
         let mut claims = Vec::new();
         let mut entries = Vec::new();
@@ -339,12 +361,7 @@ impl Importer<'_> {
                         return Err(refused(index, InsureeError::UnknownCode { code: p.chfid.clone() }));
                     };
                     let batch_id = Uuid::parse_str(&code.batch_id).map_err(|e| AppError::Internal(e.to_string()))?;
-                    let stream = batch_stream(batch_id);
-                    if !batches.contains_key(&stream) {
-                        let loaded = load::<CodeBatch>(self.store, &stream).await?;
-                        batches.insert(stream.clone(), (loaded.version, loaded.state, vec![]));
-                    }
-                    let Some((_, batch, assigned)) = batches.get_mut(&stream) else { continue };
+                    let (_, batch, assigned) = batch!(batch_stream(batch_id));
                     let command = RegisterInsuree {
                         insuree_id: id,
                         last_name: p.last_name.clone(),
@@ -354,7 +371,7 @@ impl Importer<'_> {
                         phone: p.phone.clone(),
                         family_head: None,
                         location: p.location.clone(),
-                        holder_type: careledger_events::codes::HolderType::EnrolmentOfficer,
+                        holder_type: HolderType::EnrolmentOfficer,
                         holder_code: String::new(),
                         identifiers,
                     };
@@ -378,6 +395,41 @@ impl Importer<'_> {
                         expected: ExpectedVersion::Exact(0),
                         events: vec![],
                     });
+                }
+                Incoming::Reservation(r) => {
+                    if r.for_server != self.own_system {
+                        return Err(invalid(
+                            index,
+                            "extension",
+                            "for-server",
+                            format!("these codes were reserved for {}, not for this server", r.for_server),
+                        ));
+                    }
+                    let stream = batch_stream(r.batch_id);
+                    let (_, batch, received) = batch!(stream.clone());
+                    let command = ReceiveReservation {
+                        batch_id: r.batch_id,
+                        reservation_id: r.reservation_id,
+                        holder_type: r.holder_type,
+                        holder_code: r.holder_code.clone(),
+                        format: r.format.clone(),
+                        codes: r.codes.clone(),
+                    };
+                    let events = command
+                        .decide(batch, &decision_ctx)
+                        .map_err(|e| invalid(index, "extension", "rule", e.to_string()))?;
+                    if !events.is_empty() {
+                        // this server's codes, as a batch generated here claims its own
+                        claims.push(KeyClaim {
+                            scope: CODE_SCOPE.into(),
+                            keys: r.codes.clone(),
+                            owner: stream.clone(),
+                        });
+                    }
+                    for event in events {
+                        *batch = std::mem::take(batch).evolve(&event);
+                        received.push(event);
+                    }
                 }
                 Incoming::Coverage(c) => {
                     let insuree = match named.get(&(c.beneficiary.token(), "Patient")) {

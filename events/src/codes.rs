@@ -133,6 +133,10 @@ pub enum CodeEvent {
         holder_type: HolderType,
         holder_code: String,
         codes: Vec<String>,
+        /// The server (its FHIR identifier system) the codes are sent to: an offline node of the
+        /// holder, which hands them out there and nowhere else. None: handed out here.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        for_server: Option<String>,
     },
     /// A code now identifies this insuree.
     CodeAssigned {

@@ -19,6 +19,7 @@ mod capability;
 mod claims;
 mod identifier;
 mod outcome;
+mod reservation;
 mod resources;
 
 pub use bundle::{Page, searchset};
@@ -26,6 +27,7 @@ pub use capability::capability_statement;
 pub use claims::{claim, claim_response};
 pub use identifier::{OPENIMIS_IDENTIFIERS, Systems, Token, TokenError};
 pub use outcome::{IssueType, operation_outcome};
+pub use reservation::{RESERVATION, RESERVATION_CODE, RESOURCE_KINDS, Reservation, reservation};
 pub use resources::{coverage, patient};
 
 /// The media type of every answer under `/fhir`.

@@ -42,11 +42,12 @@ fn read_peer(path: &Path) -> Result<PeerKey, String> {
     PeerKey::from_file(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// The local server's keys and a token for it.
-fn local(storage: &StorageArgs, local: &Local, scope: &str) -> Result<(Keys, String), String> {
+/// The local server's keys and a token for it, acting as `peer` (the server the file is for or
+/// from: `$changes` sends a peer the codes reserved for it).
+fn local(storage: &StorageArgs, local: &Local, scope: &str, peer: &str) -> Result<(Keys, String), String> {
     let system = storage.fhir_system(local.fhir_system.as_deref())?;
     let keys = storage.sync_keys(&system)?;
-    let token = crate::auth::Keys::new(&storage.jwt_secret()?).mint("careledger-sync", scope, None, 300)?;
+    let token = crate::auth::Keys::new(&storage.jwt_secret()?).mint(peer, scope, None, 300)?;
     Ok((keys, token))
 }
 
@@ -69,7 +70,7 @@ async fn answer(response: reqwest::Result<reqwest::Response>, server: &str) -> R
 /// `careledger sync export --peer FILE --out FILE [--since P]`
 pub async fn export(storage: &StorageArgs, options: &Local, peer: &Path, out: &Path, since: i64) -> Result<(), String> {
     let peer = read_peer(peer)?;
-    let (keys, token) = local(storage, options, "sync:read")?;
+    let (keys, token) = local(storage, options, "sync:read", &peer.server)?;
     let client = client()?;
     let base = options.server.trim_end_matches('/');
     let (mut entries, mut at) = (Vec::new(), since);
@@ -117,9 +118,11 @@ pub async fn export(storage: &StorageArgs, options: &Local, peer: &Path, out: &P
 /// `careledger sync import FILE --from FILE...`
 pub async fn import(storage: &StorageArgs, options: &Local, file: &Path, from: &[PathBuf]) -> Result<(), String> {
     let peers = from.iter().map(|p| read_peer(p)).collect::<Result<Vec<_>, _>>()?;
-    let (keys, token) = local(storage, options, "sync:write")?;
+    let system = storage.fhir_system(options.fhir_system.as_deref())?;
+    let keys = storage.sync_keys(&system)?;
     let sealed = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
     let opened = careledger_sync::open(&sealed, &keys, &peers).map_err(|e| format!("{}: {e}", file.display()))?;
+    let (_, token) = local(storage, options, "sync:write", &opened.from)?;
     let bundle: Value =
         serde_json::from_slice(&opened.payload).map_err(|e| format!("{}: not a Bundle: {e}", file.display()))?;
     let sender = bundle["identifier"]["system"].as_str().unwrap_or_default();

@@ -88,6 +88,7 @@ async fn codes_on(kind: Kind) {
         holder_code: "EO-1".into(),
         number: 5,
         batch_id: Some(batch_id),
+        for_server: None,
     };
     let reserved = codes.reserve(&ctx("ReserveCodes"), reserve).await.unwrap();
     let code = reserved.data["codes"][0].as_str().unwrap().to_string();

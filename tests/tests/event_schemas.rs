@@ -106,6 +106,7 @@ fn samples() -> Vec<(&'static str, &'static str, Value)> {
             holder_type: HolderType::Printer,
             holder_code: "P-1".into(),
             codes: vec!["100000011".into()],
+            for_server: Some("urn:uuid:node".into()),
         },
         CodeEvent::CodeAssigned { batch_id: id(), code: "100000011".into(), insuree_id: "i".into(), json_ext: None },
         CodeEvent::ControlNumberLinked { batch_id: id(), code: "100000011".into(), control_number: "CN".into() },

@@ -6,15 +6,14 @@
 //! file again adds nothing; a file changed on the way, or signed by a key the central server was
 //! not given, is refused with nothing appended.
 //!
-//! Until the reserved codes travel with the sync (next), the test gives the node the central
-//! server's batch by copying that batch's events into the node's log: what the sync will do.
+//! The codes the node hands out travel first, the other way: reserved on the central server for
+//! the node (and so not handed out there), sent in a file the node imports.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use careledger_store::{AppendRequest, ExpectedVersion, NewEvent, StreamAppend};
-use careledger_tests::{Kind, SECRET, TestServer, careledger_binary, token_for, whole_log};
+use careledger_tests::{Kind, SECRET, TestServer, careledger_binary, token_for};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -73,32 +72,65 @@ async fn a_nodes_enrolment_reaches_the_central_server_by_a_signed_encrypted_file
     let node_pub = keys(&dir, &node_dir, &node, "node");
     let t = token_for("operator", OPERATOR, None);
 
-    // the central server reserves codes to enrolment officer E01, who works on the node
+    // the central server reserves codes to enrolment officer E01 for the node, and sends them
+    let node_system = node.state().config.fhir_system.clone();
     let a =
         central.post("/api/v1/code-batches", &t, json!({ "holder_type": 2, "holder_code": "E01", "number": 10 })).await;
     assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
-    let a = central
-        .post("/api/v1/codes/reservations", &t, json!({ "holder_type": 2, "holder_code": "E01", "number": 3 }))
-        .await;
+    let body = json!({ "holder_type": 2, "holder_code": "E01", "number": 3, "for_server": node_system });
+    let a = central.post("/api/v1/codes/reservations", &t, body).await;
     assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
+    let sent: Vec<String> =
+        a.data()["codes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect();
     reference_data(&central).await;
     reference_data(&node).await;
     settled(&central).await;
-    // the batch reaches the node (what the sync of reserved codes will do)
-    let mut batch: Vec<(String, NewEvent)> = vec![];
-    for e in whole_log(&central.state().store).await.into_iter().filter(|e| e.stream.starts_with("codes-")) {
-        let event = NewEvent { event_id: e.event_id, event_type: e.event_type, data: e.data, metadata: e.metadata };
-        batch.push((e.stream, event));
-    }
-    let stream = batch[0].0.clone();
-    let events = batch.into_iter().map(|(_, e)| e).collect();
-    let copy = AppendRequest {
-        streams: vec![StreamAppend { stream, expected: ExpectedVersion::Exact(0), events }],
-        claims: vec![],
-        idempotency: None,
-    };
-    node.state().store.append(&copy).await.unwrap();
+    // codes reserved for the node are not handed out on the central server
+    let body = json!({ "last_name": "Njeri", "other_names": "Amani", "birth_date": "1990-01-31", "gender": "F",
+                       "holder_type": "enrolment_officer", "holder_code": "E01" });
+    let a = central.post("/api/v1/enrolment/insurees", &t, body).await;
+    assert_eq!(a.status, StatusCode::CONFLICT, "{}", a.text);
+    // what the node is sent: a Basic per reservation, to the node alone, valid FHIR
+    let for_node = central.get("/fhir/$changes?_since=0", &token_for(&node_system, "sync:read", None)).await;
+    let basics: Vec<_> = for_node.body["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["resource"].clone())
+        .filter(|r| r["resourceType"] == "Basic")
+        .collect();
+    assert_eq!(basics.len(), 1, "{}", for_node.text);
+    careledger_tests::valid_fhir(&basics);
+    let for_other =
+        central.get("/fhir/$changes?_since=0", &token_for("urn:uuid:another-node", "sync:read", None)).await;
+    assert!(
+        for_other.body["entry"].as_array().is_none_or(|e| e.iter().all(|e| e["resource"]["resourceType"] != "Basic")),
+        "{}",
+        for_other.text
+    );
+    let to_node = dir.join("central-to-node.sync");
+    let central_pub_arg = central_pub.to_str().unwrap().to_string();
+    let node_pub_arg = node_pub.to_str().unwrap().to_string();
+    let out = careledger(
+        &central_dir,
+        &central,
+        &["sync", "export", "--peer", &node_pub_arg, "--out", to_node.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let into_node =
+        careledger(&node_dir, &node, &["sync", "import", to_node.to_str().unwrap(), "--from", &central_pub_arg]);
+    assert!(into_node.status.success(), "{}", String::from_utf8_lossy(&into_node.stderr));
     settled(&node).await;
+    for code in &sent {
+        let on_node = node.get(&format!("/api/v1/codes/{code}"), &t).await;
+        assert_eq!(on_node.data()["status"], "reserved", "{}", on_node.text);
+    }
+    // the same file again changes nothing on the node
+    let head = settled(&node).await;
+    let again =
+        careledger(&node_dir, &node, &["sync", "import", to_node.to_str().unwrap(), "--from", &central_pub_arg]);
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    assert_eq!(node.state().store.head().await.unwrap(), head);
 
     // offline, the node enrols two insurees and a policy
     let mut enrolled = vec![];
@@ -134,11 +166,10 @@ async fn a_nodes_enrolment_reaches_the_central_server_by_a_signed_encrypted_file
     tampered[middle] ^= 0x01;
     let tampered_file = dir.join("tampered.sync");
     std::fs::write(&tampered_file, tampered).unwrap();
-    let node_pub_arg = node_pub.to_str().unwrap();
     let refused = careledger(
         &central_dir,
         &central,
-        &["sync", "import", tampered_file.to_str().unwrap(), "--from", node_pub_arg],
+        &["sync", "import", tampered_file.to_str().unwrap(), "--from", &node_pub_arg],
     );
     assert!(!refused.status.success());
     let refused = careledger(
@@ -151,7 +182,7 @@ async fn a_nodes_enrolment_reaches_the_central_server_by_a_signed_encrypted_file
 
     // the file goes in: the insurees with the node's numbers, the codes assigned on the central server
     let imported =
-        careledger(&central_dir, &central, &["sync", "import", file.to_str().unwrap(), "--from", node_pub_arg]);
+        careledger(&central_dir, &central, &["sync", "import", file.to_str().unwrap(), "--from", &node_pub_arg]);
     assert!(imported.status.success(), "{}", String::from_utf8_lossy(&imported.stderr));
     assert!(
         String::from_utf8_lossy(&imported.stderr).contains("3 new"),
@@ -159,7 +190,6 @@ async fn a_nodes_enrolment_reaches_the_central_server_by_a_signed_encrypted_file
         String::from_utf8_lossy(&imported.stderr)
     );
     settled(&central).await;
-    let node_system = &node.state().config.fhir_system;
     let found = central.get(&format!("/fhir/Patient?identifier={node_system}|"), &t).await;
     let mut chfids: Vec<String> = found.body["entry"]
         .as_array()
@@ -172,6 +202,7 @@ async fn a_nodes_enrolment_reaches_the_central_server_by_a_signed_encrypted_file
     chfids.sort();
     let mut expected: Vec<String> = enrolled.iter().map(|(_, c)| c.clone()).collect();
     expected.sort();
+    assert!(expected.iter().all(|c| sent.contains(c)), "the node handed out the codes sent to it");
     assert_eq!(chfids, expected, "{}", found.text);
     for (_, chfid) in &enrolled {
         let code = central.get(&format!("/api/v1/codes/{chfid}"), &t).await;
@@ -182,7 +213,8 @@ async fn a_nodes_enrolment_reaches_the_central_server_by_a_signed_encrypted_file
 
     // the same file again adds nothing
     let head = settled(&central).await;
-    let again = careledger(&central_dir, &central, &["sync", "import", file.to_str().unwrap(), "--from", node_pub_arg]);
+    let again =
+        careledger(&central_dir, &central, &["sync", "import", file.to_str().unwrap(), "--from", &node_pub_arg]);
     assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
     assert_eq!(central.state().store.head().await.unwrap(), head);
 }

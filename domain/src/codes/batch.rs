@@ -62,7 +62,8 @@ pub struct CodeBatch {
     index: HashMap<u64, u32>,
     /// Slot indexes of available codes: reservations take the oldest first.
     available: BTreeSet<u32>,
-    /// Slot indexes of reserved codes: a registration takes the oldest first.
+    /// Slot indexes of reserved codes to hand out on this server (not those reserved for an
+    /// offline node): a registration takes the oldest first.
     reserved: BTreeSet<u32>,
 }
 
@@ -142,12 +143,16 @@ impl Aggregate for CodeBatch {
                     }
                 }
             }
-            CodeEvent::CodesReserved { codes, .. } => {
+            CodeEvent::CodesReserved { codes, for_server, .. } => {
                 for code in codes {
                     if let Some((i, slot)) = self.slot_mut(code) {
                         slot.status = CodeStatus::Reserved;
                         self.available.remove(&i);
-                        self.reserved.insert(i);
+                        // codes sent to an offline node are handed out there, never here: only
+                        // that node's sync brings them back, assigned
+                        if for_server.is_none() {
+                            self.reserved.insert(i);
+                        }
                     }
                 }
             }

@@ -105,6 +105,8 @@ pub struct ReserveCodes {
     pub holder_type: HolderType,
     pub holder_code: String,
     pub number: usize,
+    /// The server the codes are sent to (an offline node's FHIR system), if not this one.
+    pub for_server: Option<String>,
 }
 
 impl ReserveCodes {
@@ -142,10 +144,81 @@ impl ReserveCodes {
                     holder_type: self.holder_type,
                     holder_code: self.holder_code.clone(),
                     codes,
+                    for_server: self.for_server.clone(),
                 };
                 (batch_id, vec![event])
             })
             .collect())
+    }
+}
+
+/// Codes the central server reserved to a holder for this server (an offline node), received
+/// with the sync: this server's copy of the batch (created by the first reservation it receives)
+/// holds exactly the codes sent to it, reserved to the holder, so that it hands out those and no
+/// others. Receiving the same reservation again decides nothing.
+#[derive(Debug, Clone)]
+pub struct ReceiveReservation {
+    pub batch_id: Uuid,
+    pub reservation_id: Uuid,
+    pub holder_type: HolderType,
+    pub holder_code: String,
+    pub format: CodeFormat,
+    pub codes: Vec<String>,
+}
+
+impl ReceiveReservation {
+    pub fn decide(&self, state: &CodeBatch, ctx: &Ctx) -> Result<Vec<CodeEvent>, CodeError> {
+        if self.codes.is_empty() || self.codes.len() > CODES_PER_CHUNK {
+            return Err(CodeError::InvalidNumber);
+        }
+        if !check_text(&self.holder_code, 50) {
+            return Err(CodeError::InvalidHolderCode);
+        }
+        self.format.check()?;
+        let distinct: HashSet<&String> = self.codes.iter().collect();
+        if distinct.len() != self.codes.len() || self.codes.iter().any(|c| !self.format.is_valid(c)) {
+            return Err(CodeError::InvalidCode);
+        }
+        let held = self.codes.iter().filter(|c| state.slot(c).is_some()).count();
+        if state.exists() {
+            if state.holder_type != Some(self.holder_type) || state.holder_code != self.holder_code {
+                return Err(CodeError::HolderMismatch);
+            }
+            if state.format != self.format {
+                return Err(CodeError::InvalidCode);
+            }
+            if held == self.codes.len() {
+                return Ok(vec![]);
+            }
+            if held > 0 {
+                return Err(CodeError::InvalidCode);
+            }
+        }
+        let mut events = Vec::with_capacity(3);
+        if !state.exists() {
+            events.push(CodeEvent::CodeBatchGenerated {
+                batch_id: self.batch_id,
+                holder_type: self.holder_type,
+                holder_code: self.holder_code.clone(),
+                number: self.codes.len() as u32,
+                format: self.format.clone(),
+                created_at: ctx.now,
+            });
+        }
+        events.push(CodeEvent::CodesGenerated {
+            batch_id: self.batch_id,
+            chunk: state.chunks,
+            codes: self.codes.clone(),
+        });
+        events.push(CodeEvent::CodesReserved {
+            batch_id: self.batch_id,
+            reservation_id: self.reservation_id,
+            holder_type: self.holder_type,
+            holder_code: self.holder_code.clone(),
+            codes: self.codes.clone(),
+            for_server: None,
+        });
+        Ok(events)
     }
 }
 

@@ -12,6 +12,6 @@ mod error;
 mod format;
 
 pub use batch::{CodeBatch, CodeSlot, CodeStatus};
-pub use decide::{AssignCode, GenerateCodes, LinkControlNumber, ReserveCodes};
+pub use decide::{AssignCode, GenerateCodes, LinkControlNumber, ReceiveReservation, ReserveCodes};
 pub use error::CodeError;
 pub use format::{CodeFormatExt, FormatError};

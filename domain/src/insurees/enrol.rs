@@ -103,6 +103,7 @@ mod tests {
                 holder_type: HolderType::EnrolmentOfficer,
                 holder_code: "E01".into(),
                 number: reserved,
+                for_server: None,
             };
             for (_, events) in reserve.decide(&[&state]).unwrap() {
                 state = events.iter().fold(state, CodeBatch::evolve);

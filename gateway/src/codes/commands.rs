@@ -55,17 +55,19 @@ pub async fn reserve(
     counted("ReserveCodes", async {
         let ctx = command_ctx(&state, "ReserveCodes", &user, &headers, "/api/v1/codes/reservations", &bytes)?;
         let mut f = Fields::new(&body);
-        f.only(&["holder_type", "holder_code", "number", "batch_id"]);
+        f.only(&["holder_type", "holder_code", "number", "batch_id", "for_server"]);
         let holder_type = f.holder_type("holder_type");
         let holder_code = f.string("holder_code", true, 50);
         let number = f.integer("number", true, 1, state.config.codes_max_number.into());
         let batch_id = f.uuid("batch_id", false);
+        let for_server = f.system_uri("for_server", false);
         let input = f.finish_with(|| {
             Some(ReserveInput {
                 holder_type: holder_type?,
                 holder_code: holder_code?,
                 number: number? as usize,
                 batch_id,
+                for_server,
             })
         })?;
         Ok(codes(&state).reserve(&ctx, input).await?.into())

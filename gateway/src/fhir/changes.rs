@@ -48,15 +48,27 @@ fn resource_of(stream: &str) -> Option<(Served, &str)> {
     }
 }
 
-/// The changes a page holds: the resources in the order they first changed after `since`, and
-/// the position the page reached (the next page's `since`).
+/// What changed: a resource (a stream the read models render), or codes reserved for the peer
+/// asking (an event, sent as it is: a reservation never changes).
+enum Changed {
+    Resource(Served, String),
+    Reservation(RecordedEvent),
+}
+
+/// The changes a page holds: in the order they first changed after `since`, and the position the
+/// page reached (the next page's `since`).
 struct Changes {
-    resources: Vec<(Served, String)>,
+    resources: Vec<Changed>,
     reached: i64,
 }
 
+/// Codes reserved for `peer` (an offline node, by its system): only that node is sent them.
+fn reserved_for(event: &RecordedEvent, peer: &str) -> bool {
+    event.event_type == "CodesReserved" && event.data["for_server"].as_str() == Some(peer)
+}
+
 /// Reads the log after `since` up to `head` until `count` resources changed.
-async fn changed(state: &AppState, since: i64, head: i64, count: usize) -> Result<Changes, FhirError> {
+async fn changed(state: &AppState, peer: &str, since: i64, head: i64, count: usize) -> Result<Changes, FhirError> {
     let mut changes = Changes { resources: vec![], reached: since };
     let mut seen = std::collections::HashSet::new();
     let mut after = since;
@@ -66,13 +78,17 @@ async fn changed(state: &AppState, since: i64, head: i64, count: usize) -> Resul
         after = last.position;
         for event in events.iter().filter(|e| e.position <= head) {
             changes.reached = event.position;
-            if let Some((served, id)) = resource_of(&event.stream)
+            if reserved_for(event, peer) {
+                changes.resources.push(Changed::Reservation(event.clone()));
+            } else if let Some((served, id)) = resource_of(&event.stream)
                 && seen.insert((served, id.to_string()))
             {
-                changes.resources.push((served, id.to_string()));
-                if changes.resources.len() == count {
-                    return Ok(changes);
-                }
+                changes.resources.push(Changed::Resource(served, id.to_string()));
+            } else {
+                continue;
+            }
+            if changes.resources.len() == count {
+                return Ok(changes);
             }
         }
     }
@@ -130,7 +146,7 @@ pub async fn changes(
             format!("read models have not reached position {head} yet; retry"),
         ));
     }
-    let page = changed(&state, since, head, count).await?;
+    let page = changed(&state, &user.id, since, head, count).await?;
     let systems = systems(&state);
     let base = base_url(&headers);
     let entries: Vec<Value> = rendered(&state, &user, &systems, page.resources)
@@ -162,10 +178,16 @@ async fn rendered(
     state: &AppState,
     user: &User,
     systems: &careledger_fhir::Systems,
-    resources: Vec<(Served, String)>,
+    resources: Vec<Changed>,
 ) -> Result<Vec<Value>, FhirError> {
     let of = |kind: Served| -> Vec<String> {
-        resources.iter().filter(|(served, _)| *served == kind).map(|(_, id)| id.clone()).collect()
+        resources
+            .iter()
+            .filter_map(|c| match c {
+                Changed::Resource(served, id) if *served == kind => Some(id.clone()),
+                _ => None,
+            })
+            .collect()
     };
     let facility = user.health_facility.as_deref();
     let mut claims: HashMap<String, ClaimDetail> = ClaimQueries(state.store.db())
@@ -189,17 +211,45 @@ async fn rendered(
         }
     }
     let mut rendered = Vec::with_capacity(resources.len() + claims.len());
-    for (served, id) in resources {
-        if served == Served::Claim {
-            if let Some(detail) = claims.remove(&id) {
-                rendered.push(careledger_fhir::claim(&detail, systems));
-                rendered.push(careledger_fhir::claim_response(&detail, systems));
+    for changed in resources {
+        match changed {
+            Changed::Resource(Served::Claim, id) => {
+                if let Some(detail) = claims.remove(&id) {
+                    rendered.push(careledger_fhir::claim(&detail, systems));
+                    rendered.push(careledger_fhir::claim_response(&detail, systems));
+                }
             }
-        } else {
-            rendered.extend(registers.remove(&(served, id)));
+            Changed::Resource(served, id) => rendered.extend(registers.remove(&(served, id))),
+            Changed::Reservation(event) => rendered.push(reservation(state, &event, systems).await?),
         }
     }
     Ok(rendered)
+}
+
+/// A `CodesReserved` event for a node as the `Basic` resource the node imports, with its batch's
+/// code format (from the batch's first event).
+async fn reservation(
+    state: &AppState,
+    event: &RecordedEvent,
+    systems: &careledger_fhir::Systems,
+) -> Result<Value, FhirError> {
+    let generated = state.store.read_stream(&event.stream, 0, 1).await.map_err(ApiError::from)?;
+    let format = generated.first().map(|e| e.data["format"].clone()).unwrap_or_default();
+    let d = &event.data;
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    let r = careledger_fhir::Reservation {
+        id: event.event_id.to_string(),
+        batch_id: text(&d["batch_id"]),
+        reservation_id: text(&d["reservation_id"]),
+        holder_type: d["holder_type"].as_i64().unwrap_or_default(),
+        holder_code: text(&d["holder_code"]),
+        for_server: text(&d["for_server"]),
+        length: format["length"].as_i64().unwrap_or_default(),
+        modulo: format["modulo"].as_i64().unwrap_or_default(),
+        prefix: text(&format["prefix"]),
+        codes: d["codes"].as_array().into_iter().flatten().map(text).collect(),
+    };
+    Ok(careledger_fhir::reservation(&r, systems))
 }
 
 /// A transaction entry: the resource, updated where the receiver knows it by this server's

@@ -15,13 +15,17 @@
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use careledger_app::sync::{Importer, Incoming, IncomingBundle, IncomingCoverage, IncomingPatient};
+use careledger_app::sync::{
+    Importer, Incoming, IncomingBundle, IncomingCoverage, IncomingPatient, IncomingReservation,
+};
 use careledger_app::{AppError, Invalid, Operation};
 use careledger_events::claims::Gender;
+use careledger_events::codes::{CodeFormat, HolderType};
 use careledger_events::{Identifier, Origin};
 use careledger_fhir::IssueType;
 use chrono::NaiveDate;
 use serde_json::{Map, Value};
+use uuid::Uuid;
 
 use super::{Fhir, FhirError};
 use crate::auth::User;
@@ -291,6 +295,78 @@ impl Reader {
     }
 }
 
+impl Reader {
+    /// Codes reserved for this server (a `Basic` of kind `code-reservation`).
+    fn reservation(&mut self, resource: &Map<String, Value>, path: &str) -> Option<IncomingReservation> {
+        let (identifiers, _) = self.identifiers(resource, path);
+        let kind =
+            resource.get("code").and_then(|c| c.get("coding")).and_then(Value::as_array).is_some_and(|codings| {
+                codings.iter().any(|c| {
+                    c["system"] == careledger_fhir::RESOURCE_KINDS && c["code"] == careledger_fhir::RESERVATION_CODE
+                })
+            });
+        if !kind {
+            self.fail(&format!("{path}.code"), "enum", "only code reservations are imported as Basic");
+            return None;
+        }
+        let extensions = resource.get("extension").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+        let Some(i) = extensions.iter().position(|e| e["url"] == careledger_fhir::RESERVATION) else {
+            self.fail(&format!("{path}.extension"), "required", "the reservation's extension");
+            return None;
+        };
+        let at = format!("{path}.extension[{i}].extension");
+        let parts = self.array(extensions[i].get("extension"), &at, true);
+        let part = |name: &str| parts.iter().find(|p| p["url"] == name);
+        let value = |name: &str, kind: &str| part(name).and_then(|p| p.get(kind));
+        let uuid = |r: &mut Reader, name: &str| {
+            let text = r.text(value(name, "valueString"), &format!("{at}.where(url='{name}')"), true, 36)?;
+            Uuid::parse_str(&text).ok().or_else(|| {
+                r.fail(&format!("{at}.where(url='{name}')"), "format", "expected a UUID");
+                None
+            })
+        };
+        let int = |r: &mut Reader, name: &str| {
+            value(name, "valueInteger").and_then(Value::as_i64).or_else(|| {
+                r.fail(&format!("{at}.where(url='{name}')"), "required", "expected an integer");
+                None
+            })
+        };
+        let batch_id = uuid(self, "batch");
+        let reservation_id = uuid(self, "reservation");
+        let holder_type = int(self, "holder-type").and_then(|c| {
+            HolderType::from_code(c).or_else(|| {
+                self.fail(&format!("{at}.where(url='holder-type')"), "enum", "not a holder type");
+                None
+            })
+        });
+        let holder_code =
+            self.text(value("holder-code", "valueString"), &format!("{at}.where(url='holder-code')"), true, 50);
+        let for_server =
+            self.text(value("for-server", "valueUri"), &format!("{at}.where(url='for-server')"), true, 500);
+        let (length, modulo) = (int(self, "length"), int(self, "modulo"));
+        let prefix = self.text(value("prefix", "valueString"), &format!("{at}.where(url='prefix')"), false, 10);
+        let mut codes = vec![];
+        for code in parts.iter().filter(|p| p["url"] == "code") {
+            codes.extend(self.text(code.get("valueString"), &format!("{at}.where(url='code')"), true, 50));
+        }
+        let format = CodeFormat {
+            length: u32::try_from(length?).ok()?,
+            modulo: u32::try_from(modulo?).ok()?,
+            prefix: prefix.unwrap_or_default(),
+        };
+        Some(IncomingReservation {
+            identifiers,
+            batch_id: batch_id?,
+            reservation_id: reservation_id?,
+            holder_type: holder_type?,
+            holder_code: holder_code?,
+            for_server: for_server?,
+            format,
+            codes,
+        })
+    }
+}
+
 /// The Bundle as the application imports it, or every element that cannot be read.
 fn read_bundle(body: &Map<String, Value>) -> Result<IncomingBundle, Vec<Invalid>> {
     let mut r = Reader { invalid: vec![] };
@@ -331,11 +407,12 @@ fn read_bundle(body: &Map<String, Value>) -> Result<IncomingBundle, Vec<Invalid>
         let incoming = match resource.get("resourceType").and_then(Value::as_str) {
             Some("Patient") => r.patient(resource, &path).map(Incoming::Patient),
             Some("Coverage") => r.coverage(resource, &path).map(Incoming::Coverage),
+            Some("Basic") => r.reservation(resource, &path).map(Incoming::Reservation),
             Some(other) => {
                 r.fail(
                     &format!("{path}.resourceType"),
                     "enum",
-                    format!("{other} is not imported (yet): Patient and Coverage are"),
+                    format!("{other} is not imported (yet): Patient, Coverage and Basic (code reservations) are"),
                 );
                 None
             }

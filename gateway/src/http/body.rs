@@ -178,6 +178,37 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// A URI naming a server (a FHIR identifier system): a scheme, `:`, then at least one
+    /// character, none of them white space, a control character or `|` (which FHIR's token search
+    /// uses to split a system from a value); at most 500 characters. Not trimmed.
+    pub fn system_uri(&mut self, name: &str, required: bool) -> Option<String> {
+        let value = self.get(name, required)?;
+        let Some(text) = value.as_str() else {
+            self.fail(name, "cast", "expected a string".into());
+            return None;
+        };
+        let scheme_ok = |scheme: &str| {
+            scheme.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+                && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c))
+        };
+        let ok = text.chars().count() <= 500
+            && text.split_once(':').is_some_and(|(scheme, rest)| {
+                scheme_ok(scheme)
+                    && !rest.is_empty()
+                    && !rest.chars().any(|c| c.is_whitespace() || c.is_control() || c == '|')
+            });
+        if ok {
+            Some(text.to_string())
+        } else {
+            self.fail(
+                name,
+                "format",
+                "expected a URI (scheme:rest, no white space or |, at most 500 characters)".into(),
+            );
+            None
+        }
+    }
+
     pub fn uuid(&mut self, name: &str, required: bool) -> Option<Uuid> {
         let value = self.get(name, required)?;
         match value.as_str().and_then(|s| Uuid::parse_str(s).ok()) {

@@ -98,6 +98,7 @@ fn reservation_takes_the_oldest_available_codes_across_batches_all_or_nothing() 
         holder_type: HolderType::Printer,
         holder_code: "PRN-1".into(),
         number: 6,
+        for_server: None,
     };
     let plan = cmd.decide(&[&a, &b]).unwrap();
     assert_eq!(plan.len(), 2);
@@ -130,6 +131,7 @@ fn assignment_moves_available_or_reserved_codes_and_is_idempotent_per_insuree() 
         holder_type: HolderType::Printer,
         holder_code: "PRN-1".into(),
         number: 1,
+        for_server: None,
     };
     let (_, events) = reserve.decide(&[&b]).unwrap().remove(0);
     let b = events.iter().fold(b, |s, e| s.evolve(e));
@@ -161,7 +163,7 @@ proptest! {
         let mut handed: HashSet<String> = HashSet::new();
         for (i, (kind, n)) in ops.into_iter().enumerate() {
             let events = if kind < 3 {
-                let cmd = ReserveCodes { reservation_id: Uuid::from_u128(i as u128), holder_type: HolderType::Printer, holder_code: "PRN-1".into(), number: n };
+                let cmd = ReserveCodes { reservation_id: Uuid::from_u128(i as u128), holder_type: HolderType::Printer, holder_code: "PRN-1".into(), number: n, for_server: None };
                 match cmd.decide(&[&b]) { Ok(mut plan) => plan.remove(0).1, Err(_) => continue }
             } else {
                 let code = &all[(seed as usize + i * 7) % all.len()];
@@ -202,4 +204,52 @@ fn a_space_that_cannot_hold_the_request_says_how_many_codes_remain() {
     assert_eq!(refused.unwrap_err().refusal(), Refusal::Conflict);
     assert!(cmd(999, space - 999).decide(&CodeBatch::default(), &ctx(1)).is_ok() || space < 10_000);
     assert!(cmd(1_000, space + 5).decide(&CodeBatch::default(), &ctx(1)).is_err(), "over-counted: none remain");
+}
+
+#[test]
+fn a_node_receives_the_codes_reserved_for_it_once_and_hands_out_those_alone() {
+    // the central server reserves 3 of 6 codes for a node: it does not hand them out itself
+    let ctx = Ctx { now: chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap(), seed: 3 };
+    let generate = GenerateCodes {
+        batch_id: Uuid::from_u128(1),
+        holder_type: HolderType::EnrolmentOfficer,
+        holder_code: "E01".into(),
+        number: 6,
+        format: CodeFormat::default(),
+        avoid: Default::default(),
+        issued: 0,
+    };
+    let central = CodeBatch::from_events(&generate.decide(&CodeBatch::default(), &ctx).unwrap());
+    let reserve = ReserveCodes {
+        reservation_id: Uuid::from_u128(2),
+        holder_type: HolderType::EnrolmentOfficer,
+        holder_code: "E01".into(),
+        number: 3,
+        for_server: Some("urn:uuid:node".into()),
+    };
+    let (_, events) = reserve.decide(&[&central]).unwrap().remove(0);
+    let central = events.iter().fold(central, CodeBatch::evolve);
+    assert_eq!(central.reserved_count(), 0, "reserved for the node, not to hand out here");
+    let CodeEvent::CodesReserved { codes, .. } = &events[0] else { panic!() };
+
+    // the node's copy of the batch holds exactly those, reserved to the holder
+    let receive = ReceiveReservation {
+        batch_id: Uuid::from_u128(1),
+        reservation_id: Uuid::from_u128(2),
+        holder_type: HolderType::EnrolmentOfficer,
+        holder_code: "E01".into(),
+        format: CodeFormat::default(),
+        codes: codes.clone(),
+    };
+    let received = receive.decide(&CodeBatch::default(), &ctx).unwrap();
+    let node = CodeBatch::from_events(&received);
+    assert_eq!((node.len(), node.reserved_count(), node.available_count()), (3, 3, 0));
+    assert_eq!(receive.decide(&node, &ctx).unwrap(), vec![], "received twice: nothing more");
+    let mut wrong = receive.clone();
+    wrong.codes[0] = "123456789".into();
+    if !CodeFormat::default().is_valid("123456789") {
+        assert_eq!(wrong.decide(&CodeBatch::default(), &ctx), Err(CodeError::InvalidCode));
+    }
+    let other = ReceiveReservation { holder_code: "E02".into(), reservation_id: Uuid::from_u128(3), ..receive };
+    assert_eq!(other.decide(&node, &ctx), Err(CodeError::HolderMismatch));
 }
