@@ -89,6 +89,9 @@ pub struct IncomingPatient {
     pub gender: Gender,
     pub phone: Option<String>,
     pub location: Option<String>,
+    /// The head of the family the insuree belongs to, by one of its identifiers: an insuree of
+    /// this Bundle before it, or one this server holds.
+    pub family_head: Option<Identifier>,
 }
 
 /// A policy as a peer sends it (a `Coverage`).
@@ -168,6 +171,7 @@ fn refused(index: usize, e: InsureeError) -> AppError {
         InvalidProduct | UnknownProduct => "class[0].value",
         InvalidPeriod { .. } | EffectiveBeforeEnrolment => "period",
         UnknownInsuree => "beneficiary",
+        UnknownFamilyHead | HeadNotHead => "extension",
         _ => "",
     };
     match e.refusal() {
@@ -333,6 +337,8 @@ impl Importer<'_> {
         let mut claims = Vec::new();
         let mut entries = Vec::new();
         let mut product_known: HashMap<String, bool> = HashMap::new();
+        // the insurees this Bundle registers, as their family members see them
+        let mut registered: HashMap<Uuid, Insuree> = HashMap::new();
         for (index, (incoming, place)) in bundle.entries.iter().zip(&placed).enumerate() {
             let kind = incoming.resource_type();
             let id = place.id();
@@ -357,6 +363,21 @@ impl Importer<'_> {
             }
             match incoming {
                 Incoming::Patient(p) => {
+                    let head = match &p.family_head {
+                        None => None,
+                        Some(identifier) => {
+                            let id = match named.get(&(identifier.token(), "Patient")) {
+                                Some(id) => Some(*id),
+                                None => self.known(identifier, "Patient").await?,
+                            };
+                            let Some(id) = id else { return Err(refused(index, InsureeError::UnknownFamilyHead)) };
+                            let state = match registered.get(&id) {
+                                Some(state) => state.clone(),
+                                None => load::<Insuree>(self.store, &insuree_stream(id)).await?.state,
+                            };
+                            Some((id, state))
+                        }
+                    };
                     let Some(code) = CodeQueries(self.store.db()).code(&p.chfid).await? else {
                         return Err(refused(index, InsureeError::UnknownCode { code: p.chfid.clone() }));
                     };
@@ -369,15 +390,16 @@ impl Importer<'_> {
                         birth_date: p.birth_date,
                         gender: p.gender,
                         phone: p.phone.clone(),
-                        family_head: None,
+                        family_head: head.as_ref().map(|(id, _)| *id),
                         location: p.location.clone(),
                         holder_type: HolderType::EnrolmentOfficer,
                         holder_code: String::new(),
                         identifiers,
                     };
                     let registration = command
-                        .decide_code(&Insuree::default(), None, batch, &p.chfid, &decision_ctx)
+                        .decide_code(&Insuree::default(), head.as_ref().map(|(_, h)| h), batch, &p.chfid, &decision_ctx)
                         .map_err(|e| refused(index, e))?;
+                    registered.insert(id, Insuree::default().evolve(&registration.insuree));
                     *batch = std::mem::take(batch).evolve(&registration.code);
                     claims.push(KeyClaim {
                         scope: INSUREE_SCOPE.into(),

@@ -28,7 +28,7 @@ pub use claims::{claim, claim_response};
 pub use identifier::{OPENIMIS_IDENTIFIERS, Systems, Token, TokenError};
 pub use outcome::{IssueType, operation_outcome};
 pub use reservation::{RESERVATION, RESERVATION_CODE, RESOURCE_KINDS, Reservation, reservation};
-pub use resources::{coverage, patient};
+pub use resources::{FAMILY_HEAD, coverage, patient};
 
 /// The media type of every answer under `/fhir`.
 pub const FHIR_JSON: &str = "application/fhir+json";

@@ -39,7 +39,11 @@ pub fn patient(row: &InsureeRow, systems: &Systems) -> Value {
     });
     if let Some(e) = &row.enrolment {
         patient["name"] = json!([{ "use": "official", "family": e.last_name, "given": [e.other_names] }]);
-        patient["extension"] = json!([{ "url": IS_HEAD, "valueBoolean": e.family_head.is_none() }]);
+        let mut extensions = vec![json!({ "url": IS_HEAD, "valueBoolean": e.family_head.is_none() })];
+        if let Some(head) = &e.family_head {
+            extensions.push(json!({ "url": FAMILY_HEAD, "valueReference": reference(systems, "Patient", head) }));
+        }
+        patient["extension"] = Value::Array(extensions);
         if let Some(phone) = &e.phone {
             patient["telecom"] = json!([{ "system": "phone", "value": phone }]);
         }
@@ -59,6 +63,11 @@ fn identifiers(mut own: Vec<Value>, foreign: &[careledger_events::Identifier]) -
 
 /// openIMIS' IG extension saying whether a patient heads its family.
 const IS_HEAD: &str = "https://openimis.github.io/openimis_fhir_r4_ig/StructureDefinition/patient-is-head";
+
+/// The head of the family a patient belongs to (careledger's own: R4's `Patient.link` links
+/// records of one person, and openIMIS' IG carries families as `Group`s, which the sync does not
+/// send yet). Its reference carries the head's identifier, so a peer translates it.
+pub const FAMILY_HEAD: &str = "urn:careledger:fhir:extension:family-head";
 
 /// A policy as a `Coverage`: its insuree the beneficiary, its product the plan, its period.
 pub fn coverage(row: &PolicyRow, systems: &Systems) -> Value {

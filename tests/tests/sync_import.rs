@@ -190,6 +190,42 @@ async fn imported_on(kind: Kind) {
     assert_eq!(a.body["resourceType"], "OperationOutcome");
 }
 
+both_backends!(a_family_arrives_with_its_head_translated, family_on);
+async fn family_on(kind: Kind) {
+    let s = TestServer::start(kind).await;
+    let codes = reserved(&s, 3).await;
+    let (head, member, stranger) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let mut joined = patient(member, &codes[1], "Mwangi");
+    joined["resource"]["extension"] = json!([{
+        "url": "urn:careledger:fhir:extension:family-head",
+        "valueReference": { "reference": format!("Patient/{head}"), "identifier": { "system": NODE, "value": head } },
+    }]);
+    let a = import(&s, &bundle("family", vec![patient(head, &codes[0], "Mwangi"), joined.clone()])).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    let log = whole_log(&s.state().store).await;
+    let registered = log.iter().find(|e| e.stream == format!("insurees-insuree-{member}")).expect("member");
+    assert_eq!(registered.data["insuree"]["family_head"], head.to_string());
+    wait(&s).await;
+    let served = s.get(&format!("/fhir/Patient/{member}"), &operator()).await;
+    let extension = served.body["extension"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["url"] == "urn:careledger:fhir:extension:family-head")
+        .cloned();
+    assert_eq!(extension.unwrap()["valueReference"]["reference"], format!("Patient/{head}"), "{}", served.text);
+    careledger_tests::valid_fhir(&[served.body.clone()]);
+    // a head the server does not hold refuses the Bundle
+    let mut orphan = patient(Uuid::now_v7(), &codes[2], "Otieno");
+    orphan["resource"]["extension"] = json!([{
+        "url": "urn:careledger:fhir:extension:family-head",
+        "valueReference": { "identifier": { "system": NODE, "value": stranger } },
+    }]);
+    let a = import(&s, &bundle("orphan", vec![orphan])).await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.text);
+    assert_eq!(a.body["issue"][0]["expression"][0], "Bundle.entry[0].resource.extension", "{}", a.text);
+}
+
 both_backends!(a_bundle_with_one_bad_entry_appends_nothing, all_or_nothing_on);
 async fn all_or_nothing_on(kind: Kind) {
     let s = TestServer::start(kind).await;

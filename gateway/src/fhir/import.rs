@@ -243,6 +243,24 @@ impl Reader {
             .and_then(|i| self.text(telecom[i].get("value"), &format!("{path}.telecom[{i}].value"), true, 50));
         let address = resource.get("address").and_then(|a| a.get(0)).and_then(|a| a.get("text"));
         let location = self.text(address, &format!("{path}.address[0].text"), false, 50);
+        let extensions = resource.get("extension").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+        let family_head = match extensions.iter().position(|e| e["url"] == careledger_fhir::FAMILY_HEAD) {
+            None => None,
+            Some(i) => {
+                let at = format!("{path}.extension[{i}].valueReference.identifier");
+                match extensions[i].get("valueReference").and_then(|r| r.get("identifier")) {
+                    Some(identifier) => self.identifier(identifier, &at),
+                    None => {
+                        self.fail(
+                            &at,
+                            "required",
+                            "the family head by identifier (the sync translates references through identifiers)",
+                        );
+                        None
+                    }
+                }
+            }
+        };
         Some(IncomingPatient {
             identifiers,
             chfid: code?,
@@ -252,6 +270,7 @@ impl Reader {
             gender: gender?,
             phone,
             location,
+            family_head,
         })
     }
 
