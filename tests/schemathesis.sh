@@ -29,7 +29,7 @@
 #   it (FHIR R4 and the enrolment rules do). A 422 or 409 whose every issue is located in an
 #   entry's resource (`Bundle.entry[i].resource...`) is accepted for a schema-valid Bundle; one
 #   about the Bundle itself still fails. Each Bundle gets a fresh `Bundle.identifier.value`, as
-#   the Idempotency-Key above: a peer never sends two Bundles under one name. A NUL character in
+#   the Idempotency-Key above, so that each is imported rather than answered from an earlier one. A NUL character in
 #   any key or text of the Bundle (free JSON, which the schema cannot forbid) is refused as in every
 #   body of the API.
 # - The body limit (CARELEDGER_MAX_BODY_BYTES, 1 MiB): a request body larger than that is a 413
@@ -142,7 +142,7 @@ def before_call(context, case, **kwargs):
     for name, value in list((case.headers or {}).items()):
         if name.lower() == "idempotency-key" and isinstance(value, str) and KEY.match(value):
             case.headers[name] = str(uuid.uuid4())
-    # a Bundle's identifier names one Bundle: a peer never sends two Bundles under one name
+    # each generated Bundle imported for itself, not answered as an earlier one of the same name
     body = case.body
     if case.operation.label == "POST /fhir" and isinstance(body, dict):
         identifier = body.get("identifier")

@@ -102,14 +102,18 @@ impl CommandCtx {
     }
 
     /// The context of an import: its events say which peer and Bundle they came from, and the
-    /// Bundle's identifier is the idempotency key (whoever sends it: a Bundle is the peer's, not
-    /// a user's), checked against the Bundle's bytes, so importing a Bundle again answers as the
-    /// first time and appends nothing.
+    /// Bundle (its sender, identifier and bytes, whoever sends it: a Bundle is the peer's, not a
+    /// user's) is the idempotency key, so importing a Bundle again answers as the first time and
+    /// appends nothing. The bytes are part of the key, not checked against it: a peer's
+    /// `changes-<from>-<to>` read again later holds the same resources as they are then (a
+    /// `timestamp`, a claim changed since), and is imported on its own, its resources matched by
+    /// their identifiers.
     pub fn imported(mut self, origin: Origin, bundle: &[u8]) -> Self {
         let mut hasher = Blake2b::<U32>::new();
         hasher.update(bundle);
         let hash: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
-        self.idempotency = Some((format!("bundle\u{1f}{}\u{1f}{}", origin.peer, origin.bundle), hash));
+        let key = format!("bundle\u{1f}{}\u{1f}{}\u{1f}{hash}", origin.peer, origin.bundle);
+        self.idempotency = Some((key, hash));
         self.origin = Some(origin);
         self
     }
@@ -118,13 +122,6 @@ impl CommandCtx {
     pub async fn earlier_answer(&self, store: &EventStore) -> Result<Option<Answer>, AppError> {
         let Some((key, hash)) = &self.idempotency else { return Ok(None) };
         let Some(stored) = store.idempotent_response(key).await? else { return Ok(None) };
-        if stored.request_hash != *hash && self.origin.is_some() {
-            return Err(AppError::Invalid(vec![Invalid::field(
-                "Bundle.identifier",
-                "unique",
-                "a different Bundle with this identifier was already imported: a Bundle's identifier names one Bundle",
-            )]));
-        }
         if stored.request_hash != *hash {
             return Err(AppError::Invalid(vec![Invalid::header(
                 "Idempotency-Key",

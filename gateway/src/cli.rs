@@ -44,10 +44,26 @@ enum Command {
     /// Print the events the relay published to JetStream as JSON lines (one per event), acking
     /// each once printed; with --durable a later run resumes where this one stopped.
     Tail(crate::tail::TailArgs),
-    /// Sync between servers (issue #21): this server's keys, and the sync by file.
+    /// Sync between servers (issue #21): with `--peer`, one round over HTTP (push, then pull);
+    /// otherwise this server's keys, and the sync by file.
+    #[command(args_conflicts_with_subcommands = true)]
     Sync {
+        /// The peer's base URL (e.g. https://central.example.org): push this server's changes to
+        /// it, then pull its changes here.
+        #[arg(long)]
+        peer: Option<String>,
+        /// A token of the peer for this server (`sync:read sync:write`, `sub` this server's
+        /// FHIR system), minted by the peer's operator.
+        #[arg(long, env = "CARELEDGER_SYNC_PEER_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// How often a peer that cannot be reached (or answers 5xx) is tried again, waiting twice
+        /// as long each time (from 0.5 s, at most a minute).
+        #[arg(long, default_value_t = 5)]
+        retries: u32,
+        #[command(flatten)]
+        local: crate::sync_files::Local,
         #[command(subcommand)]
-        command: SyncCommand,
+        command: Option<SyncCommand>,
     },
     /// Read models: rebuild from the log, or show where they are.
     Projections {
@@ -172,7 +188,14 @@ async fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Tail(args) => crate::tail::run(args, shutdown_signal()).await,
-        Command::Sync { command: SyncCommand::Keys { fhir_system, out } } => {
+        Command::Sync { command: None, peer: Some(peer), token, retries, local } => {
+            let token = token.ok_or("--token (or CARELEDGER_SYNC_PEER_TOKEN): a token of the peer for this server")?;
+            crate::sync_peer::run(&cli.storage, &local, &peer, &token, retries).await
+        }
+        Command::Sync { command: None, .. } => {
+            Err("name a peer (--peer URL --token TOKEN) or a command (keys, export, import)".to_string())
+        }
+        Command::Sync { command: Some(SyncCommand::Keys { fhir_system, out }), .. } => {
             let system = cli.storage.fhir_system(fhir_system.as_deref())?;
             let public = cli.storage.sync_keys(&system)?.public().to_file();
             match out {
@@ -188,10 +211,10 @@ async fn run(cli: Cli) -> Result<(), String> {
             }
             Ok(())
         }
-        Command::Sync { command: SyncCommand::Export { peer, out, since, local } } => {
+        Command::Sync { command: Some(SyncCommand::Export { peer, out, since, local }), .. } => {
             crate::sync_files::export(&cli.storage, &local, &peer, &out, since).await
         }
-        Command::Sync { command: SyncCommand::Import { file, from, local } } => {
+        Command::Sync { command: Some(SyncCommand::Import { file, from, local }), .. } => {
             crate::sync_files::import(&cli.storage, &local, &file, &from).await
         }
         Command::Projections { command } => {

@@ -23,6 +23,7 @@ pub mod requisitions;
 pub mod server;
 pub mod state;
 pub mod sync_files;
+pub mod sync_peer;
 pub mod tail;
 
 pub use config::Config;
