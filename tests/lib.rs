@@ -241,6 +241,28 @@ impl TestServer {
     pub async fn get(&self, path: &str, token: &str) -> Answer {
         self.request(reqwest::Method::GET, path, Some(token), None).await
     }
+
+    /// Waits until the read models hold everything appended so far; the log's head.
+    pub async fn settled(&self) -> i64 {
+        let head = self.state().store.head().await.expect("head");
+        assert!(
+            self.state().projections.wait_for(head, std::time::Duration::from_secs(10)).await,
+            "read models behind"
+        );
+        head
+    }
+
+    /// A medical item `I1` and a product `P1` covering it: what a policy is enrolled in.
+    pub async fn small_register(&self) {
+        let t = token_for("operator", "reference:write", None);
+        for (path, entries) in [
+            ("/api/v1/medical-items", serde_json::json!([{ "code": "I1", "name": "Paracetamol", "price": 8 }])),
+            ("/api/v1/products", serde_json::json!([{ "code": "P1", "name": "Basic", "items": [{ "code": "I1" }] }])),
+        ] {
+            let a = self.post(path, &t, serde_json::json!({ "entries": entries })).await;
+            assert_eq!(a.status, reqwest::StatusCode::OK, "{path}: {}", a.text);
+        }
+    }
 }
 
 /// A token for the suite's secret.

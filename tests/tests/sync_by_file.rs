@@ -11,7 +11,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::Duration;
 
 use careledger_tests::{Kind, SECRET, TestServer, careledger_binary, token_for};
 use reqwest::StatusCode;
@@ -45,23 +44,6 @@ fn keys(dir: &Path, data_dir: &Path, server: &TestServer, name: &str) -> PathBuf
     public
 }
 
-async fn settled(s: &TestServer) -> i64 {
-    let head = s.state().store.head().await.unwrap();
-    assert!(s.state().projections.wait_for(head, Duration::from_secs(10)).await, "read models behind");
-    head
-}
-
-async fn reference_data(s: &TestServer) {
-    let t = token_for("operator", OPERATOR, None);
-    for (path, entries) in [
-        ("/api/v1/medical-items", json!([{ "code": "I1", "name": "Paracetamol", "price": 8 }])),
-        ("/api/v1/products", json!([{ "code": "P1", "name": "Basic", "items": [{ "code": "I1" }] }])),
-    ] {
-        let a = s.post(path, &t, json!({ "entries": entries })).await;
-        assert_eq!(a.status, StatusCode::OK, "{path}: {}", a.text);
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_nodes_enrolment_reaches_the_central_server_by_a_signed_encrypted_file() {
     let (central, node) = (TestServer::start(Kind::Postgres).await, TestServer::start(Kind::Sqlite).await);
@@ -82,9 +64,9 @@ async fn a_nodes_enrolment_reaches_the_central_server_by_a_signed_encrypted_file
     assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
     let sent: Vec<String> =
         a.data()["codes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect();
-    reference_data(&central).await;
-    reference_data(&node).await;
-    settled(&central).await;
+    central.small_register().await;
+    node.small_register().await;
+    central.settled().await;
     // codes reserved for the node are not handed out on the central server
     let body = json!({ "last_name": "Njeri", "other_names": "Amani", "birth_date": "1990-01-31", "gender": "F",
                        "holder_type": "enrolment_officer", "holder_code": "E01" });
@@ -120,13 +102,13 @@ async fn a_nodes_enrolment_reaches_the_central_server_by_a_signed_encrypted_file
     let into_node =
         careledger(&node_dir, &node, &["sync", "import", to_node.to_str().unwrap(), "--from", &central_pub_arg]);
     assert!(into_node.status.success(), "{}", String::from_utf8_lossy(&into_node.stderr));
-    settled(&node).await;
+    node.settled().await;
     for code in &sent {
         let on_node = node.get(&format!("/api/v1/codes/{code}"), &t).await;
         assert_eq!(on_node.data()["status"], "reserved", "{}", on_node.text);
     }
     // the same file again changes nothing on the node
-    let head = settled(&node).await;
+    let head = node.settled().await;
     let again =
         careledger(&node_dir, &node, &["sync", "import", to_node.to_str().unwrap(), "--from", &central_pub_arg]);
     assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
@@ -147,7 +129,7 @@ async fn a_nodes_enrolment_reaches_the_central_server_by_a_signed_encrypted_file
     let body = json!({ "insuree_id": enrolled[0].0, "product_code": "P1", "enrol_date": "2026-12-01", "expiry_date": "2027-11-30" });
     let a = node.post("/api/v1/enrolment/policies", &t, body).await;
     assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
-    settled(&node).await;
+    node.settled().await;
 
     // the node writes its changes into a file for the central server
     let file = dir.join("node-to-central.sync");
@@ -160,7 +142,7 @@ async fn a_nodes_enrolment_reaches_the_central_server_by_a_signed_encrypted_file
     assert!(String::from_utf8_lossy(&out.stderr).contains("3 resources"), "{}", String::from_utf8_lossy(&out.stderr));
 
     // a file changed on the way, or signed by a key not given, is refused: nothing appended
-    let before = settled(&central).await;
+    let before = central.settled().await;
     let mut tampered = std::fs::read(&file).unwrap();
     let middle = tampered.len() / 2;
     tampered[middle] ^= 0x01;
@@ -189,7 +171,7 @@ async fn a_nodes_enrolment_reaches_the_central_server_by_a_signed_encrypted_file
         "{}",
         String::from_utf8_lossy(&imported.stderr)
     );
-    settled(&central).await;
+    central.settled().await;
     let found = central.get(&format!("/fhir/Patient?identifier={node_system}|"), &t).await;
     let mut chfids: Vec<String> = found.body["entry"]
         .as_array()
@@ -212,7 +194,7 @@ async fn a_nodes_enrolment_reaches_the_central_server_by_a_signed_encrypted_file
     assert_eq!(policies.body["entry"].as_array().map(Vec::len), Some(1), "{}", policies.text);
 
     // the same file again adds nothing
-    let head = settled(&central).await;
+    let head = central.settled().await;
     let again =
         careledger(&central_dir, &central, &["sync", "import", file.to_str().unwrap(), "--from", &node_pub_arg]);
     assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));

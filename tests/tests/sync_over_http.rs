@@ -7,7 +7,6 @@
 
 use std::path::Path;
 use std::process::{Command, Output};
-use std::time::Duration;
 
 use careledger_tests::{Kind, SECRET, TestServer, careledger_binary, token_for};
 use reqwest::StatusCode;
@@ -29,23 +28,6 @@ fn sync(data_dir: &Path, node: &TestServer, peer: &str, token: &str, extra: &[&s
         .expect("run careledger (build it with `cargo build --workspace --bins`)")
 }
 
-async fn settled(s: &TestServer) -> i64 {
-    let head = s.state().store.head().await.unwrap();
-    assert!(s.state().projections.wait_for(head, Duration::from_secs(10)).await, "read models behind");
-    head
-}
-
-async fn reference_data(s: &TestServer) {
-    let t = token_for("operator", OPERATOR, None);
-    for (path, entries) in [
-        ("/api/v1/medical-items", json!([{ "code": "I1", "name": "Paracetamol", "price": 8 }])),
-        ("/api/v1/products", json!([{ "code": "P1", "name": "Basic", "items": [{ "code": "I1" }] }])),
-    ] {
-        let a = s.post(path, &t, json!({ "entries": entries })).await;
-        assert_eq!(a.status, StatusCode::OK, "{path}: {}", a.text);
-    }
-}
-
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).to_string()
 }
@@ -58,21 +40,21 @@ async fn a_node_syncs_with_the_central_server_over_http_and_resumes_from_where_i
     // the central operator's token for the node: its sub names the node
     let token = token_for(&node_system, "sync:read sync:write", None);
     let t = token_for("operator", OPERATOR, None);
-    reference_data(&central).await;
-    reference_data(&node).await;
+    central.small_register().await;
+    node.small_register().await;
     let a =
         central.post("/api/v1/code-batches", &t, json!({ "holder_type": 2, "holder_code": "E01", "number": 10 })).await;
     assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
     let body = json!({ "holder_type": 2, "holder_code": "E01", "number": 3, "for_server": node_system });
     let a = central.post("/api/v1/codes/reservations", &t, body).await;
     assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
-    settled(&central).await;
-    settled(&node).await;
+    central.settled().await;
+    node.settled().await;
 
     // round 1: the codes reach the node
     let round = sync(&data_dir, &node, &central.base, &token, &[]);
     assert!(round.status.success(), "{}", stderr(&round));
-    settled(&node).await;
+    node.settled().await;
     let body = json!({ "last_name": "Mwangi", "other_names": "Amani", "birth_date": "1990-01-31", "gender": "F",
                        "holder_type": "enrolment_officer", "holder_code": "E01" });
     let a = node.post("/api/v1/enrolment/insurees", &t, body).await;
@@ -83,12 +65,12 @@ async fn a_node_syncs_with_the_central_server_over_http_and_resumes_from_where_i
         json!({ "insuree_id": insuree, "product_code": "P1", "enrol_date": "2026-12-01", "expiry_date": "2027-11-30" });
     let a = node.post("/api/v1/enrolment/policies", &t, body).await;
     assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
-    settled(&node).await;
+    node.settled().await;
 
     // round 2: the node's enrolment reaches the central server
     let round = sync(&data_dir, &node, &central.base, &token, &[]);
     assert!(round.status.success(), "{}", stderr(&round));
-    settled(&central).await;
+    central.settled().await;
     let found = central.get(&format!("/fhir/Patient?identifier={node_system}|{insuree}"), &t).await;
     let identifiers = found.body["entry"][0]["resource"]["identifier"].as_array().cloned().unwrap_or_default();
     assert!(identifiers.iter().any(|i| i["value"] == chfid), "{}", found.text);
@@ -96,7 +78,7 @@ async fn a_node_syncs_with_the_central_server_over_http_and_resumes_from_where_i
     assert_eq!(code.data()["status"], "assigned", "{}", code.text);
 
     // round 3: nothing new, nothing appended on either side
-    let (central_head, node_head) = (settled(&central).await, settled(&node).await);
+    let (central_head, node_head) = (central.settled().await, node.settled().await);
     let round = sync(&data_dir, &node, &central.base, &token, &[]);
     assert!(round.status.success(), "{}", stderr(&round));
     assert_eq!(central.state().store.head().await.unwrap(), central_head);
