@@ -80,13 +80,7 @@ pub async fn export(storage: &StorageArgs, options: &Local, peer: &Path, out: &P
         if status != 200 {
             return Err(format!("{url} answered {status}: {page}"));
         }
-        let next = page["link"]
-            .as_array()
-            .and_then(|links| links.iter().find(|l| l["relation"] == "next"))
-            .and_then(|l| l["url"].as_str())
-            .and_then(|u| u.split("_since=").nth(1))
-            .and_then(|s| s.split('&').next())
-            .and_then(|s| s.parse::<i64>().ok())
+        let next = crate::sync_peer::next_position(&page)
             .ok_or_else(|| format!("{url} answered a Bundle without a next link"))?;
         let page_entries = page["entry"].as_array().cloned().unwrap_or_default();
         let done = page_entries.is_empty() || next == at;

@@ -92,7 +92,7 @@ async fn send(request: impl Fn() -> reqwest::RequestBuilder, what: &str, retries
 }
 
 /// The position a `$changes` Bundle's `next` link carries.
-fn next_position(page: &Value) -> Option<i64> {
+pub(crate) fn next_position(page: &Value) -> Option<i64> {
     page["link"].as_array()?.iter().find(|l| l["relation"] == "next")?["url"]
         .as_str()?
         .split("_since=")

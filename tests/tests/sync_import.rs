@@ -272,6 +272,17 @@ async fn all_or_nothing_on(kind: Kind) {
         assert_eq!(a.body["type"], "transaction-response");
     }
     assert_eq!(s.state().store.head().await.unwrap(), head);
+    // bounded: entries a Bundle, identifiers a resource
+    let tiny = json!({ "resource": { "resourceType": "Patient" }, "request": { "method": "PUT" } });
+    let a = import(&s, &bundle("huge", vec![tiny; 50_001])).await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.text);
+    assert_eq!(a.body["issue"][0]["expression"][0], "Bundle.entry", "{}", a.text);
+    let mut many = good.clone();
+    let ids: Vec<Value> = (0..21).map(|i| json!({ "system": NODE, "value": format!("x{i}") })).collect();
+    many["resource"]["identifier"] = Value::Array(ids);
+    let a = import(&s, &bundle("many", vec![many])).await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.text);
+    assert_eq!(a.body["issue"][0]["expression"][0], "Bundle.entry[0].resource.identifier", "{}", a.text);
     // without the right to import
     let a = s.post("/fhir", &token_for("reader", "sync:read", None), bundle("b6", vec![good.clone()])).await;
     assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.text);

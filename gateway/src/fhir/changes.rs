@@ -210,6 +210,7 @@ async fn rendered(
             registers.insert((kind, id), resource);
         }
     }
+    let mut formats: HashMap<String, Value> = HashMap::new();
     let mut rendered = Vec::with_capacity(resources.len() + claims.len());
     for changed in resources {
         match changed {
@@ -220,21 +221,23 @@ async fn rendered(
                 }
             }
             Changed::Resource(served, id) => rendered.extend(registers.remove(&(served, id))),
-            Changed::Reservation(event) => rendered.push(reservation(state, &event, systems).await?),
+            Changed::Reservation(event) => {
+                // a batch's format, read once for all the page's reservations of that batch
+                if !formats.contains_key(&event.stream) {
+                    let generated = state.store.read_stream(&event.stream, 0, 1).await.map_err(ApiError::from)?;
+                    let format = generated.first().map(|e| e.data["format"].clone()).unwrap_or_default();
+                    formats.insert(event.stream.clone(), format);
+                }
+                rendered.push(reservation(&event, &formats[&event.stream], systems));
+            }
         }
     }
     Ok(rendered)
 }
 
 /// A `CodesReserved` event for a node as the `Basic` resource the node imports, with its batch's
-/// code format (from the batch's first event).
-async fn reservation(
-    state: &AppState,
-    event: &RecordedEvent,
-    systems: &careledger_fhir::Systems,
-) -> Result<Value, FhirError> {
-    let generated = state.store.read_stream(&event.stream, 0, 1).await.map_err(ApiError::from)?;
-    let format = generated.first().map(|e| e.data["format"].clone()).unwrap_or_default();
+/// code `format` (from the batch's first event).
+fn reservation(event: &RecordedEvent, format: &Value, systems: &careledger_fhir::Systems) -> Value {
     let d = &event.data;
     let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
     let r = careledger_fhir::Reservation {
@@ -249,7 +252,7 @@ async fn reservation(
         prefix: text(&format["prefix"]),
         codes: d["codes"].as_array().into_iter().flatten().map(text).collect(),
     };
-    Ok(careledger_fhir::reservation(&r, systems))
+    careledger_fhir::reservation(&r, systems)
 }
 
 /// A transaction entry: the resource, updated where the receiver knows it by this server's

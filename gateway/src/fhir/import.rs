@@ -38,6 +38,13 @@ use crate::state::AppState;
 /// megabytes; the export's 1,000-resource pages are at most a few).
 pub const MAX_BUNDLE_BYTES: usize = 64 << 20;
 
+/// The most entries one Bundle holds: every entry costs a few lookups and its events go in one
+/// append, so a Bundle of a million tiny entries would hold the import (and the writer) for long.
+/// An export of 10,000 claims with their responses and 2,000 insurees and policies is 24,000.
+pub const MAX_ENTRIES: usize = 50_000;
+/// The most identifiers one resource carries (its ids on the servers it went through, a code).
+pub const MAX_IDENTIFIERS: usize = 20;
+
 /// The limit the import route reads its body with (the service's default is 1 MiB).
 pub fn body_limit() -> DefaultBodyLimit {
     DefaultBodyLimit::max(MAX_BUNDLE_BYTES)
@@ -192,9 +199,12 @@ impl Reader {
     /// A resource's identifiers with a system, and the value of the one typed openIMIS `Code`.
     fn identifiers(&mut self, resource: &Map<String, Value>, path: &str) -> (Vec<Identifier>, Option<String>) {
         let (mut with_system, mut code) = (vec![], None);
-        for (i, identifier) in
-            self.array(resource.get("identifier"), &format!("{path}.identifier"), true).iter().enumerate()
-        {
+        let identifiers = self.array(resource.get("identifier"), &format!("{path}.identifier"), true);
+        if identifiers.len() > MAX_IDENTIFIERS {
+            self.fail(&format!("{path}.identifier"), "length", format!("at most {MAX_IDENTIFIERS} identifiers"));
+            return (with_system, code);
+        }
+        for (i, identifier) in identifiers.iter().enumerate() {
             let at = format!("{path}.identifier[{i}]");
             let typed = identifier["type"]["coding"].as_array().is_some_and(|codings| {
                 codings.iter().any(|c| c["system"] == careledger_fhir::OPENIMIS_IDENTIFIERS && c["code"] == "Code")
@@ -412,7 +422,12 @@ fn read_bundle(body: &Map<String, Value>) -> Result<IncomingBundle, Vec<Invalid>
         }
     };
     let mut entries = vec![];
-    for (i, entry) in r.array(body.get("entry"), "Bundle.entry", false).iter().enumerate() {
+    let all = r.array(body.get("entry"), "Bundle.entry", false);
+    if all.len() > MAX_ENTRIES {
+        r.fail("Bundle.entry", "length", format!("at most {MAX_ENTRIES} entries a Bundle: send the rest in another"));
+        return Err(r.invalid);
+    }
+    for (i, entry) in all.iter().enumerate() {
         let path = format!("Bundle.entry[{i}].resource");
         let method = entry["request"]["method"].as_str();
         if !matches!(method, Some("PUT" | "POST")) {

@@ -245,11 +245,14 @@ fn a_node_receives_the_codes_reserved_for_it_once_and_hands_out_those_alone() {
     let node = CodeBatch::from_events(&received);
     assert_eq!((node.len(), node.reserved_count(), node.available_count()), (3, 3, 0));
     assert_eq!(receive.decide(&node, &ctx).unwrap(), vec![], "received twice: nothing more");
+    // a code with another check digit (modulo 7: 0 to 6, so the next digit never checks)
     let mut wrong = receive.clone();
-    wrong.codes[0] = "123456789".into();
-    if !CodeFormat::default().is_valid("123456789") {
-        assert_eq!(wrong.decide(&CodeBatch::default(), &ctx), Err(CodeError::InvalidCode));
-    }
+    let mut digits = wrong.codes[0].clone().into_bytes();
+    let last = digits.len() - 1;
+    digits[last] = b'0' + (digits[last] - b'0' + 1) % 10;
+    wrong.codes[0] = String::from_utf8(digits).unwrap();
+    assert!(!CodeFormat::default().is_valid(&wrong.codes[0]));
+    assert_eq!(wrong.decide(&CodeBatch::default(), &ctx), Err(CodeError::InvalidCode));
     let other = ReceiveReservation { holder_code: "E02".into(), reservation_id: Uuid::from_u128(3), ..receive };
     assert_eq!(other.decide(&node, &ctx), Err(CodeError::HolderMismatch));
 }
