@@ -253,11 +253,20 @@ impl TestServer {
     }
 
     /// A medical item `I1` and a product `P1` covering it: what a policy is enrolled in.
+    /// Item I1 (8), product P1 covering it, facility HF1 listing it: enough to enrol and claim.
     pub async fn small_register(&self) {
         let t = token_for("operator", "reference:write", None);
         for (path, entries) in [
             ("/api/v1/medical-items", serde_json::json!([{ "code": "I1", "name": "Paracetamol", "price": 8 }])),
             ("/api/v1/products", serde_json::json!([{ "code": "P1", "name": "Basic", "items": [{ "code": "I1" }] }])),
+            (
+                "/api/v1/health-facilities",
+                serde_json::json!([{ "code": "HF1", "name": "Dispensary", "care_type": "B" }]),
+            ),
+            (
+                "/api/v1/price-lists",
+                serde_json::json!([{ "health_facility": "HF1", "items": [{ "code": "I1", "valid_from": "2020-01-01" }] }]),
+            ),
         ] {
             let a = self.post(path, &t, serde_json::json!({ "entries": entries })).await;
             assert_eq!(a.status, reqwest::StatusCode::OK, "{path}: {}", a.text);

@@ -101,6 +101,20 @@ impl CommandCtx {
         self
     }
 
+    /// The context of a command this one leads to (an import's submissions): the same caller,
+    /// correlation and origin, without the idempotency key (each answers for itself).
+    pub fn continued(&self) -> Self {
+        CommandCtx {
+            command: self.command,
+            caller: self.caller.clone(),
+            actor: self.actor.clone(),
+            correlation_id: self.correlation_id,
+            causation_id: self.causation_id,
+            idempotency: None,
+            origin: self.origin.clone(),
+        }
+    }
+
     /// The context of an import: its events say which peer and Bundle they came from, and the
     /// Bundle (its sender, identifier and bytes, whoever sends it: a Bundle is the peer's, not a
     /// user's) is the idempotency key, so importing a Bundle again answers as the first time and

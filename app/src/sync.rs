@@ -20,12 +20,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use careledger_domain::claims::{Claim, ClaimError, CreateClaim};
 use careledger_domain::codes::{CodeBatch, ReceiveReservation};
 use careledger_domain::insurees::{EnrolInPolicy, Insuree, InsureeError, Policy, RegisterInsuree};
 use careledger_domain::{Aggregate, Ctx};
 use careledger_events::Identifier;
-use careledger_events::claims::Gender;
+use careledger_events::claims::{ClaimData, ClaimEvent, Gender, claim_stream};
 use careledger_events::codes::{CodeEvent, CodeFormat, HolderType, batch_stream};
+use careledger_events::insurees::InsureeEvent;
 use careledger_events::insurees::{insuree_stream, policy_stream};
 use careledger_projections::Projections;
 use careledger_projections::claims::Registers;
@@ -35,12 +37,16 @@ use chrono::{NaiveDate, Utc};
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::claims::{CLAIM_CODE_SCOPE, Claims};
 use crate::codes::{CODE_SCOPE, INSUREE_SCOPE};
 use crate::{AggregateCache, Answer, AppError, CommandCtx, CommitError, Invalid, MAX_ATTEMPTS, load};
 
 /// The set invariant "an identifier of another server names one resource here": key
 /// `system|value`, owner `<Type>/<local id>`.
 pub const IDENTIFIER_SCOPE: &str = "fhir-identifier";
+
+/// openIMIS' status of an entered claim (`ClaimResponse` adjudication category).
+pub const ENTERED: i32 = 2;
 
 /// A Bundle to import, read by the transport: the sender's system and the Bundle's identifier,
 /// and its entries in order.
@@ -59,6 +65,27 @@ pub enum Incoming {
     Patient(IncomingPatient),
     Coverage(IncomingCoverage),
     Reservation(IncomingReservation),
+    Claim(IncomingClaim),
+    ClaimResponse(IncomingClaimResponse),
+}
+
+/// A claim as a node entered it (a `Claim`): created here as entered, with the node's id as an
+/// identifier of the node's system.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IncomingClaim {
+    pub identifiers: Vec<Identifier>,
+    pub data: ClaimData,
+}
+
+/// Where a claim stands on the sender (a `ClaimResponse`): a claim the node submitted is
+/// submitted here too once imported, and this server's rules decide it (the master decides).
+#[derive(Debug, Clone, PartialEq)]
+pub struct IncomingClaimResponse {
+    pub identifiers: Vec<Identifier>,
+    /// The claim it answers, by one of its identifiers (`ClaimResponse.request.identifier`).
+    pub request: Identifier,
+    /// openIMIS' claim status on the sender (2 entered, 4 checked, 1 rejected, ...).
+    pub status: i32,
 }
 
 /// Codes the sender reserved to a holder for this server (a `Basic`): this server's copy of the
@@ -112,6 +139,8 @@ impl Incoming {
             Incoming::Patient(p) => &p.identifiers,
             Incoming::Coverage(c) => &c.identifiers,
             Incoming::Reservation(r) => &r.identifiers,
+            Incoming::Claim(c) => &c.identifiers,
+            Incoming::ClaimResponse(r) => &r.identifiers,
         }
     }
 
@@ -120,6 +149,8 @@ impl Incoming {
             Incoming::Patient(_) => "Patient",
             Incoming::Coverage(_) => "Coverage",
             Incoming::Reservation(_) => "Basic",
+            Incoming::Claim(_) => "Claim",
+            Incoming::ClaimResponse(_) => "ClaimResponse",
         }
     }
 }
@@ -134,6 +165,11 @@ pub struct Importer<'a> {
     pub query_wait: Duration,
     /// This server's own system.
     pub own_system: &'a str,
+    /// The server this one syncs with as its master (an offline node's central server), if
+    /// any: the insurees it numbered are kept here as its register, and its claims stay there.
+    pub master: Option<&'a str>,
+    /// The claims context: imported claims the sender submitted are submitted here.
+    pub claims: &'a Claims<'a>,
 }
 
 /// Where one entry went.
@@ -143,19 +179,75 @@ enum Placed {
     Known(Uuid),
     /// New here, under this id.
     New(Uuid),
+    /// Not kept here (a claim of the master's, on a node).
+    Skipped,
 }
 
 impl Placed {
     fn id(self) -> Uuid {
         match self {
             Placed::Known(id) | Placed::New(id) => id,
+            Placed::Skipped => Uuid::nil(),
         }
     }
 }
 
 /// Entry `index`'s element `path` breaks `rule`.
 fn invalid(index: usize, path: &str, rule: &'static str, message: impl Into<String>) -> AppError {
-    AppError::Invalid(vec![Invalid::field(format!("Bundle.entry[{index}].resource.{path}"), rule, message)])
+    let at = if path.is_empty() {
+        format!("Bundle.entry[{index}].resource")
+    } else {
+        format!("Bundle.entry[{index}].resource.{path}")
+    };
+    AppError::Invalid(vec![Invalid::field(at, rule, message)])
+}
+
+/// The events of an insuree this import registers, and the key that says it has its number;
+/// `registered` keeps its state for the family members after it.
+fn registered_insuree(
+    registered: &mut HashMap<Uuid, Insuree>,
+    claims: &mut Vec<KeyClaim>,
+    streams: &mut Vec<StreamAppend>,
+    ctx: &CommandCtx,
+    id: Uuid,
+    event: InsureeEvent,
+) {
+    let chfid = match &event {
+        InsureeEvent::InsureeRegistered { insuree, .. } => insuree.chfid.clone(),
+        InsureeEvent::PolicyEnrolled { .. } => String::new(),
+    };
+    registered.insert(id, Insuree::default().evolve(&event));
+    claims.push(KeyClaim { scope: INSUREE_SCOPE.into(), keys: vec![id.to_string()], owner: chfid });
+    streams.push(StreamAppend {
+        stream: insuree_stream(id),
+        expected: ExpectedVersion::Exact(0),
+        events: ctx.events(&[event]),
+    });
+    streams.push(StreamAppend {
+        stream: careledger_events::claims::insuree_stream(id),
+        expected: ExpectedVersion::Exact(0),
+        events: vec![],
+    });
+}
+
+/// A claim rule an entry breaks, located in the entry.
+fn claim_refused(index: usize, e: ClaimError) -> AppError {
+    match e.refusal() {
+        careledger_domain::Refusal::Conflict => AppError::Conflict(format!("Bundle.entry[{index}]: {e}")),
+        careledger_domain::Refusal::Forbidden => AppError::Forbidden(format!("Bundle.entry[{index}]: {e}")),
+        _ => {
+            let message = match e.entry() {
+                Some(entry) => format!("{e} (the claim's {})", entry.trim_start_matches("$.")),
+                None => e.to_string(),
+            };
+            invalid(index, "", "rule", message)
+        }
+    }
+}
+
+/// An entry's answer that explains it (a transaction-response entry's `outcome`).
+fn information(text: &str) -> serde_json::Value {
+    json!({ "resourceType": "OperationOutcome", "issue": [{ "severity": "information", "code": "informational", "diagnostics": text }] })
 }
 
 /// An enrolment rule an entry breaks, located in the entry's resource.
@@ -184,6 +276,8 @@ impl Importer<'_> {
     /// Imports the Bundle: one append of every new resource, or nothing.
     pub async fn import(&self, ctx: &CommandCtx, bundle: IncomingBundle) -> Result<Answer, AppError> {
         if let Some(answer) = ctx.earlier_answer(self.store).await? {
+            // a Bundle imported before: its claims may still wait for their submission here
+            self.submit_submitted(ctx, &bundle, answer.position.unwrap_or(0)).await?;
             return Ok(answer);
         }
         // the codes and the register are read from the read models: once they hold every
@@ -199,6 +293,7 @@ impl Importer<'_> {
             match ctx.commit(self.store, request, answer).await {
                 Ok((_, answer)) => {
                     self.forget(&touched).await?;
+                    self.submit_submitted(ctx, &bundle, answer.position.unwrap_or(0)).await?;
                     return Ok(answer);
                 }
                 Err(CommitError::Retry(StoreError::KeysTaken { scope, keys })) if scope == INSUREE_SCOPE => {
@@ -206,6 +301,17 @@ impl Importer<'_> {
                         "insuree {} already holds an insurance number",
                         keys.join(", ")
                     )));
+                }
+                Err(CommitError::Retry(StoreError::KeysTaken { scope, keys })) if scope == CLAIM_CODE_SCOPE => {
+                    self.forget(&touched).await?;
+                    for key in &keys {
+                        if !self.claims.free_stale_code(key).await? {
+                            let code = key.rsplit('\u{1f}').next().unwrap_or(key);
+                            return Err(AppError::Conflict(format!(
+                                "claim code {code} is used by another claim here: the node's claim keeps its code, so change it there and sync again"
+                            )));
+                        }
+                    }
                 }
                 Err(other) => {
                     self.forget(&touched).await?;
@@ -216,6 +322,39 @@ impl Importer<'_> {
             }
         }
         Err(AppError::Conflict("the import kept conflicting with concurrent writers; retry".into()))
+    }
+
+    /// Submits here the claims the sender had submitted and that are still entered here: this
+    /// server's rules decide them (a node's checks are its own). Run after the import committed,
+    /// and again whenever the same Bundle comes back (a crash between the two loses nothing).
+    async fn submit_submitted(&self, ctx: &CommandCtx, bundle: &IncomingBundle, position: i64) -> Result<(), AppError> {
+        if self.master == Some(bundle.sender.as_str()) {
+            return Ok(());
+        }
+        let mut submitted = Vec::new();
+        for incoming in &bundle.entries {
+            if let Incoming::ClaimResponse(r) = incoming
+                && r.status != ENTERED
+                && let Some(id) = self.known(&r.request, "Claim").await?
+            {
+                submitted.push(id);
+            }
+        }
+        if submitted.is_empty() {
+            return Ok(());
+        }
+        for id in &submitted {
+            // created by the import's append, which this process's cache did not see
+            self.claims.claims.lock(self.store, &claim_stream(*id)).await?.reset();
+        }
+        // the submission reads the insurees and policies the import (or an earlier one) appended
+        if !self.projections.wait_for_one("claims", position, self.query_wait).await {
+            return Err(AppError::Behind(position));
+        }
+        // each claim answers for itself: one no longer entered here was submitted before (or
+        // reviewed since), and is left as it is
+        self.claims.submit(ctx.continued(), submitted).await?;
+        Ok(())
     }
 
     /// The batches' cached states are behind what the import appended (or tried to).
@@ -244,6 +383,9 @@ impl Importer<'_> {
         let streams = match incoming {
             Incoming::Patient(_) => [insuree_stream(id), careledger_events::claims::insuree_stream(id)],
             Incoming::Coverage(_) => [policy_stream(id), careledger_events::claims::policy_stream(id)],
+            Incoming::Claim(_) | Incoming::ClaimResponse(_) => {
+                return Ok(self.store.stream_version(&careledger_events::claims::claim_stream(id)).await? > 0);
+            }
             // a reservation is no stream of its own: its id (the sender's event's) is never taken
             Incoming::Reservation(_) => return Ok(false),
         };
@@ -263,12 +405,35 @@ impl Importer<'_> {
         bundle: &IncomingBundle,
     ) -> Result<(AppendRequest, Answer, Vec<String>), AppError> {
         let decision_ctx = Ctx { now: Utc::now(), seed: 0 };
+        let from_master = self.master == Some(bundle.sender.as_str());
         // where every entry goes, and the local id each of their identifiers names
         let mut placed = Vec::with_capacity(bundle.entries.len());
         let mut named: HashMap<(String, &'static str), Uuid> = HashMap::new();
         let mut new_ids = std::collections::HashSet::new();
         for (index, incoming) in bundle.entries.iter().enumerate() {
             let kind = incoming.resource_type();
+            if let Incoming::ClaimResponse(r) = incoming {
+                // the response is of a claim: the Bundle's (placed before it) or one held here
+                let claim = match named.get(&(r.request.token(), "Claim")) {
+                    Some(id) => Some(*id),
+                    None => self.known(&r.request, "Claim").await?,
+                };
+                let fresh = claim.is_some_and(|id| new_ids.contains(&id));
+                placed.push(match claim {
+                    Some(id) if fresh => Placed::New(id),
+                    Some(id) => Placed::Known(id),
+                    None if from_master => Placed::Skipped,
+                    None => {
+                        return Err(invalid(
+                            index,
+                            "request.identifier",
+                            "exists",
+                            "the claim answered is neither earlier in the Bundle nor held here",
+                        ));
+                    }
+                });
+                continue;
+            }
             let Some(theirs) = incoming.identifiers().iter().find(|i| i.system == bundle.sender) else {
                 return Err(invalid(
                     index,
@@ -295,6 +460,11 @@ impl Importer<'_> {
             }
             let place = match found {
                 Some(id) => Placed::Known(id),
+                // the master's claims stay there: a node holds the claims it entered
+                None if from_master && matches!(incoming, Incoming::Claim(_)) => {
+                    placed.push(Placed::Skipped);
+                    continue;
+                }
                 None => {
                     let wanted = Uuid::parse_str(&theirs.value).ok();
                     let id = match wanted {
@@ -338,17 +508,25 @@ impl Importer<'_> {
         let mut entries = Vec::new();
         let mut product_known: HashMap<String, bool> = HashMap::new();
         // the insurees this Bundle registers, as their family members see them
-        let mut registered: HashMap<Uuid, Insuree> = HashMap::new();
+        let mut registered_here: HashMap<Uuid, Insuree> = HashMap::new();
         for (index, (incoming, place)) in bundle.entries.iter().zip(&placed).enumerate() {
             let kind = incoming.resource_type();
             let id = place.id();
-            entries.push(json!({
-                "response": {
-                    "status": if matches!(place, Placed::New(_)) { "201 Created" } else { "200 OK" },
-                    "location": format!("{kind}/{id}"),
+            entries.push(match place {
+                Placed::Skipped => json!({ "response": {
+                    "status": "200 OK",
+                    "outcome": information("a claim of the master server: a node keeps only the claims it entered"),
+                } }),
+                Placed::New(_) => {
+                    json!({ "response": { "status": "201 Created", "location": format!("{kind}/{id}") } })
                 }
-            }));
+                Placed::Known(_) => json!({ "response": { "status": "200 OK", "location": format!("{kind}/{id}") } }),
+            });
             let Placed::New(id) = *place else { continue };
+            if let Incoming::ClaimResponse(_) = incoming {
+                // the claim's entry appended it; what the sender decided is looked at after
+                continue;
+            }
             // the foreign identifiers it keeps (its id on the sender and any other server's)
             let mut identifiers: Vec<Identifier> =
                 incoming.identifiers().iter().filter(|i| i.system != self.own_system).cloned().collect();
@@ -371,18 +549,13 @@ impl Importer<'_> {
                                 None => self.known(identifier, "Patient").await?,
                             };
                             let Some(id) = id else { return Err(refused(index, InsureeError::UnknownFamilyHead)) };
-                            let state = match registered.get(&id) {
+                            let state = match registered_here.get(&id) {
                                 Some(state) => state.clone(),
                                 None => load::<Insuree>(self.store, &insuree_stream(id)).await?.state,
                             };
                             Some((id, state))
                         }
                     };
-                    let Some(code) = CodeQueries(self.store.db()).code(&p.chfid).await? else {
-                        return Err(refused(index, InsureeError::UnknownCode { code: p.chfid.clone() }));
-                    };
-                    let batch_id = Uuid::parse_str(&code.batch_id).map_err(|e| AppError::Internal(e.to_string()))?;
-                    let (_, batch, assigned) = batch!(batch_stream(batch_id));
                     let command = RegisterInsuree {
                         insuree_id: id,
                         last_name: p.last_name.clone(),
@@ -396,28 +569,54 @@ impl Importer<'_> {
                         holder_code: String::new(),
                         identifiers,
                     };
+                    let head_state = head.as_ref().map(|(_, h)| h);
+                    let code = CodeQueries(self.store.db()).code(&p.chfid).await?;
+                    let code = match code {
+                        Some(code) => code,
+                        None if from_master => {
+                            // numbered by the master from its own pool: kept as its register
+                            let registered = command
+                                .decide_numbered_by_master(&Insuree::default(), head_state, &p.chfid, &decision_ctx)
+                                .map_err(|e| refused(index, e))?;
+                            registered_insuree(&mut registered_here, &mut claims, &mut streams, ctx, id, registered);
+                            continue;
+                        }
+                        None => return Err(refused(index, InsureeError::UnknownCode { code: p.chfid.clone() })),
+                    };
+                    let batch_id = Uuid::parse_str(&code.batch_id).map_err(|e| AppError::Internal(e.to_string()))?;
+                    let (_, batch, assigned) = batch!(batch_stream(batch_id));
                     let registration = command
-                        .decide_code(&Insuree::default(), head.as_ref().map(|(_, h)| h), batch, &p.chfid, &decision_ctx)
+                        .decide_code(&Insuree::default(), head_state, batch, &p.chfid, &decision_ctx)
                         .map_err(|e| refused(index, e))?;
-                    registered.insert(id, Insuree::default().evolve(&registration.insuree));
                     *batch = std::mem::take(batch).evolve(&registration.code);
-                    claims.push(KeyClaim {
-                        scope: INSUREE_SCOPE.into(),
-                        keys: vec![id.to_string()],
-                        owner: registration.chfid().to_string(),
-                    });
                     assigned.push(registration.code);
-                    streams.push(StreamAppend {
-                        stream: insuree_stream(id),
-                        expected: ExpectedVersion::Exact(0),
-                        events: ctx.events(&[registration.insuree]),
+                    registered_insuree(&mut registered_here, &mut claims, &mut streams, ctx, id, registration.insuree);
+                }
+                Incoming::Claim(c) => {
+                    let command = CreateClaim {
+                        claim_id: id,
+                        data: c.data.clone(),
+                        facility: ctx.caller.health_facility.clone(),
+                    };
+                    let mut events =
+                        command.decide(&Claim::default(), &decision_ctx).map_err(|e| claim_refused(index, e))?;
+                    for event in &mut events {
+                        if let ClaimEvent::ClaimCreated(record) = event {
+                            record.identifiers = identifiers.clone();
+                        }
+                    }
+                    claims.push(KeyClaim {
+                        scope: CLAIM_CODE_SCOPE.into(),
+                        keys: vec![self.claims.code_key(&c.data.health_facility, &c.data.code)],
+                        owner: claim_stream(id),
                     });
                     streams.push(StreamAppend {
-                        stream: careledger_events::claims::insuree_stream(id),
+                        stream: claim_stream(id),
                         expected: ExpectedVersion::Exact(0),
-                        events: vec![],
+                        events: ctx.events(&events),
                     });
                 }
+                Incoming::ClaimResponse(_) => {}
                 Incoming::Reservation(r) => {
                     if r.for_server != self.own_system {
                         return Err(invalid(

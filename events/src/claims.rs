@@ -464,6 +464,10 @@ pub struct ClaimRecord {
     /// The REJECTED claim this one restores.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restored_from: Option<Uuid>,
+    /// The ids other servers gave the claim (a claim entered offline and imported keeps the
+    /// node's id under the node's system); set when created only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub identifiers: Vec<crate::Identifier>,
     pub at: DateTime<Utc>,
 }
 
@@ -803,6 +807,7 @@ mod tests {
             claimed: data.claimed(),
             data,
             restored_from: None,
+            identifiers: vec![],
             at: DateTime::<Utc>::UNIX_EPOCH,
         }));
         let json = e.to_data();

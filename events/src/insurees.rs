@@ -39,7 +39,8 @@ pub struct RegisteredInsuree {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
     /// Whose reserved codes the number came from: the enrolment officer or health facility that
-    /// enrolled the insuree.
+    /// enrolled the insuree. Empty `holder_code` on a node for an insuree its sync master
+    /// registered (the number is of the master's pool; the node keeps the master's register).
     pub holder_type: HolderType,
     pub holder_code: String,
     /// The ids other servers gave the insuree (an insuree enrolled offline and imported keeps

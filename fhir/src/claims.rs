@@ -10,6 +10,9 @@ use crate::identifier::code_identifier;
 
 const IG: &str = "https://openimis.github.io/openimis_fhir_r4_ig/CodeSystem";
 
+/// A claim line's explanation (FHIR's `Claim.item` has no element for it).
+pub const LINE_EXPLANATION: &str = "urn:careledger:fhir:extension:line-explanation";
+
 /// The claim's type: in-patient care is institutional, out-patient professional.
 fn claim_type(detail: &ClaimDetail) -> Value {
     let code = if detail.claim.care_type.as_deref() == Some("I") { "institutional" } else { "professional" };
@@ -44,8 +47,6 @@ fn lines(detail: &ClaimDetail) -> impl Iterator<Item = (usize, &'static str, &Li
 /// What the facility claimed.
 pub fn claim(detail: &ClaimDetail, systems: &Systems) -> Value {
     let c = &detail.claim;
-    let mut identifiers = vec![systems.own_id(&c.uuid)];
-    identifiers.push(code_identifier(&c.code));
     let diagnoses: Vec<Value> = std::iter::once(&c.icd)
         .chain(&c.icd_secondary)
         .enumerate()
@@ -58,26 +59,44 @@ pub fn claim(detail: &ClaimDetail, systems: &Systems) -> Value {
         .collect();
     let items: Vec<Value> = lines(detail)
         .map(|(sequence, kind, line)| {
-            json!({
+            let mut item = json!({
                 "sequence": sequence,
-                "category": { "text": kind },
+                "category": { "coding": [{ "system": format!("{IG}/claim-item-category"), "code": kind }], "text": kind },
                 "productOrService": { "text": line.code },
                 "quantity": { "value": line.qty_provided },
                 "unitPrice": { "value": line.price_asked },
-            })
+            });
+            if let Some(explanation) = &line.explanation {
+                item["extension"] = json!([{ "url": LINE_EXPLANATION, "valueString": explanation }]);
+            }
+            item
         })
         .collect();
     let mut period = json!({ "start": c.date_from });
     if let Some(to) = &c.date_to {
         period["end"] = json!(to);
     }
-    json!({
+    // the explanation and the guarantee as openIMIS' R4 module sends them
+    let supporting: Vec<Value> = [("explanation", &c.explanation), ("guarantee", &c.guarantee_id)]
+        .into_iter()
+        .filter_map(|(category, value)| value.as_ref().map(|v| (category, v)))
+        .enumerate()
+        .map(|(i, (category, value))| {
+            json!({
+                "sequence": i + 1,
+                "category": { "coding": [{ "system": format!("{IG}/claim-supporting-info-category"), "code": category }] },
+                "valueString": value,
+            })
+        })
+        .collect();
+    let mut resource = json!({
         "resourceType": "Claim",
         "id": c.uuid,
         "meta": { "lastUpdated": c.updated_at },
-        "identifier": identifiers,
+        "identifier": identifiers(c, systems),
         "status": "active",
         "type": claim_type(detail),
+        "subType": { "coding": [{ "system": format!("{IG}/claim-visit-type"), "code": c.visit_type }] },
         "use": "claim",
         "patient": patient(detail),
         "billablePeriod": period,
@@ -88,7 +107,15 @@ pub fn claim(detail: &ClaimDetail, systems: &Systems) -> Value {
         "insurance": [{ "sequence": 1, "focal": true, "coverage": { "display": "the insuree's policies of the claim's dates" } }],
         "item": items,
         "total": { "value": c.claimed },
-    })
+    });
+    if !supporting.is_empty() {
+        resource["supportingInfo"] = json!(supporting);
+    }
+    if let Some(admin) = &c.admin {
+        // the claim administrator who entered it, by code (a logical reference)
+        resource["enterer"] = json!({ "type": "Practitioner", "identifier": code_identifier(admin) });
+    }
+    resource
 }
 
 /// openIMIS' outcome of a claim's status: rejected and valuated are complete, entered is queued,
@@ -99,6 +126,14 @@ fn outcome(status: i32) -> &'static str {
         4 | 8 => "partial",
         _ => "complete",
     }
+}
+
+/// A claim's identifiers: its id here, the ids other servers gave it, its code.
+fn identifiers(c: &careledger_projections::claims::ClaimView, systems: &Systems) -> Vec<Value> {
+    let mut identifiers = vec![systems.own_id(&c.uuid)];
+    identifiers.extend(c.identifiers.iter().map(|i| json!({ "system": i.system, "value": i.value })));
+    identifiers.push(code_identifier(&c.code));
+    identifiers
 }
 
 /// What the scheme decided: the claim's status, each line's and the amounts of its stage.
@@ -121,7 +156,7 @@ pub fn claim_response(detail: &ClaimDetail, systems: &Systems) -> Value {
         "resourceType": "ClaimResponse",
         "id": c.uuid,
         "meta": { "lastUpdated": c.updated_at },
-        "identifier": [systems.own_id(&c.uuid), code_identifier(&c.code)],
+        "identifier": identifiers(c, systems),
         "status": "active",
         "type": claim_type(detail),
         "use": "claim",

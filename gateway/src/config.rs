@@ -294,6 +294,11 @@ pub struct ServeArgs {
     /// the server id generated once into <data-dir>/server-id.
     #[arg(long, env = "CARELEDGER_FHIR_SYSTEM")]
     pub fhir_system: Option<String>,
+    /// On an offline node: the FHIR system of its central (master) server. The insurees the
+    /// master numbered are kept here as its register (a node knows only the codes reserved to
+    /// it), and the master's own claims stay there.
+    #[arg(long, env = "CARELEDGER_SYNC_MASTER")]
+    pub sync_master: Option<String>,
 }
 
 /// Everything the server needs, resolved.
@@ -322,6 +327,8 @@ pub struct Config {
     pub attachment_max_bytes: usize,
     /// The FHIR identifier system of this server's ids.
     pub fhir_system: String,
+    /// The FHIR system of the server this one syncs with as its master, on an offline node.
+    pub sync_master: Option<String>,
 }
 
 impl Config {
@@ -365,6 +372,12 @@ impl Config {
             claim_code_per_facility: serve.claim_code_per_facility,
             attachment_max_bytes: serve.attachment_max_bytes,
             fhir_system: storage.fhir_system(serve.fhir_system.as_deref())?,
+            sync_master: match serve.sync_master.as_deref() {
+                Some(system) if !system.contains(':') || system.contains('|') => {
+                    return Err(format!("CARELEDGER_SYNC_MASTER `{system}` is not a URI (a scheme, no `|`)"));
+                }
+                other => other.map(str::to_string),
+            },
         })
     }
 
@@ -391,6 +404,7 @@ impl Config {
             claim_code_per_facility: false,
             attachment_max_bytes: 512 * 1024,
             fhir_system: format!("urn:uuid:{}", uuid::Uuid::new_v4()),
+            sync_master: None,
         }
     }
 }

@@ -258,6 +258,7 @@ fn claims_samples() -> Vec<ClaimEvent> {
         },
         claimed: Amount(2500),
         restored_from: Some(id()),
+        identifiers: vec![careledger_events::Identifier { system: "urn:uuid:node".into(), value: "n-1".into() }],
         at: at(),
     };
     let valued = vec![c::LineValuation { kind: c::LineKind::Service, index: 0, price_valuated: Amount(1050) }];

@@ -81,6 +81,28 @@ fn coverage(id: Uuid, insuree: Uuid) -> Value {
     })
 }
 
+/// A claim the node entered at HF1 for `chfid`: one line of item I1.
+fn claim(id: Uuid, chfid: &str) -> Value {
+    json!({
+        "resource": {
+            "resourceType": "Claim", "id": id,
+            "identifier": [
+                { "system": NODE, "value": id },
+                { "type": { "coding": [{ "system": CODE_TYPE, "code": "Code" }] }, "value": format!("C-{id}") },
+            ],
+            "status": "active", "use": "claim",
+            "type": { "coding": [{ "code": "professional" }] },
+            "patient": { "identifier": { "value": chfid } },
+            "provider": { "identifier": { "value": "HF1" } },
+            "billablePeriod": { "start": "2026-12-01" }, "created": "2026-12-02",
+            "diagnosis": [{ "sequence": 1, "diagnosisCodeableConcept": { "coding": [{ "code": "A00" }] } }],
+            "item": [{ "sequence": 1, "category": { "text": "item" }, "productOrService": { "text": "I1" },
+                       "quantity": { "value": 1 }, "unitPrice": { "value": 8 } }],
+        },
+        "request": { "method": "PUT", "url": format!("Claim?identifier={NODE}|{id}") },
+    })
+}
+
 fn bundle(name: &str, entries: Vec<Value>) -> Value {
     json!({ "resourceType": "Bundle", "type": "transaction", "identifier": { "system": NODE, "value": name }, "entry": entries })
 }
@@ -218,7 +240,7 @@ async fn family_on(kind: Kind) {
         .find(|e| e["url"] == "urn:careledger:fhir:extension:family-head")
         .cloned();
     assert_eq!(extension.unwrap()["valueReference"]["reference"], format!("Patient/{head}"), "{}", served.text);
-    careledger_tests::valid_fhir(&[served.body.clone()]);
+    careledger_tests::valid_fhir(std::slice::from_ref(&served.body));
     // a head the server does not hold refuses the Bundle
     let mut orphan = patient(Uuid::now_v7(), &codes[2], "Otieno");
     orphan["resource"]["extension"] = json!([{
@@ -256,10 +278,29 @@ async fn all_or_nothing_on(kind: Kind) {
     let a = import(&s, &bundle("b3", vec![patient(id, &codes[1], "Otieno"), policy])).await;
     assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.text);
     // a resource type not imported
-    let claim =
-        json!({ "resource": { "resourceType": "Claim", "id": "x" }, "request": { "method": "PUT", "url": "Claim" } });
-    let a = import(&s, &bundle("b4", vec![good.clone(), claim])).await;
+    let device =
+        json!({ "resource": { "resourceType": "Device", "id": "x" }, "request": { "method": "PUT", "url": "Device" } });
+    let a = import(&s, &bundle("b4", vec![good.clone(), device])).await;
     assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.text);
+    assert_eq!(a.body["issue"][0]["expression"][0], "Bundle.entry[1].resource.resourceType", "{}", a.text);
+    // a claim breaking the claim rules, named by its FHIR element
+    let mut bad_claim = claim(Uuid::now_v7(), &codes[0]);
+    bad_claim["resource"]["item"][0]["quantity"]["value"] = json!(0);
+    let a = import(&s, &bundle("b4c", vec![good.clone(), bad_claim])).await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.text);
+    assert_eq!(a.body["issue"][0]["expression"][0], "Bundle.entry[1].resource.item[0].quantity.value", "{}", a.text);
+    let mut no_provider = claim(Uuid::now_v7(), &codes[0]);
+    no_provider["resource"].as_object_mut().unwrap().remove("provider");
+    let a = import(&s, &bundle("b4d", vec![no_provider])).await;
+    assert_eq!(a.body["issue"][0]["expression"][0], "Bundle.entry[0].resource.provider.identifier.value", "{}", a.text);
+    // the response of a claim neither in the Bundle nor here
+    let response = json!({ "resource": { "resourceType": "ClaimResponse", "identifier": [{ "system": NODE, "value": "r" }],
+        "request": { "identifier": { "system": NODE, "value": "nowhere" } }, "outcome": "complete",
+        "total": [{ "category": { "coding": [{ "code": "4" }] }, "amount": { "value": 1 } }] },
+        "request": { "method": "PUT", "url": "ClaimResponse" } });
+    let a = import(&s, &bundle("b4r", vec![good.clone(), response])).await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.text);
+    assert_eq!(a.body["issue"][0]["expression"][0], "Bundle.entry[1].resource.request.identifier", "{}", a.text);
     // two insurees with one code: the second finds it assigned
     let a = import(&s, &bundle("b5", vec![good.clone(), patient(Uuid::now_v7(), &codes[0], "Njeri")])).await;
     assert_eq!(a.status, StatusCode::CONFLICT, "{}", a.text);

@@ -1,9 +1,11 @@
 //! `careledger sync --peer URL` (issue #21, "Over the internet"), the real binary between two real
 //! servers, a node on SQLite and the central one on PostgreSQL: the first round brings the node
-//! the codes reserved for it; the node enrols offline; the next round takes its insurees and policy
-//! to the central server, which assigns their numbers; a round with nothing new appends nothing on
-//! either side; the positions reached are kept per peer; a peer that does not answer is retried
-//! with backoff, then the command fails having changed nothing.
+//! the codes reserved for it and the insurees the central server enrolled itself (the node names
+//! it its master); the node enrols offline and enters claims, for its insurees and the central
+//! one's, submitting two; the next round takes its insurees, policy and claims to the central
+//! server, which assigns their numbers and submits the two claims under its own rules; a round
+//! with nothing new appends nothing on either side; the positions reached are kept per peer; a peer
+//! that does not answer is retried with backoff, then the command fails having changed nothing.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -12,7 +14,7 @@ use careledger_tests::{Kind, SECRET, TestServer, careledger_binary, token_for};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-const OPERATOR: &str = "111101 111102 101101 101201 101102 101202 reference:write";
+const OPERATOR: &str = "111101 111102 101101 101201 101102 101202 reference:write 111001 111002 111007";
 
 /// One round of `careledger sync --peer` run on the node's side.
 fn sync(data_dir: &Path, node: &TestServer, peer: &str, token: &str, extra: &[&str]) -> Output {
@@ -34,7 +36,9 @@ fn stderr(o: &Output) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_syncs_with_the_central_server_over_http_and_resumes_from_where_it_reached() {
-    let (central, node) = (TestServer::start(Kind::Postgres).await, TestServer::start(Kind::Sqlite).await);
+    let central = TestServer::start(Kind::Postgres).await;
+    let central_system = central.state().config.fhir_system.clone();
+    let node = TestServer::start_with(Kind::Sqlite, |c| c.sync_master = Some(central_system.clone())).await;
     let data_dir = std::env::temp_dir().join(format!("careledger-sync-http-{}", uuid::Uuid::now_v7()));
     let node_system = node.state().config.fhir_system.clone();
     // the central operator's token for the node: its sub names the node
@@ -48,13 +52,37 @@ async fn a_node_syncs_with_the_central_server_over_http_and_resumes_from_where_i
     let body = json!({ "holder_type": 2, "holder_code": "E01", "number": 3, "for_server": node_system });
     let a = central.post("/api/v1/codes/reservations", &t, body).await;
     assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
+    // an insuree the central server enrols itself, from codes of its own officer
+    let a = central
+        .post("/api/v1/codes/reservations", &t, json!({ "holder_type": 2, "holder_code": "E01", "number": 1 }))
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
+    let body = json!({ "last_name": "Kamau", "other_names": "Baraka", "birth_date": "1985-05-05", "gender": "M",
+                       "holder_type": "enrolment_officer", "holder_code": "E01" });
+    let a = central.post("/api/v1/enrolment/insurees", &t, body).await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
+    let (central_insuree, central_chfid) =
+        (a.data()["insuree_id"].as_str().unwrap().to_string(), a.data()["chfid"].as_str().unwrap().to_string());
+    let body = json!({ "insuree_id": central_insuree, "product_code": "P1", "enrol_date": "2026-11-01",
+                       "expiry_date": "2027-10-31" });
+    let a = central.post("/api/v1/enrolment/policies", &t, body).await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
     central.settled().await;
     node.settled().await;
 
-    // round 1: the codes reach the node
+    // round 1: the codes and the central server's insuree reach the node
     let round = sync(&data_dir, &node, &central.base, &token, &[]);
     assert!(round.status.success(), "{}", stderr(&round));
     node.settled().await;
+    let found = node.get(&format!("/fhir/Patient?identifier={central_system}|{central_insuree}"), &t).await;
+    assert_eq!(found.body["entry"].as_array().map_or(0, Vec::len), 1, "{}", found.text);
+    let local = node.get(&format!("/fhir/Patient?identifier={central_chfid}"), &t).await;
+    assert_eq!(
+        local.body["entry"].as_array().map_or(0, Vec::len),
+        1,
+        "the master's insuree is found by its number: {}",
+        local.text
+    );
     let body = json!({ "last_name": "Mwangi", "other_names": "Amani", "birth_date": "1990-01-31", "gender": "F",
                        "holder_type": "enrolment_officer", "holder_code": "E01" });
     let a = node.post("/api/v1/enrolment/insurees", &t, body).await;
@@ -66,8 +94,29 @@ async fn a_node_syncs_with_the_central_server_over_http_and_resumes_from_where_i
     let a = node.post("/api/v1/enrolment/policies", &t, body).await;
     assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
     node.settled().await;
+    // claims entered offline: for the node's insuree and the central one's; two submitted
+    let today = chrono::Utc::now().date_naive().to_string();
+    let claim = |code: &str, chfid: &str| {
+        json!({ "code": code, "health_facility": "HF1", "insuree": chfid, "date_from": today, "icd": "A00",
+                "visit_type": "E", "explanation": "Пацієнт скерований", "guarantee_id": "G-1", "admin": "A01",
+                "items": [{ "code": "I1", "qty_provided": 2, "price_asked": 8, "explanation": "twice" }] })
+    };
+    let mut claims = vec![];
+    for (code, chfid) in [("N-1", &chfid), ("N-2", &central_chfid), ("N-3", &chfid)] {
+        let a = node.post("/api/v1/claims", &t, claim(code, chfid)).await;
+        assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
+        claims.push(a.data()["uuid"].as_str().unwrap().to_string());
+    }
+    node.settled().await;
+    let a = node.post("/api/v1/claims/submit", &t, json!({ "uuids": [claims[0], claims[1]] })).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    node.settled().await;
+    for claim in &claims[..2] {
+        let a = node.get(&format!("/api/v1/claims/{claim}"), &t).await;
+        assert_eq!(a.data()["status"], 4, "checked on the node: {}", a.text);
+    }
 
-    // round 2: the node's enrolment reaches the central server
+    // round 2: the node's enrolment and claims reach the central server
     let round = sync(&data_dir, &node, &central.base, &token, &[]);
     assert!(round.status.success(), "{}", stderr(&round));
     central.settled().await;
@@ -76,6 +125,38 @@ async fn a_node_syncs_with_the_central_server_over_http_and_resumes_from_where_i
     assert!(identifiers.iter().any(|i| i["value"] == chfid), "{}", found.text);
     let code = central.get(&format!("/api/v1/codes/{chfid}"), &t).await;
     assert_eq!(code.data()["status"], "assigned", "{}", code.text);
+    // the claims keep their ids (free here); the submitted two are submitted and checked here
+    for (claim, status) in claims.iter().zip([4, 4, 2]) {
+        let a = central.get(&format!("/api/v1/claims/{claim}"), &t).await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+        assert_eq!(a.data()["status"], status, "{}", a.text);
+        let on_node = node.get(&format!("/api/v1/claims/{claim}"), &t).await;
+        for field in [
+            "code",
+            "insuree",
+            "health_facility",
+            "date_from",
+            "date_claimed",
+            "icd",
+            "visit_type",
+            "admin",
+            "explanation",
+            "guarantee_id",
+            "claimed",
+        ] {
+            assert_eq!(a.data()[field], on_node.data()[field], "{field}: {}", a.text);
+        }
+        assert_eq!(a.data()["items"][0]["explanation"], "twice", "{}", a.text);
+        let found = central.get(&format!("/fhir/Claim?identifier={node_system}|{claim}"), &t).await;
+        assert_eq!(
+            found.body["entry"].as_array().map_or(0, Vec::len),
+            1,
+            "found by the node's identifier: {}",
+            found.text
+        );
+    }
+    let all = central.get(&format!("/fhir/Claim?identifier={node_system}|"), &t).await;
+    assert_eq!(all.body["entry"].as_array().map_or(0, Vec::len), 3, "{}", all.text);
 
     // round 3: nothing new, nothing appended on either side
     let (central_head, node_head) = (central.settled().await, node.settled().await);

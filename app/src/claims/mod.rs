@@ -157,7 +157,7 @@ fn alone(
 
 impl Claims<'_> {
     /// The key a claim's code takes in [`CLAIM_CODE_SCOPE`].
-    fn code_key(&self, facility: &str, code: &str) -> String {
+    pub(crate) fn code_key(&self, facility: &str, code: &str) -> String {
         if self.code_per_facility { format!("{facility}\u{1f}{code}") } else { code.to_string() }
     }
 
@@ -173,7 +173,7 @@ impl Claims<'_> {
 
     /// Frees `key` if the claim holding it no longer uses it (deleted, restored, or its code
     /// changed): true when freed, so that the command may try again.
-    async fn free_stale_code(&self, key: &str) -> Result<bool, AppError> {
+    pub(crate) async fn free_stale_code(&self, key: &str) -> Result<bool, AppError> {
         let Some(owner) = self.store.key_owner(CLAIM_CODE_SCOPE, key).await? else { return Ok(true) };
         let holder = self.claims.lock(self.store, &owner).await?;
         let still_used = holder

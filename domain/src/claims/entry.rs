@@ -52,7 +52,14 @@ pub(super) fn check_bounds(qty: Amount, price: Amount, at: impl Fn(&str) -> Stri
 }
 
 fn record(claim_id: Uuid, data: &ClaimData, restored_from: Option<Uuid>, ctx: &Ctx) -> Box<ClaimRecord> {
-    Box::new(ClaimRecord { claim_id, claimed: data.claimed(), data: data.clone(), restored_from, at: ctx.now })
+    Box::new(ClaimRecord {
+        claim_id,
+        claimed: data.claimed(),
+        data: data.clone(),
+        restored_from,
+        identifiers: vec![],
+        at: ctx.now,
+    })
 }
 
 /// Enter a new claim (ENTERED). That its code is free is checked by the store when appending.

@@ -75,6 +75,11 @@ impl RegisterInsuree {
         if !text_ok(&self.holder_code, 50) {
             return Err(InsureeError::InvalidHolderCode);
         }
+        self.check_person(insuree, head, ctx)
+    }
+
+    /// The rules of the person, the insuree's state and the family head's.
+    fn check_person(&self, insuree: &Insuree, head: Option<&Insuree>, ctx: &Ctx) -> Result<(), InsureeError> {
         let earliest = NaiveDate::from_ymd_opt(1900, 1, 1).unwrap_or(NaiveDate::MIN);
         if self.birth_date < earliest || self.birth_date > ctx.now.date_naive() {
             return Err(InsureeError::InvalidBirthDate);
@@ -135,6 +140,26 @@ impl RegisterInsuree {
             CodeStatus::Assigned => return Err(InsureeError::CodeAssigned { code: code() }),
         }
         Ok(command.registration(batch_id, code(), ctx))
+    }
+
+    /// Registers an insuree the sync's master server numbered (`chfid`, a code of the master's
+    /// pool this server never held): a node keeps the master's register to enter claims for its
+    /// insurees. No code of this server is assigned, and the insuree has no holder here (an
+    /// empty `holder_code`): the master assigned the number.
+    pub fn decide_numbered_by_master(
+        &self,
+        insuree: &Insuree,
+        head: Option<&Insuree>,
+        chfid: &str,
+        ctx: &Ctx,
+    ) -> Result<InsureeEvent, InsureeError> {
+        if !text_ok(chfid, 50) {
+            return Err(InsureeError::UnknownCode { code: chfid.to_string() });
+        }
+        let command =
+            RegisterInsuree { holder_type: HolderType::EnrolmentOfficer, holder_code: String::new(), ..self.clone() };
+        command.check_person(insuree, head, ctx)?;
+        Ok(command.registration(Uuid::nil(), chfid.to_string(), ctx).insuree)
     }
 
     fn registration(&self, batch_id: Uuid, chfid: String, ctx: &Ctx) -> Registration {

@@ -37,7 +37,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Map, Value};
 
 use super::queries::visible_claim;
-use super::{claims, counted, path_uuid};
+use super::{context, counted, path_uuid};
 use crate::auth::User;
 use crate::handler::{canonical, command_ctx};
 use crate::http::body::{Fields, JsonBody, Params};
@@ -162,7 +162,7 @@ pub async fn add(
         let ctx = command_ctx(&state, "AddAttachment", &user, &headers, &path, &bytes)?;
         let claim_id = path_uuid(&uuid, "uuid")?;
         let input = attachment_fields(&body, true, state.config.attachment_max_bytes)?;
-        Ok(claims(&state).add_attachment(&ctx, claim_id, input).await?.into())
+        Ok(context(&state).add_attachment(&ctx, claim_id, input).await?.into())
     })
     .await
 }
@@ -181,7 +181,7 @@ pub async fn update(
         let claim_id = path_uuid(&uuid, "uuid")?;
         let attachment_id = path_uuid(&id, "id")?;
         let input = attachment_fields(&body, false, state.config.attachment_max_bytes)?;
-        Ok(claims(&state).update_attachment(&ctx, claim_id, attachment_id, input).await?.into())
+        Ok(context(&state).update_attachment(&ctx, claim_id, attachment_id, input).await?.into())
     })
     .await
 }
@@ -198,7 +198,7 @@ pub async fn delete(
         let ctx = command_ctx(&state, "DeleteAttachment", &user, &headers, &path, &[])?;
         let claim_id = path_uuid(&uuid, "uuid")?;
         let attachment_id = path_uuid(&id, "id")?;
-        Ok(claims(&state).delete_attachment(&ctx, claim_id, attachment_id).await?.into())
+        Ok(context(&state).delete_attachment(&ctx, claim_id, attachment_id).await?.into())
     })
     .await
 }

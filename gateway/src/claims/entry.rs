@@ -9,7 +9,7 @@ use careledger_events::claims::{Amount, CareType, ClaimData, LineInput, LineKind
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::{MAX_LINES, bulk_envelope, bulk_uuids, claims, counted, path_uuid};
+use super::{MAX_LINES, bulk_envelope, bulk_uuids, context, counted, path_uuid};
 use crate::auth::User;
 use crate::handler::{canonical, command_ctx};
 use crate::http::body::{Fields, JsonBody};
@@ -34,7 +34,7 @@ fn lines(f: &mut Fields<'_>, name: &str, services: bool) -> Vec<LineInput> {
 
 /// A claim's data from a create or update body, or 422 with every invalid field. `uuid` is allowed
 /// when `with_uuid` (a client's own id for a new claim).
-fn claim_data(body: &Map<String, Value>, with_uuid: bool) -> Result<(Option<Uuid>, ClaimData), ApiError> {
+pub(crate) fn claim_data(body: &Map<String, Value>, with_uuid: bool) -> Result<(Option<Uuid>, ClaimData), ApiError> {
     let mut f = Fields::new(body);
     let mut allowed = vec![
         "code",
@@ -111,7 +111,7 @@ pub async fn create(
         let ctx = command_ctx(&state, "CreateClaim", &user, &headers, "/api/v1/claims", &bytes)?;
         let (uuid, data) = claim_data(&body, true)?;
         let claim_id = uuid.unwrap_or_else(Uuid::now_v7);
-        Ok(claims(&state).create(&ctx, claim_id, data).await?.into())
+        Ok(context(&state).create(&ctx, claim_id, data).await?.into())
     })
     .await
 }
@@ -129,7 +129,7 @@ pub async fn update(
         let ctx = command_ctx(&state, "UpdateClaim", &user, &headers, &path, &bytes)?;
         let claim_id = path_uuid(&uuid, "uuid")?;
         let (_, data) = claim_data(&body, false)?;
-        Ok(claims(&state).update(&ctx, claim_id, data).await?.into())
+        Ok(context(&state).update(&ctx, claim_id, data).await?.into())
     })
     .await
 }
@@ -144,7 +144,7 @@ pub async fn delete(
     counted("DeleteClaims", async {
         let ctx = command_ctx(&state, "DeleteClaims", &user, &headers, "/api/v1/claims/delete", &bytes)?;
         let uuids = bulk_uuids(&body)?;
-        Ok(bulk_envelope(claims(&state).delete(ctx, uuids).await?))
+        Ok(bulk_envelope(context(&state).delete(ctx, uuids).await?))
     })
     .await
 }
@@ -165,7 +165,7 @@ pub async fn restore(
         Fields::new(&body).only(&[]).is_valid().then_some(()).ok_or_else(|| {
             ApiError::invalid(vec![crate::http::envelope::Invalid::field("$", "schema", "expected an empty object")])
         })?;
-        Ok(claims(&state).restore(&ctx, claim_id).await?.into())
+        Ok(context(&state).restore(&ctx, claim_id).await?.into())
     })
     .await
 }

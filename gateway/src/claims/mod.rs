@@ -29,6 +29,7 @@ pub(crate) use crate::handler::counted;
 use crate::http::body::Fields;
 use crate::http::envelope::{ApiError, Envelope, Invalid};
 use crate::state::AppState;
+pub(crate) use entry::claim_data;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -60,7 +61,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// The claims context as the application layer runs it, on this server's services.
-fn claims(state: &AppState) -> Claims<'_> {
+pub(crate) fn context(state: &AppState) -> Claims<'_> {
     Claims {
         store: &state.store,
         projections: &state.projections,

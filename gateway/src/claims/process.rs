@@ -6,7 +6,7 @@ use axum::http::HeaderMap;
 use careledger_app::claims::ValuationInput;
 use careledger_events::claims::Amount;
 
-use super::{bulk_envelope, bulk_uuids, claims, counted};
+use super::{bulk_envelope, bulk_uuids, context, counted};
 use crate::auth::User;
 use crate::handler::command_ctx;
 use crate::http::body::{Fields, JsonBody};
@@ -23,7 +23,7 @@ pub async fn process(
     counted("ProcessClaims", async {
         let ctx = command_ctx(&state, "ProcessClaims", &user, &headers, "/api/v1/claims/process", &bytes)?;
         let uuids = bulk_uuids(&body)?;
-        Ok(bulk_envelope(claims(&state).process(ctx, uuids).await?))
+        Ok(bulk_envelope(context(&state).process(ctx, uuids).await?))
     })
     .await
 }
@@ -52,7 +52,7 @@ pub async fn valuate(
         }
         let input =
             f.finish_with(|| Some(ValuationInput { product: product?, from: from?, to: to?, amount: amount? }))?;
-        Ok(claims(&state).valuate(&ctx, input).await?.into())
+        Ok(context(&state).valuate(&ctx, input).await?.into())
     })
     .await
 }

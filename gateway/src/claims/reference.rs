@@ -53,7 +53,7 @@ async fn upsert(
     ctx: &careledger_app::CommandCtx,
     entries: Vec<ReferenceEntry>,
 ) -> Result<Envelope, ApiError> {
-    Ok(super::claims(state).upsert(ctx, entries).await?.into())
+    Ok(super::context(state).upsert(ctx, entries).await?.into())
 }
 
 fn care_type(f: &mut Fields<'_>, name: &str, required: bool) -> Option<CareType> {

@@ -8,7 +8,7 @@ use careledger_app::claims::step_command;
 use careledger_domain::claims::{Step, StepAction};
 use careledger_events::claims::{Amount, Feedback, LineKind, LineReview};
 
-use super::{MAX_LINES, bulk_envelope, bulk_uuids, claims, counted, path_uuid};
+use super::{MAX_LINES, bulk_envelope, bulk_uuids, context, counted, path_uuid};
 use crate::auth::User;
 use crate::handler::{canonical, command_ctx};
 use crate::http::body::{Fields, JsonBody};
@@ -34,7 +34,7 @@ async fn step(
         let path = format!("/api/v1/claims/{}/{raw_action}", step.name());
         let ctx = command_ctx(&state, command, &user, &headers, &path, &bytes)?;
         let uuids = bulk_uuids(&body)?;
-        Ok(bulk_envelope(claims(&state).step(ctx, step, action, uuids).await?))
+        Ok(bulk_envelope(context(&state).step(ctx, step, action, uuids).await?))
     })
     .await
 }
@@ -100,7 +100,7 @@ pub async fn deliver_feedback(
                 feedback_date: feedback_date.unwrap_or_else(|| chrono::Utc::now().date_naive()),
             })
         })?;
-        Ok(claims(&state).deliver_feedback(&ctx, claim_id, feedback).await?.into())
+        Ok(context(&state).deliver_feedback(&ctx, claim_id, feedback).await?.into())
     })
     .await
 }
@@ -139,7 +139,7 @@ pub async fn save_review(
         });
         let deliver = f.boolean("deliver", false).unwrap_or(false);
         f.finish()?;
-        Ok(claims(&state).save_review(&ctx, claim_id, lines, deliver).await?.into())
+        Ok(context(&state).save_review(&ctx, claim_id, lines, deliver).await?.into())
     })
     .await
 }

@@ -4,7 +4,7 @@
 use axum::extract::State;
 use axum::http::HeaderMap;
 
-use super::{bulk_envelope, bulk_uuids, claims, counted};
+use super::{bulk_envelope, bulk_uuids, context, counted};
 use crate::auth::User;
 use crate::handler::command_ctx;
 use crate::http::body::JsonBody;
@@ -21,7 +21,7 @@ pub async fn submit(
     counted("SubmitClaims", async {
         let ctx = command_ctx(&state, "SubmitClaims", &user, &headers, "/api/v1/claims/submit", &bytes)?;
         let uuids = bulk_uuids(&body)?;
-        Ok(bulk_envelope(claims(&state).submit(ctx, uuids).await?))
+        Ok(bulk_envelope(context(&state).submit(ctx, uuids).await?))
     })
     .await
 }

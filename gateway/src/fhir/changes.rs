@@ -52,7 +52,7 @@ fn resource_of(stream: &str) -> Option<(Served, &str)> {
 /// asking (an event, sent as it is: a reservation never changes).
 enum Changed {
     Resource(Served, String),
-    Reservation(RecordedEvent),
+    Reservation(Box<RecordedEvent>),
 }
 
 /// The changes a page holds: in the order they first changed after `since`, and the position the
@@ -79,7 +79,7 @@ async fn changed(state: &AppState, peer: &str, since: i64, head: i64, count: usi
         for event in events.iter().filter(|e| e.position <= head) {
             changes.reached = event.position;
             if reserved_for(event, peer) {
-                changes.resources.push(Changed::Reservation(event.clone()));
+                changes.resources.push(Changed::Reservation(Box::new(event.clone())));
             } else if let Some((served, id)) = resource_of(&event.stream)
                 && seen.insert((served, id.to_string()))
             {

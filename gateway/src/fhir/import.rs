@@ -16,7 +16,8 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use careledger_app::sync::{
-    Importer, Incoming, IncomingBundle, IncomingCoverage, IncomingPatient, IncomingReservation,
+    Importer, Incoming, IncomingBundle, IncomingClaim, IncomingClaimResponse, IncomingCoverage, IncomingPatient,
+    IncomingReservation,
 };
 use careledger_app::{AppError, Invalid, Operation};
 use careledger_events::claims::Gender;
@@ -77,6 +78,8 @@ pub async fn import(
         batches: &state.batches,
         query_wait: state.config.query_wait,
         own_system: &state.config.fhir_system,
+        master: state.config.sync_master.as_deref(),
+        claims: &crate::claims::context(&state),
     };
     let answer = importer.import(&ctx, bundle).await.map_err(|e| match e {
         AppError::Invalid(invalid) => refused(invalid),
@@ -396,6 +399,179 @@ impl Reader {
     }
 }
 
+/// The text of the first coding's code of a CodeableConcept at `value`, if any.
+fn coded(value: Option<&Value>) -> Option<&str> {
+    value?.get("coding")?.as_array()?.iter().find_map(|c| c.get("code")?.as_str())
+}
+
+/// A logical reference's identifier value (`{"identifier": {"value": ...}}`).
+fn referenced(value: Option<&Value>) -> Option<&Value> {
+    value?.get("identifier")?.get("value")
+}
+
+impl Reader {
+    /// A claim as the sender entered it (`Claim`), read into the body `POST /api/v1/claims`
+    /// takes and checked by the same rules; what breaks them is named by its FHIR element.
+    fn claim(&mut self, resource: &Map<String, Value>, path: &str) -> Option<IncomingClaim> {
+        let (identifiers, code) = self.identifiers(resource, path);
+        let mut body = Map::new();
+        let mut put = |name: &str, value: Option<&Value>| {
+            if let Some(value) = value {
+                body.insert(name.to_string(), value.clone());
+            }
+        };
+        put("code", code.map(Value::String).as_ref());
+        put("health_facility", referenced(resource.get("provider")));
+        put("insuree", referenced(resource.get("patient")));
+        let period = resource.get("billablePeriod");
+        put("date_from", period.and_then(|p| p.get("start")));
+        put("date_to", period.and_then(|p| p.get("end")));
+        put("date_claimed", resource.get("created"));
+        let diagnoses = resource.get("diagnosis").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+        for (i, diagnosis) in diagnoses.iter().enumerate() {
+            let name = if i == 0 { "icd".to_string() } else { format!("icd_{i}") };
+            put(
+                &name,
+                diagnosis.get("diagnosisCodeableConcept").and_then(|c| coded(Some(c))).map(Value::from).as_ref(),
+            );
+        }
+        put("visit_type", coded(resource.get("subType")).map(Value::from).as_ref());
+        if coded(resource.get("type")) == Some("institutional") {
+            put("care_type", Some(&Value::from("I")));
+        }
+        put("admin", referenced(resource.get("enterer")));
+        let supporting =
+            resource.get("supportingInfo").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+        for info in supporting {
+            match coded(info.get("category")) {
+                Some("explanation") => put("explanation", info.get("valueString")),
+                Some("guarantee") => put("guarantee_id", info.get("valueString")),
+                _ => {}
+            }
+        }
+        // each line where it stands in `Claim.item`, to name it there
+        let (mut items, mut services, mut at) = (vec![], vec![], (vec![], vec![]));
+        let lines = resource.get("item").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+        for (i, line) in lines.iter().enumerate() {
+            let category = line.get("category");
+            let kind = coded(category).or_else(|| category.and_then(|c| c.get("text")).and_then(Value::as_str));
+            let mut input = Map::new();
+            let product = line.get("productOrService");
+            if let Some(code) = product
+                .and_then(|p| p.get("text"))
+                .or_else(|| product.and_then(|p| p.get("coding")?.get(0)?.get("code")))
+            {
+                input.insert("code".into(), code.clone());
+            }
+            for (name, element) in [("qty_provided", "quantity"), ("price_asked", "unitPrice")] {
+                if let Some(value) = line.get(element).and_then(|q| q.get("value")) {
+                    input.insert(name.into(), value.clone());
+                }
+            }
+            let extensions = line.get("extension").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+            if let Some(e) = extensions.iter().find(|e| e["url"] == careledger_fhir::LINE_EXPLANATION) {
+                input.insert("explanation".into(), e.get("valueString").cloned().unwrap_or(Value::Null));
+            }
+            match kind {
+                Some("item") => {
+                    items.push(Value::Object(input));
+                    at.0.push(i);
+                }
+                Some("service") => {
+                    services.push(Value::Object(input));
+                    at.1.push(i);
+                }
+                _ => self.fail(&format!("{path}.item[{i}].category"), "enum", "expected item or service"),
+            }
+        }
+        body.insert("items".into(), Value::Array(items));
+        body.insert("services".into(), Value::Array(services));
+        match crate::claims::claim_data(&body, false) {
+            Ok((_, data)) => Some(IncomingClaim { identifiers, data }),
+            Err(e) => {
+                for invalid in e.invalid {
+                    let element = claim_element(&invalid.entry, &at);
+                    for rule in invalid.rules {
+                        self.invalid.push(Invalid::field(format!("{path}.{element}"), rule.rule, rule.description));
+                    }
+                }
+                None
+            }
+        }
+    }
+
+    /// Where a claim stands on the sender (`ClaimResponse`): the claim it answers and openIMIS'
+    /// status, the category of its adjudications.
+    fn claim_response(&mut self, resource: &Map<String, Value>, path: &str) -> Option<IncomingClaimResponse> {
+        let (identifiers, _) = self.identifiers(resource, path);
+        let at = format!("{path}.request.identifier");
+        let request = match resource.get("request").and_then(|r| r.get("identifier")) {
+            Some(identifier) => self.identifier(identifier, &at),
+            None => {
+                self.fail(&at, "required", "the claim answered, by identifier");
+                None
+            }
+        };
+        let categories = resource
+            .get("item")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .flat_map(|i| i.get("adjudication").and_then(Value::as_array).into_iter().flatten())
+            .chain(resource.get("total").and_then(Value::as_array).into_iter().flatten())
+            .filter_map(|a| coded(a.get("category")));
+        let status = categories.map(str::parse::<i32>).next().and_then(Result::ok);
+        if status.is_none() {
+            self.fail(
+                &format!("{path}.item[0].adjudication[0].category"),
+                "required",
+                "the claim's status (openIMIS' claim-status code) as the adjudications' category",
+            );
+        }
+        Some(IncomingClaimResponse { identifiers, request: request?, status: status? })
+    }
+}
+
+/// The `Claim` element a field of the claim body comes from (`$.items[1].code` is the second
+/// item line: `item[<its index>].productOrService`).
+fn claim_element(entry: &str, lines: &(Vec<usize>, Vec<usize>)) -> String {
+    let field = entry.trim_start_matches("$.");
+    let line = |kind: &str, list: &[usize]| -> Option<String> {
+        let rest = field.strip_prefix(kind)?.strip_prefix('[')?;
+        let (n, rest) = rest.split_once(']')?;
+        let index = list.get(n.parse::<usize>().ok()?)?;
+        let element = match rest.trim_start_matches('.') {
+            "code" => "productOrService",
+            "qty_provided" => "quantity.value",
+            "price_asked" => "unitPrice.value",
+            "explanation" => "extension",
+            _ => "",
+        };
+        Some(if element.is_empty() { format!("item[{index}]") } else { format!("item[{index}].{element}") })
+    };
+    if let Some(element) = line("items", &lines.0).or_else(|| line("services", &lines.1)) {
+        return element;
+    }
+    match field {
+        "code" => "identifier".into(),
+        "health_facility" => "provider.identifier.value".into(),
+        "insuree" => "patient.identifier.value".into(),
+        "date_from" => "billablePeriod.start".into(),
+        "date_to" => "billablePeriod.end".into(),
+        "date_claimed" => "created".into(),
+        "icd" => "diagnosis[0]".into(),
+        "visit_type" => "subType".into(),
+        "care_type" => "type".into(),
+        "admin" => "enterer.identifier.value".into(),
+        "explanation" | "guarantee_id" => "supportingInfo".into(),
+        "items" | "services" => "item".into(),
+        other => match other.strip_prefix("icd_") {
+            Some(n) => format!("diagnosis[{n}]"),
+            None => other.to_string(),
+        },
+    }
+}
+
 /// The Bundle as the application imports it, or every element that cannot be read.
 fn read_bundle(body: &Map<String, Value>) -> Result<IncomingBundle, Vec<Invalid>> {
     let mut r = Reader { invalid: vec![] };
@@ -442,11 +618,15 @@ fn read_bundle(body: &Map<String, Value>) -> Result<IncomingBundle, Vec<Invalid>
             Some("Patient") => r.patient(resource, &path).map(Incoming::Patient),
             Some("Coverage") => r.coverage(resource, &path).map(Incoming::Coverage),
             Some("Basic") => r.reservation(resource, &path).map(Incoming::Reservation),
+            Some("Claim") => r.claim(resource, &path).map(Incoming::Claim),
+            Some("ClaimResponse") => r.claim_response(resource, &path).map(Incoming::ClaimResponse),
             Some(other) => {
                 r.fail(
                     &format!("{path}.resourceType"),
                     "enum",
-                    format!("{other} is not imported (yet): Patient, Coverage and Basic (code reservations) are"),
+                    format!(
+                        "{other} is not imported: Patient, Coverage, Claim, ClaimResponse and Basic (code reservations) are"
+                    ),
                 );
                 None
             }

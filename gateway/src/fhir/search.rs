@@ -139,8 +139,6 @@ pub async fn search(
     let mut search = read_search(&params, &systems(&state).own)?;
     if matches!(served, Served::Claim | Served::ClaimResponse) {
         search.select.limit = search.select.limit.min(MAX_CLAIMS_PAGE);
-        // claims are not imported yet: none has another server's identifier
-        search.nothing |= search.select.foreign.is_some();
     }
     let found = if search.nothing { Found::default() } else { served.find(&state, &user, &search.select).await? };
     let base = base_url(&headers);

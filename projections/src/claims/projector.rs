@@ -223,8 +223,9 @@ const CLAIM_DATA: [Column; 16] = [
     Column::Text("restored_from"),
 ];
 
-const CLAIM_NEW: [Column; 8] = [
+const CLAIM_NEW: [Column; 9] = [
     Column::Text("claim_id"),
+    Column::Text("identifiers"),
     Column::BigInt("status"),
     Column::BigInt("feedback_status"),
     Column::BigInt("review_status"),
@@ -287,6 +288,7 @@ fn statements(run: Run, backend: Backend) -> Vec<String> {
         Run::Created => vec![
             bulk::insert(backend, "claims", &all(&[&CLAIM_NEW, &CLAIM_DATA])),
             bulk::insert(backend, "claim_lines", &LINE),
+            bulk::upsert(backend, "fhir_identifiers", &IDENTIFIER, &["resource_type", "system", "value"]),
         ],
         Run::Submitted => vec![
             bulk::update(backend, "claim_lines", &LINE_ASSESSED, &LINE_KEY),
@@ -318,7 +320,7 @@ fn enrolled(recorded: &RecordedEvent, event: &InsureeEvent) -> (Run, Rows) {
             });
             let id = i.insuree_id.to_string();
             let mut rows = vec![(0, Some(id.clone()), row)];
-            rows.extend(identifier_rows("Patient", &id, &i.identifiers));
+            rows.extend(identifier_rows(1, "Patient", &id, &i.identifiers));
             (Run::Registered, rows)
         }
         InsureeEvent::PolicyEnrolled { policy: p, at } => {
@@ -330,7 +332,7 @@ fn enrolled(recorded: &RecordedEvent, event: &InsureeEvent) -> (Run, Rows) {
             });
             let id = p.policy_id.to_string();
             let mut rows = vec![(0, Some(id.clone()), row)];
-            rows.extend(identifier_rows("Coverage", &id, &p.identifiers));
+            rows.extend(identifier_rows(1, "Coverage", &id, &p.identifiers));
             (Run::Enrolled, rows)
         }
     }
@@ -344,15 +346,20 @@ fn identifiers_text(identifiers: &[careledger_events::Identifier]) -> Value {
     }
 }
 
-/// The search rows of a resource's foreign identifiers (statement 1 of its run).
-fn identifier_rows(resource_type: &str, local_id: &str, identifiers: &[careledger_events::Identifier]) -> Rows {
+/// The search rows of a resource's foreign identifiers (statement `statement` of its run).
+fn identifier_rows(
+    statement: usize,
+    resource_type: &str,
+    local_id: &str,
+    identifiers: &[careledger_events::Identifier],
+) -> Rows {
     identifiers
         .iter()
         .map(|i| {
             let key = format!("{resource_type}|{}", i.token());
             let row =
                 json!({ "resource_type": resource_type, "system": i.system, "value": i.value, "local_id": local_id });
-            (1, Some(key), row)
+            (statement, Some(key), row)
         })
         .collect()
 }
@@ -398,6 +405,7 @@ fn batched(recorded: &RecordedEvent, event: &ClaimEvent) -> Option<(Run, Rows)> 
             let at = text(&record.at);
             for (k, v) in [
                 ("claim_id", json!(record.claim_id.to_string())),
+                ("identifiers", identifiers_text(&record.identifiers)),
                 ("status", json!(ClaimStatus::Entered.code())),
                 ("feedback_status", json!(StepStatus::Idle.code())),
                 ("review_status", json!(StepStatus::Idle.code())),
@@ -408,6 +416,7 @@ fn batched(recorded: &RecordedEvent, event: &ClaimEvent) -> Option<(Run, Rows)> 
             }
             let mut rows = vec![(0, None, stamp(&record.at, row))];
             rows.extend(line_rows(record).into_iter().map(|l| (1, None, l)));
+            rows.extend(identifier_rows(2, "Claim", &record.claim_id.to_string(), &record.identifiers));
             (Run::Created, rows)
         }
         ClaimEvent::ClaimSubmitted { claim_id, status, rejection_reason, lines, approved, category, at } => {

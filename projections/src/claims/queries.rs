@@ -54,6 +54,10 @@ pub struct ClaimView {
     pub inserted_by: Option<String>,
     pub updated_at: String,
     pub updated_by: Option<String>,
+    /// The ids other servers gave the claim (an imported one keeps the sender's): on the FHIR
+    /// face, not in the JSON API's claim.
+    #[serde(skip)]
+    pub identifiers: Vec<careledger_events::Identifier>,
 }
 
 /// A claim line with its quantities and prices at every stage.
@@ -155,7 +159,7 @@ const CLAIM_SELECT: &str = "SELECT claim_id, code, health_facility, insuree, dat
         icd_secondary, visit_type, care_type, admin, explanation, guarantee_id, status, feedback_status,
         review_status, rejection_reason, category, claimed, adjusted, approved, valuated, remunerated,
         restored_from, restored_as, batch_run_id, submitted_at, processed_at, inserted_at, inserted_by,
-        updated_at, updated_by
+        updated_at, updated_by, identifiers
      FROM claims";
 
 /// The filter's conditions, parameters $1 to $13 (the facility scope is $1).
@@ -221,6 +225,10 @@ where
         inserted_by: row.try_get(30)?,
         updated_at: row.try_get(31)?,
         updated_by: row.try_get(32)?,
+        identifiers: row
+            .try_get::<Option<String>, _>(33)?
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default(),
     })
 }
 

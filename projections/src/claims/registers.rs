@@ -142,15 +142,20 @@ impl Registers<'_> {
     /// when `facility` is given, in id order. Deleted claims have left the read model.
     pub async fn claim_ids(&self, select: &Select, facility: Option<&str>) -> Result<Vec<String>, ProjectionError> {
         let s = select;
-        let mut conn = self.0.acquire().await?;
-        Ok(sql_fetch_all!(
-            conn.exec(),
+        let sql = format!(
             "SELECT claim_id FROM claims
              WHERE ($1 IS NULL OR claim_id = $1) AND ($2 IS NULL OR code = $2)
                  AND ($3 IS NULL OR claim_id = $3 OR code = $3)
                  AND ($4 IS NULL OR updated_at >= $4) AND ($5 IS NULL OR claim_id > $5)
-                 AND ($6 IS NULL OR health_facility = $6)
+                 AND ($6 IS NULL OR health_facility = $6) AND {}
              ORDER BY claim_id LIMIT $7",
+            foreign("Claim", "claim_id", 8, 9)
+        );
+        let (system, value) = s.foreign.clone().map_or((None, None), |(s, v)| (Some(s), v));
+        let mut conn = self.0.acquire().await?;
+        Ok(sql_fetch_all!(
+            conn.exec(),
+            sqlx::AssertSqlSafe(sql),
             [
                 s.id.as_deref(),
                 s.code.as_deref(),
@@ -158,7 +163,9 @@ impl Registers<'_> {
                 s.updated_since.as_deref(),
                 s.after.as_deref(),
                 facility,
-                s.limit
+                s.limit,
+                system,
+                value
             ],
             |row| row.try_get::<String, _>(0)
         )?)
