@@ -492,3 +492,29 @@ pub fn valid_fhir(seen: &[Value]) {
     assert!(out.status.success(), "fhir.resources refused what was served:\n{report}");
     assert!(report.contains(&format!("{} of {} valid", seen.len(), seen.len())), "{report}");
 }
+
+/// Every event of the server's log validates against its type's schema in the catalogue the
+/// server serves (`GET /api/v1/events/schema`); answers the event types seen.
+pub async fn events_match_their_schemas(server: &TestServer) -> std::collections::BTreeSet<String> {
+    let answer = server.request(reqwest::Method::GET, "/api/v1/events/schema", None, None).await;
+    assert_eq!(answer.status, reqwest::StatusCode::OK, "{}", answer.text);
+    let mut seen = std::collections::BTreeSet::new();
+    for event in whole_log(&server.state().store).await {
+        let context = careledger_events::stream_context(&event.stream).to_string();
+        let schema = &answer.data()["events"][&context][&event.event_type];
+        assert!(schema.is_object(), "no schema for {context}/{}", event.event_type);
+        let validator = jsonschema::options().should_validate_formats(true).build(schema).expect("a schema");
+        let errors: Vec<String> =
+            validator.iter_errors(&event.data).map(|e| format!("{e} at {}", e.instance_path())).collect();
+        assert_eq!(
+            errors,
+            Vec::<String>::new(),
+            "{context}/{} at {}: {}",
+            event.event_type,
+            event.position,
+            event.data
+        );
+        seen.insert(event.event_type.clone());
+    }
+    seen
+}

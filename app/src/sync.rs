@@ -20,12 +20,15 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use careledger_domain::claims::{Claim, ClaimError, CreateClaim};
+use careledger_domain::claims::{Claim, ClaimError, CreateClaim, ReceiveOutcome, TakeNodeChange};
 use careledger_domain::codes::{CodeBatch, ReceiveReservation};
 use careledger_domain::insurees::{EnrolInPolicy, Insuree, InsureeError, Policy, RegisterInsuree};
 use careledger_domain::{Aggregate, Ctx};
 use careledger_events::Identifier;
-use careledger_events::claims::{ClaimData, ClaimEvent, Gender, claim_stream};
+use careledger_events::claims::{
+    Amount, ClaimData, ClaimEvent, ClaimOutcome, ClaimStatus, ConflictRule, Gender, LineOutcome, LineStatus,
+    ServiceCategory, claim_stream,
+};
 use careledger_events::codes::{CodeEvent, CodeFormat, HolderType, batch_stream};
 use careledger_events::insurees::InsureeEvent;
 use careledger_events::insurees::{insuree_stream, policy_stream};
@@ -86,6 +89,27 @@ pub struct IncomingClaimResponse {
     pub request: Identifier,
     /// openIMIS' claim status on the sender (2 entered, 4 checked, 1 rejected, ...).
     pub status: i32,
+    /// What the sender decided, as careledger's figures carry it (from a master: mirrored on a
+    /// node).
+    pub rejection_reason: Option<i32>,
+    pub category: Option<String>,
+    pub approved: Option<Amount>,
+    pub valuated: Option<Amount>,
+    pub remunerated: Option<Amount>,
+    /// Each line's, by its `sequence` in the Claim (items first, then services, from 1).
+    pub lines: Vec<IncomingLineOutcome>,
+}
+
+/// A line of a `ClaimResponse`: its status and every stage's figure.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct IncomingLineOutcome {
+    pub sequence: usize,
+    pub status: Option<i64>,
+    pub rejection_reason: i32,
+    pub qty_approved: Option<Amount>,
+    pub price_adjusted: Option<Amount>,
+    pub price_approved: Option<Amount>,
+    pub price_valuated: Option<Amount>,
 }
 
 /// Codes the sender reserved to a holder for this server (a `Basic`): this server's copy of the
@@ -250,6 +274,43 @@ fn information(text: &str) -> serde_json::Value {
     json!({ "resourceType": "OperationOutcome", "issue": [{ "severity": "information", "code": "informational", "diagnostics": text }] })
 }
 
+/// The claim's events (if any) appended at the version they were decided on; the note of the
+/// conflict they record, if one.
+fn claim_append(
+    streams: &mut Vec<StreamAppend>,
+    ctx: &CommandCtx,
+    stream: String,
+    version: i64,
+    events: &[ClaimEvent],
+) -> Option<serde_json::Value> {
+    if !events.is_empty() {
+        streams.push(StreamAppend { stream, expected: ExpectedVersion::Exact(version), events: ctx.events(events) });
+    }
+    conflict_note(events)
+}
+
+/// What the entry's outcome says of a change a sync did not take (the rule of the conflict its
+/// events record), if they record one.
+fn conflict_note(events: &[ClaimEvent]) -> Option<serde_json::Value> {
+    events.iter().find_map(|e| match e {
+        ClaimEvent::ConflictRecorded(c) => Some(warning(match c.rule {
+            ConflictRule::DecidedHere => {
+                "this server submitted the claim: the change made on the node after that is not taken (it is recorded: GET /api/v1/sync/conflicts)"
+            }
+            ConflictRule::ReplacedByMaster => {
+                "changed here after the master decided it: the master's claim replaces the change (recorded: GET /api/v1/sync/conflicts)"
+            }
+            ConflictRule::DeletedHere => "the claim was deleted here: the change is not taken (recorded: GET /api/v1/sync/conflicts)",
+        })),
+        _ => None,
+    })
+}
+
+/// An entry's answer that warns of a change not taken as sent.
+fn warning(text: &str) -> serde_json::Value {
+    json!({ "resourceType": "OperationOutcome", "issue": [{ "severity": "warning", "code": "conflict", "diagnostics": text }] })
+}
+
 /// An enrolment rule an entry breaks, located in the entry's resource.
 fn refused(index: usize, e: InsureeError) -> AppError {
     use InsureeError::*;
@@ -358,11 +419,103 @@ impl Importer<'_> {
     }
 
     /// The batches' cached states are behind what the import appended (or tried to).
-    async fn forget(&self, batches: &[String]) -> Result<(), AppError> {
-        for batch in batches {
-            self.batches.lock(self.store, batch).await?.reset();
+    async fn forget(&self, streams: &[String]) -> Result<(), AppError> {
+        for stream in streams {
+            if stream.starts_with("claims-claim-") {
+                self.claims.claims.lock(self.store, stream).await?.reset();
+            } else {
+                self.batches.lock(self.store, stream).await?.reset();
+            }
         }
         Ok(())
+    }
+
+    /// A node's claim imported before, arriving again ([`TakeNodeChange`]): its new data while
+    /// the claim is entered here, else the change recorded (`ConflictRecorded`), and the entry's
+    /// outcome says so.
+    #[allow(clippy::too_many_arguments)]
+    async fn claim_changed(
+        &self,
+        ctx: &CommandCtx,
+        peer: &str,
+        index: usize,
+        id: Uuid,
+        incoming: &IncomingClaim,
+        streams: &mut Vec<StreamAppend>,
+        claims: &mut Vec<KeyClaim>,
+    ) -> Result<Option<serde_json::Value>, AppError> {
+        let stream = claim_stream(id);
+        let loaded = load::<Claim>(self.store, &stream).await?;
+        let command = TakeNodeChange {
+            data: incoming.data.clone(),
+            peer: peer.to_string(),
+            facility: ctx.caller.health_facility.clone(),
+        };
+        let events =
+            command.decide(&loaded.state, &Ctx { now: Utc::now(), seed: 0 }).map_err(|e| claim_refused(index, e))?;
+        if events.iter().any(|e| matches!(e, ClaimEvent::ClaimUpdated(_))) {
+            claims.push(KeyClaim {
+                scope: CLAIM_CODE_SCOPE.into(),
+                keys: vec![self.claims.code_key(&incoming.data.health_facility, &incoming.data.code)],
+                owner: stream.clone(),
+            });
+        }
+        Ok(claim_append(streams, ctx, stream, loaded.version, &events))
+    }
+
+    /// On a node: the master's decision of a claim this node entered ([`ReceiveOutcome`]),
+    /// mirrored unless the claim already stands so; a change of the node's it replaces, or a
+    /// decision of a claim deleted here, is recorded and said in the entry's outcome.
+    #[allow(clippy::too_many_arguments)]
+    async fn outcome_received(
+        &self,
+        ctx: &CommandCtx,
+        peer: &str,
+        index: usize,
+        id: Uuid,
+        data: &ClaimData,
+        response: &IncomingClaimResponse,
+        streams: &mut Vec<StreamAppend>,
+    ) -> Result<Option<serde_json::Value>, AppError> {
+        let Some(status) = ClaimStatus::from_code(i64::from(response.status)) else {
+            return Err(invalid(index, "item[0].adjudication[0].category", "enum", "not an openIMIS claim status"));
+        };
+        // FHIR numbers the lines from 1, items first
+        let mut lines = Vec::with_capacity(response.lines.len());
+        for line in &response.lines {
+            let Some((kind, line_index, _)) = data.lines().nth(line.sequence.saturating_sub(1)) else {
+                return Err(invalid(index, "item", "exists", format!("the claim has no line {}", line.sequence)));
+            };
+            lines.push(LineOutcome {
+                kind,
+                index: line_index,
+                status: line.status.and_then(LineStatus::from_code),
+                rejection_reason: line.rejection_reason,
+                qty_approved: line.qty_approved,
+                price_adjusted: line.price_adjusted,
+                price_approved: line.price_approved,
+                price_valuated: line.price_valuated,
+            });
+        }
+        let outcome = ClaimOutcome {
+            claim_id: id,
+            data: data.clone(),
+            status,
+            rejection_reason: response.rejection_reason,
+            category: response.category.as_deref().and_then(ServiceCategory::from_name),
+            claimed: data.claimed(),
+            approved: response.approved,
+            valuated: response.valuated,
+            remunerated: response.remunerated,
+            lines,
+            at: Utc::now(),
+        };
+        let stream = claim_stream(id);
+        let loaded = load::<Claim>(self.store, &stream).await?;
+        let command = ReceiveOutcome { outcome, peer: peer.to_string() };
+        let events =
+            command.decide(&loaded.state, &Ctx { now: Utc::now(), seed: 0 }).map_err(|e| claim_refused(index, e))?;
+        Ok(claim_append(streams, ctx, stream, loaded.version, &events))
     }
 
     /// The resource an identifier names here, if any.
@@ -509,6 +662,10 @@ impl Importer<'_> {
         let mut product_known: HashMap<String, bool> = HashMap::new();
         // the insurees this Bundle registers, as their family members see them
         let mut registered_here: HashMap<Uuid, Insuree> = HashMap::new();
+        // the data of the Bundle's claims by their id here, and the claims whose cached state
+        // this import changes
+        let mut claim_data: HashMap<Uuid, &ClaimData> = HashMap::new();
+        let mut touched: Vec<String> = Vec::new();
         for (index, (incoming, place)) in bundle.entries.iter().zip(&placed).enumerate() {
             let kind = incoming.resource_type();
             let id = place.id();
@@ -522,6 +679,32 @@ impl Importer<'_> {
                 }
                 Placed::Known(_) => json!({ "response": { "status": "200 OK", "location": format!("{kind}/{id}") } }),
             });
+            if let Incoming::Claim(c) = incoming {
+                claim_data.insert(id, &c.data);
+            }
+            if let Placed::Known(id) = *place {
+                let note = match incoming {
+                    // a node's claim imported before: its change while it is entered here
+                    Incoming::Claim(c) if !from_master => {
+                        self.claim_changed(ctx, &bundle.sender, index, id, c, &mut streams, &mut claims).await?
+                    }
+                    // the master's decision of a claim this node entered
+                    Incoming::ClaimResponse(r) if from_master => match claim_data.get(&id) {
+                        Some(data) => {
+                            self.outcome_received(ctx, &bundle.sender, index, id, data, r, &mut streams).await?
+                        }
+                        None => None,
+                    },
+                    _ => None,
+                };
+                if let (Some(note), Some(entry)) = (note, entries.last_mut()) {
+                    entry["response"]["outcome"] = note;
+                }
+                if matches!(incoming, Incoming::Claim(_) | Incoming::ClaimResponse(_)) {
+                    touched.push(claim_stream(id));
+                }
+                continue;
+            }
             let Placed::New(id) = *place else { continue };
             if let Incoming::ClaimResponse(_) = incoming {
                 // the claim's entry appended it; what the sender decided is looked at after
@@ -615,6 +798,7 @@ impl Importer<'_> {
                         expected: ExpectedVersion::Exact(0),
                         events: ctx.events(&events),
                     });
+                    touched.push(claim_stream(id));
                 }
                 Incoming::ClaimResponse(_) => {}
                 Incoming::Reservation(r) => {
@@ -694,7 +878,7 @@ impl Importer<'_> {
                 }
             }
         }
-        let touched: Vec<String> = batches.keys().cloned().collect();
+        touched.extend(batches.keys().cloned());
         for (stream, (version, _, assigned)) in batches {
             streams.push(StreamAppend {
                 stream,

@@ -491,6 +491,77 @@ pub struct LineAssessment {
     pub price_origin: Option<PriceOrigin>,
 }
 
+/// A line as the master server holds it (offline sync: the outcome of a claim a node entered).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct LineOutcome {
+    pub kind: LineKind,
+    pub index: usize,
+    /// None while the claim is not submitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<LineStatus>,
+    #[serde(default)]
+    pub rejection_reason: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qty_approved: Option<Amount>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price_adjusted: Option<Amount>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price_approved: Option<Amount>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price_valuated: Option<Amount>,
+}
+
+/// A claim as its master server decided it: an offline node mirrors the master's review,
+/// processing and valuation of the claims it entered (the master decides them; the node shows
+/// what was decided).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ClaimOutcome {
+    pub claim_id: Uuid,
+    /// The claim's data on the master (the node's, as imported there).
+    #[serde(flatten)]
+    pub data: ClaimData,
+    pub status: ClaimStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejection_reason: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<ServiceCategory>,
+    pub claimed: Amount,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved: Option<Amount>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valuated: Option<Amount>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remunerated: Option<Amount>,
+    pub lines: Vec<LineOutcome>,
+    pub at: DateTime<Utc>,
+}
+
+value_list!(
+    /// Why a sync did not take a change of a claim as sent (issue #21, "never lose a change
+    /// silently"): this server had submitted the claim (it decides a claim from then on), the
+    /// master's decision replaced a node's change, or the claim was deleted here.
+    ConflictRule {
+        DecidedHere => "DECIDED_HERE",
+        ReplacedByMaster => "REPLACED_BY_MASTER",
+        DeletedHere => "DELETED_HERE",
+    }
+);
+
+/// A change of a claim a sync did not take as sent, kept whole: the claim's data as the change
+/// had it (on the central server: the node's change not taken; on a node: its own change the
+/// master's claim replaced).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct SyncConflict {
+    pub claim_id: Uuid,
+    /// The other server (the sender of the change, or the master that decided over it).
+    pub peer: String,
+    pub rule: ConflictRule,
+    /// The claim's status here when the change arrived.
+    pub status: ClaimStatus,
+    pub data: ClaimData,
+    pub at: DateTime<Utc>,
+}
+
 /// What a reviewer decided of one line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LineReview {
@@ -690,6 +761,10 @@ pub enum ClaimEvent {
         attachment_id: Uuid,
         at: DateTime<Utc>,
     },
+    /// On an offline node: the claim as its master server decided it (status, lines, amounts).
+    OutcomeReceived(Box<ClaimOutcome>),
+    /// A sync did not take a change of the claim as sent; the change is kept here.
+    ConflictRecorded(Box<SyncConflict>),
 }
 
 pub fn facility_stream(code: &str) -> String {
@@ -750,6 +825,8 @@ impl DomainEvent for ClaimEvent {
             ClaimEvent::AttachmentAdded { .. } => "AttachmentAdded",
             ClaimEvent::AttachmentUpdated { .. } => "AttachmentUpdated",
             ClaimEvent::AttachmentDeleted { .. } => "AttachmentDeleted",
+            ClaimEvent::OutcomeReceived(_) => "OutcomeReceived",
+            ClaimEvent::ConflictRecorded(_) => "ConflictRecorded",
         }
     }
 }

@@ -10,6 +10,14 @@ use crate::identifier::code_identifier;
 
 const IG: &str = "https://openimis.github.io/openimis_fhir_r4_ig/CodeSystem";
 
+/// The system of careledger's figures of a claim in a `ClaimResponse` (each stage's amounts and a
+/// line's status), beside openIMIS' status category: what an offline node needs to mirror the
+/// master's decision whole.
+pub const AMOUNTS: &str = "urn:careledger:fhir:claim-amounts";
+/// The claim's rejection reason (openIMIS' code) and its category (S, D, A, H, C, O, V).
+pub const REJECTION_REASON: &str = "urn:careledger:fhir:extension:rejection-reason";
+pub const CLAIM_CATEGORY: &str = "urn:careledger:fhir:extension:claim-category";
+
 /// A claim line's explanation (FHIR's `Claim.item` has no element for it).
 pub const LINE_EXPLANATION: &str = "urn:careledger:fhir:extension:line-explanation";
 
@@ -149,7 +157,22 @@ pub fn claim_response(detail: &ClaimDetail, systems: &Systems) -> Value {
             }
             adjudication["amount"] = json!({ "value": line.latest_price });
             adjudication["value"] = json!(line.latest_qty);
-            json!({ "itemSequence": sequence, "adjudication": [adjudication] })
+            // and every stage's own figure, so that a node mirrors the line whole
+            let mut adjudications = vec![adjudication];
+            if let Some(status) = line.status {
+                adjudications.push(json!({ "category": amount_concept("line-status"), "value": status }));
+            }
+            if let Some(quantity) = line.qty_approved {
+                adjudications.push(json!({ "category": amount_concept("qty-approved"), "value": quantity }));
+            }
+            for (code, price) in [
+                ("price-adjusted", line.price_adjusted),
+                ("price-approved", line.price_approved),
+                ("price-valuated", line.price_valuated),
+            ] {
+                adjudications.extend(price.map(|p| json!({ "category": amount_concept(code), "amount": { "value": p } })));
+            }
+            json!({ "itemSequence": sequence, "adjudication": adjudications })
         })
         .collect();
     let mut response = json!({
@@ -167,11 +190,35 @@ pub fn claim_response(detail: &ClaimDetail, systems: &Systems) -> Value {
         "outcome": outcome(c.status),
         "item": items,
     });
-    if let Some(value) = c.stage_value {
-        response["total"] = json!([{ "category": status_concept(c.status), "amount": { "value": value } }]);
+    let mut totals: Vec<Value> = c
+        .stage_value
+        .map(|value| json!({ "category": status_concept(c.status), "amount": { "value": value } }))
+        .into_iter()
+        .collect();
+    for (code, value) in [
+        ("claimed", Some(c.claimed)),
+        ("approved", c.approved),
+        ("valuated", c.valuated),
+        ("remunerated", c.remunerated),
+    ] {
+        totals.extend(value.map(|v| json!({ "category": amount_concept(code), "amount": { "value": v } })));
     }
+    response["total"] = json!(totals);
+    let mut extensions = vec![];
     if let Some(reason) = c.rejection_reason {
         response["disposition"] = json!(format!("rejected, reason {reason}"));
+        extensions.push(json!({ "url": REJECTION_REASON, "valueInteger": reason }));
+    }
+    if let Some(category) = &c.category {
+        extensions.push(json!({ "url": CLAIM_CATEGORY, "valueCode": category }));
+    }
+    if !extensions.is_empty() {
+        response["extension"] = json!(extensions);
     }
     response
+}
+
+/// A figure of careledger's own (a stage's quantity or price of a line, an amount of the claim).
+fn amount_concept(code: &str) -> Value {
+    json!({ "coding": [{ "system": AMOUNTS, "code": code }] })
 }

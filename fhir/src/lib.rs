@@ -24,7 +24,7 @@ mod resources;
 
 pub use bundle::{Page, searchset};
 pub use capability::capability_statement;
-pub use claims::{LINE_EXPLANATION, claim, claim_response};
+pub use claims::{AMOUNTS, CLAIM_CATEGORY, LINE_EXPLANATION, REJECTION_REASON, claim, claim_response};
 pub use identifier::{OPENIMIS_IDENTIFIERS, Systems, Token, TokenError};
 pub use outcome::{IssueType, operation_outcome};
 pub use reservation::{RESERVATION, RESERVATION_CODE, RESOURCE_KINDS, Reservation, reservation};

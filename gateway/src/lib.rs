@@ -22,6 +22,7 @@ pub mod relay;
 pub mod requisitions;
 pub mod server;
 pub mod state;
+pub mod sync_conflicts;
 pub mod sync_files;
 pub mod sync_peer;
 pub mod tail;

@@ -224,6 +224,7 @@ async fn claims_on(kind: Kind) {
         claims: &cache,
         reference: &reference,
         code_per_facility: false,
+        offline_node: false,
         query_wait: std::time::Duration::from_secs(1),
     };
     let p = Permissions::default();

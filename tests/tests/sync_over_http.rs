@@ -10,7 +10,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use careledger_tests::{Kind, SECRET, TestServer, careledger_binary, token_for};
+use careledger_tests::{CLAIMS, Kind, SECRET, TestServer, careledger_binary, token_for};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -158,7 +158,93 @@ async fn a_node_syncs_with_the_central_server_over_http_and_resumes_from_where_i
     let all = central.get(&format!("/fhir/Claim?identifier={node_system}|"), &t).await;
     assert_eq!(all.body["entry"].as_array().map_or(0, Vec::len), 3, "{}", all.text);
 
-    // round 3: nothing new, nothing appended on either side
+    // the central server decides: N-1 processed, N-2 rejected by its reviewer; the node, still
+    // offline, changes N-3 (entered on both sides) and may not process a claim itself
+    let c = token_for("admin", CLAIMS, None);
+    let a = central.post("/api/v1/claims/process", &c, json!({ "uuids": [claims[0]] })).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    let a = central.post("/api/v1/claims/review/select", &c, json!({ "uuids": [claims[1]] })).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    let review = json!({ "lines": [{ "kind": "item", "index": 0, "rejected": true }], "deliver": true });
+    let a = central.post(&format!("/api/v1/claims/{}/review", claims[1]), &c, review).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    let mut changed = claim("N-3", &chfid);
+    changed["items"][0]["qty_provided"] = json!(3);
+    let a = node
+        .request(reqwest::Method::PUT, &format!("/api/v1/claims/{}", claims[2]), Some(&c), Some(&changed.to_string()))
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    let a = node.post("/api/v1/claims/process", &c, json!({ "uuids": [claims[2]] })).await;
+    assert_eq!(a.status, StatusCode::CONFLICT, "an offline node leaves processing to its master: {}", a.text);
+    central.settled().await;
+    node.settled().await;
+
+    // round 3: the change goes up, the decisions come down
+    let round = sync(&data_dir, &node, &central.base, &token, &[]);
+    assert!(round.status.success(), "{}", stderr(&round));
+    central.settled().await;
+    node.settled().await;
+    let a = central.get(&format!("/api/v1/claims/{}", claims[2]), &t).await;
+    assert_eq!(a.data()["claimed"], 24, "the node's change of an entered claim: {}", a.text);
+    for claim in &claims[..2] {
+        let (there, here) = (
+            central.get(&format!("/api/v1/claims/{claim}"), &c).await,
+            node.get(&format!("/api/v1/claims/{claim}"), &c).await,
+        );
+        assert_ne!(there.data()["status"], 4, "decided on the central server: {}", there.text);
+        for field in ["status", "rejection_reason", "approved", "valuated", "remunerated", "claimed"] {
+            assert_eq!(here.data()[field], there.data()[field], "{field} mirrored on the node: {}", here.text);
+        }
+        for field in ["status", "rejection_reason", "price_valuated", "qty_approved"] {
+            assert_eq!(here.data()["items"][0][field], there.data()["items"][0][field], "{field}: {}", here.text);
+        }
+    }
+    let rejected = node.get(&format!("/api/v1/claims/{}", claims[1]), &c).await;
+    assert_eq!(rejected.data()["status"], 1, "{}", rejected.text);
+
+    // both sides change N-3: the central server submits it, the node (not knowing) changes it again
+    let a = central.post("/api/v1/claims/submit", &c, json!({ "uuids": [claims[2]] })).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    let mut again = claim("N-3", &chfid);
+    again["items"][0]["qty_provided"] = json!(4);
+    let put = format!("/api/v1/claims/{}", claims[2]);
+    let a = node.request(reqwest::Method::PUT, &put, Some(&c), Some(&again.to_string())).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    central.settled().await;
+    node.settled().await;
+
+    // round 4: the master's decision stands on both sides, and each records the change it did not take
+    let round = sync(&data_dir, &node, &central.base, &token, &[]);
+    assert!(round.status.success(), "{}", stderr(&round));
+    central.settled().await;
+    node.settled().await;
+    let (there, here) = (central.get(&put, &c).await, node.get(&put, &c).await);
+    assert_eq!(there.data()["claimed"], 24, "not taken on the central server: {}", there.text);
+    assert_eq!(here.data()["claimed"], 24, "replaced on the node by the master's claim: {}", here.text);
+    assert_eq!(here.data()["status"], there.data()["status"], "{}", here.text);
+    let s = token_for("operator", "sync:read", None);
+    for (server, rule, peer) in
+        [(&central, "DECIDED_HERE", &node_system), (&node, "REPLACED_BY_MASTER", &central_system)]
+    {
+        let listed = server.get("/api/v1/sync/conflicts", &s).await;
+        assert_eq!(listed.status, StatusCode::OK, "{}", listed.text);
+        let conflicts = listed.data().as_array().cloned().unwrap_or_default();
+        assert_eq!(conflicts.len(), 1, "{}", listed.text);
+        assert_eq!(conflicts[0]["rule"], rule, "{}", listed.text);
+        assert_eq!(conflicts[0]["id"], claims[2].as_str(), "{}", listed.text);
+        assert_eq!(conflicts[0]["peer"], peer.as_str(), "{}", listed.text);
+        assert_eq!(conflicts[0]["data"]["items"][0]["qty_provided"], 4, "the change kept whole: {}", listed.text);
+    }
+    let bad = central.get("/api/v1/sync/conflicts?peer=%00", &s).await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.text);
+
+    // the sync's events are the catalogue's
+    let central_types = careledger_tests::events_match_their_schemas(&central).await;
+    let node_types = careledger_tests::events_match_their_schemas(&node).await;
+    assert!(central_types.contains("ConflictRecorded"), "{central_types:?}");
+    assert!(node_types.contains("ConflictRecorded") && node_types.contains("OutcomeReceived"), "{node_types:?}");
+
+    // round 5: nothing new, nothing appended on either side
     let (central_head, node_head) = (central.settled().await, node.settled().await);
     let round = sync(&data_dir, &node, &central.base, &token, &[]);
     assert!(round.status.success(), "{}", stderr(&round));

@@ -53,6 +53,10 @@ pub struct Claims<'a> {
     pub code_per_facility: bool,
     /// How long a valuation waits for the read model that finds its claims.
     pub query_wait: Duration,
+    /// This server is an offline node with a master (`CARELEDGER_SYNC_MASTER`): it enters and
+    /// submits claims, and leaves feedback, review, processing and valuation to the master,
+    /// whose decisions come back with the sync.
+    pub offline_node: bool,
 }
 
 /// What a bulk command did to each claim named, in the order asked, and the last position any
@@ -156,6 +160,19 @@ fn alone(
 }
 
 impl Claims<'_> {
+    /// 409 on an offline node for a command its master runs (feedback, review, processing,
+    /// valuation): two servers deciding one claim would disagree, and the master's decision is
+    /// the scheme's.
+    fn masters_only(&self, command: &str) -> Result<(), AppError> {
+        if self.offline_node {
+            return Err(AppError::Conflict(format!(
+                "{command} runs on the central server: this server is an offline node (CARELEDGER_SYNC_MASTER), \
+                 whose claims' feedback, review, processing and valuation come back from the master with the sync"
+            )));
+        }
+        Ok(())
+    }
+
     /// The key a claim's code takes in [`CLAIM_CODE_SCOPE`].
     pub(crate) fn code_key(&self, facility: &str, code: &str) -> String {
         if self.code_per_facility { format!("{facility}\u{1f}{code}") } else { code.to_string() }

@@ -29,6 +29,7 @@ fn parse(id: &str) -> Result<Uuid, AppError> {
 impl Claims<'_> {
     /// ProcessClaims: each claim named processed.
     pub async fn process(&self, ctx: CommandCtx, uuids: Vec<Uuid>) -> Result<BulkAnswer, AppError> {
+        self.masters_only(ctx.command)?;
         let command = ProcessClaim { facility: ctx.caller.health_facility.clone() };
         self.bulk_command(ctx, uuids, |c, d| command.decide(c, d)).await
     }
@@ -37,6 +38,7 @@ impl Claims<'_> {
     /// in the period are valued together (one append with the run's record): index = amount / Σ
     /// their approved value. 201 with the run; 409 when no claim waits.
     pub async fn valuate(&self, ctx: &CommandCtx, input: ValuationInput) -> Result<Answer, AppError> {
+        self.masters_only(ctx.command)?;
         // A run distributes a product's allocation over every facility's claims of the period
         // (the index is amount / their total): run for one facility, it would pay that
         // facility's lines as if they were all. So a facility-scoped caller cannot start one.

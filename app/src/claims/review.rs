@@ -31,6 +31,7 @@ impl Claims<'_> {
         action: StepAction,
         uuids: Vec<Uuid>,
     ) -> Result<BulkAnswer, AppError> {
+        self.masters_only(ctx.command)?;
         let change = StepChange { step, action, facility: ctx.caller.health_facility.clone() };
         self.bulk_command(ctx, uuids, |c, d| change.decide(c, d)).await
     }
@@ -42,6 +43,7 @@ impl Claims<'_> {
         claim_id: Uuid,
         feedback: Feedback,
     ) -> Result<Answer, AppError> {
+        self.masters_only(ctx.command)?;
         let command = DeliverFeedback { feedback, facility: ctx.caller.health_facility.clone() };
         self.on_one_claim(ctx, claim_id, |c, d| command.decide(c, d)).await
     }
@@ -54,6 +56,7 @@ impl Claims<'_> {
         lines: Vec<LineReview>,
         deliver: bool,
     ) -> Result<Answer, AppError> {
+        self.masters_only(ctx.command)?;
         let command = SaveReview { lines, deliver, facility: ctx.caller.health_facility.clone() };
         self.on_one_claim(ctx, claim_id, |c, d| command.decide(c, d)).await
     }

@@ -2,8 +2,8 @@
 //! each line's outcome and prices at every stage, its attachments.
 
 use careledger_events::claims::{
-    Amount, Attachment, ClaimData, ClaimEvent, ClaimRecord, ClaimStatus, Feedback, LineInput, LineKind, LineStatus,
-    PriceOrigin, ServiceCategory, StepStatus,
+    Amount, Attachment, ClaimData, ClaimEvent, ClaimRecord, ClaimStatus, ConflictRule, Feedback, LineInput, LineKind,
+    LineStatus, PriceOrigin, ServiceCategory, StepStatus,
 };
 use uuid::Uuid;
 
@@ -90,6 +90,9 @@ pub struct ClaimFacts {
     pub deleted: bool,
     pub restored_from: Option<Uuid>,
     pub restored_as: Option<Uuid>,
+    /// The last change a sync did not take (its rule and data): the same change arriving again
+    /// is not recorded twice.
+    pub last_conflict: Option<(ConflictRule, ClaimData)>,
 }
 
 impl ClaimFacts {
@@ -112,6 +115,7 @@ impl ClaimFacts {
             deleted: false,
             restored_from: record.restored_from,
             restored_as: None,
+            last_conflict: None,
         }
     }
 
@@ -243,6 +247,28 @@ impl Aggregate for Claim {
             }
             ClaimEvent::AttachmentDeleted { attachment_id, .. } => {
                 facts.attachments.retain(|a| a.attachment_id != *attachment_id);
+            }
+            ClaimEvent::ConflictRecorded(c) => facts.last_conflict = Some((c.rule, c.data.clone())),
+            ClaimEvent::OutcomeReceived(outcome) => {
+                facts.data = outcome.data.clone();
+                facts.lines = lines_of(&outcome.data);
+                facts.claimed = outcome.claimed;
+                facts.status = outcome.status;
+                facts.rejection_reason = outcome.rejection_reason;
+                facts.category = outcome.category;
+                facts.approved = outcome.approved;
+                facts.valuated = outcome.valuated;
+                facts.remunerated = outcome.remunerated;
+                for o in &outcome.lines {
+                    if let Some(line) = facts.line_mut(o.kind, o.index) {
+                        line.status = o.status;
+                        line.rejection_reason = o.rejection_reason;
+                        line.qty_approved = o.qty_approved;
+                        line.price_adjusted = o.price_adjusted;
+                        line.price_approved = o.price_approved;
+                        line.price_valuated = o.price_valuated;
+                    }
+                }
             }
             _ => {}
         }

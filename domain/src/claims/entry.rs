@@ -9,7 +9,7 @@ use crate::Ctx;
 
 /// The rules of a claim's data of its own: quantities above 0, prices not below 0, at most four
 /// secondary diagnoses, and an explanation for a service with a quantity above 1.
-fn check(data: &ClaimData) -> Result<(), ClaimError> {
+pub(super) fn check(data: &ClaimData) -> Result<(), ClaimError> {
     if data.icd_secondary.len() > MAX_SECONDARY_ICD {
         return Err(ClaimError::invalid("$.icd_secondary", "at most 4 secondary diagnoses"));
     }

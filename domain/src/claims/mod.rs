@@ -16,6 +16,7 @@ mod error;
 mod process;
 mod review;
 mod submit;
+mod sync;
 
 pub use claim::{Claim, ClaimFacts, LineState};
 pub use entry::{AttachmentChange, ChangeAttachment, CreateClaim, DeleteClaim, RestoreClaim, UpdateClaim};
@@ -23,6 +24,7 @@ pub use error::ClaimError;
 pub use process::{ProcessClaim, ValuateClaim, relative_value};
 pub use review::{DeliverFeedback, SaveReview, Step, StepAction, StepChange};
 pub use submit::{PastLine, SubmitClaim, SubmitFacts, covered_by};
+pub use sync::{ReceiveOutcome, TakeNodeChange};
 
 use careledger_events::claims::{Amount, LineKind};
 

@@ -557,3 +557,94 @@ proptest! {
         }
     }
 }
+
+/// The master's outcome of `claim`: rejected, its item with reason 7, its service passed.
+fn master_outcome(status: ClaimStatus) -> careledger_events::claims::ClaimOutcome {
+    use careledger_events::claims::{ClaimOutcome, LineOutcome};
+    let line = |kind, status, rejection_reason| LineOutcome {
+        kind,
+        index: 0,
+        status: Some(status),
+        rejection_reason,
+        qty_approved: None,
+        price_adjusted: None,
+        price_approved: None,
+        price_valuated: None,
+    };
+    ClaimOutcome {
+        claim_id: CLAIM,
+        data: data(),
+        status,
+        rejection_reason: Some(7),
+        category: None,
+        claimed: Amount::units(70),
+        approved: None,
+        valuated: None,
+        remunerated: None,
+        lines: vec![line(LineKind::Item, LineStatus::Rejected, 7), line(LineKind::Service, LineStatus::Rejected, 7)],
+        at: ctx().now,
+    }
+}
+
+#[test]
+fn a_node_mirrors_its_masters_outcome_once() {
+    let claim = created(data());
+    let receive = ReceiveOutcome { outcome: master_outcome(ClaimStatus::Rejected), peer: "urn:master".into() };
+    let mirrored = apply(claim.clone(), receive.decide(&claim, &ctx()));
+    let facts = mirrored.0.as_ref().unwrap();
+    assert_eq!(facts.status, ClaimStatus::Rejected);
+    assert_eq!(facts.rejection_reason, Some(7));
+    assert_eq!(facts.lines[0].status, Some(LineStatus::Rejected));
+    assert_eq!(facts.lines[0].rejection_reason, 7);
+    // the same outcome again: nothing to append
+    assert_eq!(receive.decide(&mirrored, &ctx()), Ok(vec![]));
+    // the master's claim still entered: the node authors it until submitted
+    let entered = ReceiveOutcome { outcome: master_outcome(ClaimStatus::Entered), peer: "urn:master".into() };
+    assert_eq!(entered.decide(&claim, &ctx()), Ok(vec![]));
+    // a line the claim does not have, a claim not held here
+    let mut extra = master_outcome(ClaimStatus::Rejected);
+    extra.lines[1].index = 3;
+    let extra = ReceiveOutcome { outcome: extra, peer: "urn:master".into() };
+    assert!(matches!(extra.decide(&claim, &ctx()), Err(ClaimError::Invalid { .. })));
+    assert_eq!(receive.decide(&Claim::default(), &ctx()), Err(ClaimError::NotFound));
+
+    // changed on the node after the master decided: replaced, the change recorded first
+    let mut changed_data = data();
+    changed_data.items[0].qty_provided = Amount::units(3);
+    let changed =
+        apply(claim.clone(), UpdateClaim { data: changed_data.clone(), facility: None }.decide(&claim, &ctx()));
+    let events = receive.decide(&changed, &ctx()).unwrap();
+    assert!(matches!(&events[..], [ClaimEvent::ConflictRecorded(c), ClaimEvent::OutcomeReceived(_)]
+        if c.rule == careledger_events::claims::ConflictRule::ReplacedByMaster && c.data == changed_data));
+    let replaced = events.iter().fold(changed, |c, e| c.evolve(e));
+    assert_eq!(replaced.0.as_ref().unwrap().data, data());
+}
+
+#[test]
+fn the_central_server_takes_a_nodes_change_until_it_decides_the_claim() {
+    use careledger_events::claims::ConflictRule;
+    let claim = created(data());
+    let mut changed = data();
+    changed.items[0].qty_provided = Amount::units(3);
+    let take = TakeNodeChange { data: changed.clone(), peer: "urn:node".into(), facility: None };
+    // entered here: the node's change is the claim's
+    assert!(matches!(&take.decide(&claim, &ctx()).unwrap()[..], [ClaimEvent::ClaimUpdated(_)]));
+    // the same data: nothing
+    let same = TakeNodeChange { data: data(), ..take.clone() };
+    assert_eq!(same.decide(&claim, &ctx()), Ok(vec![]));
+    // decided here: recorded once, not taken
+    let mut decided = claim.clone();
+    decided.0.as_mut().unwrap().status = ClaimStatus::Rejected;
+    let events = take.decide(&decided, &ctx()).unwrap();
+    assert!(
+        matches!(&events[..], [ClaimEvent::ConflictRecorded(c)] if c.rule == ConflictRule::DecidedHere && c.data == changed)
+    );
+    let recorded = events.iter().fold(decided, |c, e| c.evolve(e));
+    assert_eq!(take.decide(&recorded, &ctx()), Ok(vec![]), "the same change again is recorded once");
+    assert_eq!(recorded.0.as_ref().unwrap().data, data(), "not taken");
+    // deleted here
+    let deleted = apply(claim.clone(), DeleteClaim { facility: None }.decide(&claim, &ctx()));
+    assert!(
+        matches!(&take.decide(&deleted, &ctx()).unwrap()[..], [ClaimEvent::ConflictRecorded(c)] if c.rule == ConflictRule::DeletedHere)
+    );
+}

@@ -68,6 +68,7 @@ pub(crate) fn context(state: &AppState) -> Claims<'_> {
         claims: &state.claims,
         reference: &state.claims_reference,
         code_per_facility: state.config.claim_code_per_facility,
+        offline_node: state.config.sync_master.is_some(),
         query_wait: state.config.query_wait,
     }
 }

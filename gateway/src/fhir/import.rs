@@ -16,11 +16,11 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use careledger_app::sync::{
-    Importer, Incoming, IncomingBundle, IncomingClaim, IncomingClaimResponse, IncomingCoverage, IncomingPatient,
-    IncomingReservation,
+    Importer, Incoming, IncomingBundle, IncomingClaim, IncomingClaimResponse, IncomingCoverage, IncomingLineOutcome,
+    IncomingPatient, IncomingReservation,
 };
 use careledger_app::{AppError, Invalid, Operation};
-use careledger_events::claims::Gender;
+use careledger_events::claims::{Amount, Gender};
 use careledger_events::codes::{CodeFormat, HolderType};
 use careledger_events::{Identifier, Origin};
 use careledger_fhir::IssueType;
@@ -520,7 +520,7 @@ impl Reader {
             .flat_map(|i| i.get("adjudication").and_then(Value::as_array).into_iter().flatten())
             .chain(resource.get("total").and_then(Value::as_array).into_iter().flatten())
             .filter_map(|a| coded(a.get("category")));
-        let status = categories.map(str::parse::<i32>).next().and_then(Result::ok);
+        let status = categories.into_iter().find_map(|code| code.parse::<i32>().ok());
         if status.is_none() {
             self.fail(
                 &format!("{path}.item[0].adjudication[0].category"),
@@ -528,7 +528,72 @@ impl Reader {
                 "the claim's status (openIMIS' claim-status code) as the adjudications' category",
             );
         }
-        Some(IncomingClaimResponse { identifiers, request: request?, status: status? })
+        // careledger's own figures (a master's decision, mirrored whole by a node)
+        let figure = |adjudication: &Value, code: &str| -> Option<Value> {
+            let coding = adjudication.get("category")?.get("coding")?.as_array()?;
+            coding.iter().any(|c| c["system"] == careledger_fhir::AMOUNTS && c["code"] == code).then(|| {
+                adjudication.get("amount").and_then(|a| a.get("value")).or_else(|| adjudication.get("value")).cloned()
+            })?
+        };
+        let amount = |r: &mut Reader, value: Option<Value>, at: &str| -> Option<Amount> {
+            let value = value?;
+            serde_json::from_value::<Amount>(value).ok().or_else(|| {
+                r.fail(at, "type", "expected an amount (a number with at most two decimals)");
+                None
+            })
+        };
+        let totals = resource.get("total").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+        let total = |r: &mut Reader, code: &str| {
+            let value = totals.iter().find_map(|t| figure(t, code));
+            amount(r, value, &format!("{path}.total"))
+        };
+        let (approved, valuated, remunerated) =
+            (total(self, "approved"), total(self, "valuated"), total(self, "remunerated"));
+        let mut lines = vec![];
+        let items = resource.get("item").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+        for (i, item) in items.iter().enumerate() {
+            let at = format!("{path}.item[{i}]");
+            let Some(sequence) = item.get("itemSequence").and_then(Value::as_u64).and_then(|s| usize::try_from(s).ok())
+            else {
+                self.fail(&format!("{at}.itemSequence"), "required", "expected a positive integer");
+                continue;
+            };
+            let adjudications =
+                item.get("adjudication").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+            let find = |code: &str| adjudications.iter().find_map(|a| figure(a, code));
+            let reason = adjudications
+                .iter()
+                .find_map(|a| coded(a.get("reason")))
+                .and_then(|r| r.parse::<i32>().ok())
+                .unwrap_or_default();
+            lines.push(IncomingLineOutcome {
+                sequence,
+                status: find("line-status").and_then(|s| s.as_i64()),
+                rejection_reason: reason,
+                qty_approved: amount(self, find("qty-approved"), &format!("{at}.adjudication")),
+                price_adjusted: amount(self, find("price-adjusted"), &format!("{at}.adjudication")),
+                price_approved: amount(self, find("price-approved"), &format!("{at}.adjudication")),
+                price_valuated: amount(self, find("price-valuated"), &format!("{at}.adjudication")),
+            });
+        }
+        let extensions = resource.get("extension").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+        let extension = |url: &str, kind: &str| extensions.iter().find(|e| e["url"] == url).and_then(|e| e.get(kind));
+        let rejection_reason = extension(careledger_fhir::REJECTION_REASON, "valueInteger")
+            .and_then(Value::as_i64)
+            .and_then(|r| i32::try_from(r).ok());
+        let category =
+            extension(careledger_fhir::CLAIM_CATEGORY, "valueCode").and_then(Value::as_str).map(str::to_string);
+        Some(IncomingClaimResponse {
+            identifiers,
+            request: request?,
+            status: status?,
+            rejection_reason,
+            category,
+            approved,
+            valuated,
+            remunerated,
+            lines,
+        })
     }
 }
 

@@ -32,6 +32,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::claims::routes())
         .merge(crate::insurees::routes())
         .merge(crate::fhir::routes())
+        .merge(crate::sync_conflicts::routes())
         .merge(audit::routes())
         .merge(audit_search::routes())
         .merge(event_schema::routes())

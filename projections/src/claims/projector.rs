@@ -43,6 +43,7 @@ impl Projector for ClaimsProjector {
             "claim_valuation_runs",
             "claims_reference_version",
             "fhir_identifiers",
+            "sync_conflicts",
         ]
     }
 
@@ -265,6 +266,25 @@ const CLAIM_SUBMITTED: [Column; 7] = [
     Column::Text("submitted_at"),
     Column::Text("updated_at"),
     Column::Text("updated_by"),
+];
+
+/// What a master decided of a claim (an offline node's `OutcomeReceived`).
+const CLAIM_OUTCOME: [Column; 6] = [
+    Column::BigInt("status"),
+    Column::BigInt("rejection_reason"),
+    Column::Text("category"),
+    Column::BigInt("approved"),
+    Column::BigInt("valuated"),
+    Column::BigInt("remunerated"),
+];
+
+const LINE_OUTCOME: [Column; 6] = [
+    Column::BigInt("status"),
+    Column::BigInt("rejection_reason"),
+    Column::BigInt("qty_approved"),
+    Column::BigInt("price_adjusted"),
+    Column::BigInt("price_approved"),
+    Column::BigInt("price_valuated"),
 ];
 
 const LINE_VALUED: [Column; 1] = [Column::BigInt("price_valuated")];
@@ -792,6 +812,69 @@ async fn apply_one(tx: &mut Tx, recorded: &RecordedEvent, event: &ClaimEvent) ->
                 "DELETE FROM claim_attachments WHERE attachment_id = $1",
                 [attachment_id.to_string()]
             )?;
+        }
+        ClaimEvent::ConflictRecorded(c) => {
+            sql_exec!(
+                tx.exec(),
+                "INSERT INTO sync_conflicts (position, resource_type, local_id, peer, rule, status, code,
+                     health_facility, data, recorded_at)
+                 VALUES ($1, 'Claim', $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (position) DO NOTHING",
+                [
+                    recorded.position,
+                    c.claim_id.to_string(),
+                    c.peer.as_str(),
+                    c.rule.name(),
+                    i64::from(c.status.code()),
+                    c.data.code.as_str(),
+                    c.data.health_facility.as_str(),
+                    serde_json::to_string(&c.data).unwrap_or_default(),
+                    text(&c.at)
+                ]
+            )?;
+        }
+        ClaimEvent::OutcomeReceived(o) => {
+            // the claim as the master decided it: its data, status and amounts, and every line
+            let claim_id = o.claim_id.to_string();
+            let record = ClaimRecord {
+                claim_id: o.claim_id,
+                data: o.data.clone(),
+                claimed: o.claimed,
+                restored_from: None,
+                identifiers: vec![],
+                at: o.at,
+            };
+            let mut row = claim_data_row(&record);
+            for (k, v) in [
+                ("claim_id", json!(claim_id)),
+                ("status", json!(o.status.code())),
+                ("rejection_reason", json!(o.rejection_reason)),
+                ("category", json!(o.category.map(|c| c.name()))),
+                ("approved", amount(o.approved)),
+                ("valuated", amount(o.valuated)),
+                ("remunerated", amount(o.remunerated)),
+                ("updated_at", json!(text(&o.at))),
+                ("updated_by", json!(by)),
+            ] {
+                row[k] = v;
+            }
+            // every data column but `restored_from`, which the master's claim does not change
+            let columns = [&CLAIM_DATA[..CLAIM_DATA.len() - 1], &CLAIM_OUTCOME[..], &STAMPS[..]].concat();
+            bulk::write(tx, bulk::update(backend, "claims", &columns, &CLAIM_KEY), vec![row]).await?;
+            sql_exec!(tx.exec(), "DELETE FROM claim_lines WHERE claim_id = $1", [claim_id.as_str()])?;
+            let mut lines = line_rows(&record);
+            for line in &mut lines {
+                let decided = o.lines.iter().find(|l| line["kind"] == l.kind.name() && line["line_index"] == l.index);
+                if let Some(l) = decided {
+                    line["status"] = json!(l.status.map(|s| s.code()));
+                    line["rejection_reason"] = json!(l.rejection_reason);
+                    line["qty_approved"] = amount(l.qty_approved);
+                    line["price_adjusted"] = amount(l.price_adjusted);
+                    line["price_approved"] = amount(l.price_approved);
+                    line["price_valuated"] = amount(l.price_valuated);
+                }
+            }
+            let columns = [&LINE[..], &LINE_OUTCOME[..]].concat();
+            bulk::write(tx, bulk::insert(backend, "claim_lines", &columns), lines).await?;
         }
         // written in runs by `Pending`
         ClaimEvent::HealthFacilityUpserted { .. }

@@ -269,6 +269,27 @@ fn latest(claim: &ClaimView, mut line: LineView) -> LineView {
     line
 }
 
+/// A change a sync did not take as sent (`ConflictRecorded`), as listed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConflictView {
+    /// Its event's log position (the list's order and cursor).
+    pub position: i64,
+    pub resource_type: String,
+    /// The resource's id here.
+    pub id: String,
+    /// The other server (the sender of the change, or the master that decided over it).
+    pub peer: String,
+    /// DECIDED_HERE, REPLACED_BY_MASTER or DELETED_HERE.
+    pub rule: String,
+    /// The claim's status here when the change arrived.
+    pub status: i32,
+    pub code: String,
+    pub health_facility: String,
+    /// The change's data, kept whole.
+    pub data: serde_json::Value,
+    pub recorded_at: String,
+}
+
 /// Read access to the claim context's tables.
 pub struct ClaimQueries<'a>(pub &'a Db);
 
@@ -278,6 +299,41 @@ impl ClaimQueries<'_> {
         let mut conn = self.0.acquire().await?;
         let sql = format!("{CLAIM_SELECT} WHERE claim_id = $1");
         Ok(sql_fetch_optional!(conn.exec(), sqlx::AssertSqlSafe(sql), [claim_id], |row| claim_row(row))?)
+    }
+
+    /// The changes syncs did not take, after log position `after`, of `peer` and of a facility's
+    /// claims when given, in log order.
+    pub async fn conflicts(
+        &self,
+        after: i64,
+        peer: Option<&str>,
+        facility: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<ConflictView>, ProjectionError> {
+        let mut conn = self.0.acquire().await?;
+        Ok(sql_fetch_all!(
+            conn.exec(),
+            "SELECT position, resource_type, local_id, peer, rule, status, code, health_facility, data, recorded_at
+             FROM sync_conflicts
+             WHERE position > $1 AND ($2 IS NULL OR peer = $2) AND ($3 IS NULL OR health_facility = $3)
+             ORDER BY position LIMIT $4",
+            [after, peer, facility, limit],
+            |row| {
+                let data: String = row.try_get(8)?;
+                Ok(ConflictView {
+                    position: row.try_get(0)?,
+                    resource_type: row.try_get(1)?,
+                    id: row.try_get(2)?,
+                    peer: row.try_get(3)?,
+                    rule: row.try_get(4)?,
+                    status: row.try_get::<i64, _>(5)? as i32,
+                    code: row.try_get(6)?,
+                    health_facility: row.try_get(7)?,
+                    data: serde_json::from_str(&data).unwrap_or_default(),
+                    recorded_at: row.try_get(9)?,
+                })
+            }
+        )?)
     }
 
     /// The claim with its lines, feedback and attachments.
