@@ -11,6 +11,7 @@ mod relay;
 mod requisitions;
 mod service;
 mod sync_export;
+mod sync_import;
 
 use clap::{Parser, Subcommand};
 
@@ -122,6 +123,16 @@ enum Command {
         #[arg(long, default_value_t = 2_000)]
         insurees: usize,
     },
+    /// The sync's import: a node's insurees, policies and claims as one Bundle posted to
+    /// `POST /fhir`, vs appending the same events plainly.
+    SyncImport {
+        #[arg(long, default_value = "sqlite,postgres")]
+        backends: String,
+        #[arg(long, default_value_t = 10_000)]
+        claims: usize,
+        #[arg(long, default_value_t = 2_000)]
+        insurees: usize,
+    },
     /// A tiny run of every benchmark, to check they still work (figures meaningless).
     Smoke,
 }
@@ -210,6 +221,12 @@ async fn run(cli: Cli) -> Result<(), String> {
                 sync_export::run(&b, pg, size).await?;
             }
         }
+        Command::SyncImport { backends, claims, insurees } => {
+            let size = claims::Size { facilities: 10, register: 100, insurees, claims, clients: 1 };
+            for b in each(&backends) {
+                sync_import::run(&b, pg, size).await?;
+            }
+        }
         Command::Smoke => {
             for b in ["sqlite", "postgres"] {
                 generate::run(b, pg, 2_000).await?;
@@ -222,6 +239,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 nats_commands::run(b, pg, 4, 0.3).await?;
                 claims::run(b, pg, claims::Size::smoke()).await?;
                 sync_export::run(b, pg, claims::Size::smoke()).await?;
+                sync_import::run(b, pg, claims::Size::smoke()).await?;
             }
         }
     }
