@@ -17,7 +17,7 @@
 //! is the idempotency key: importing it again answers as the first time and appends nothing, and
 //! a resource already imported by an earlier Bundle is known and appends nothing.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use careledger_domain::claims::{Claim, ClaimError, CreateClaim, ReceiveOutcome, TakeNodeChange};
@@ -311,6 +311,27 @@ fn warning(text: &str) -> serde_json::Value {
     json!({ "resourceType": "OperationOutcome", "issue": [{ "severity": "warning", "code": "conflict", "diagnostics": text }] })
 }
 
+/// What [`Importer::lookups`] read for a Bundle: the owners found of the identifier tokens asked,
+/// and the streams found of those asked.
+#[derive(Default)]
+struct Lookups {
+    owners: HashMap<String, String>,
+    tokens: HashSet<String>,
+    existing: HashSet<String>,
+    streams: HashSet<String>,
+}
+
+/// The streams a resource of the entry's type with this id would take (a reservation takes none:
+/// its id, the sender's event's, is never taken).
+fn streams_of(incoming: &Incoming, id: Uuid) -> Vec<String> {
+    match incoming {
+        Incoming::Patient(_) => vec![insuree_stream(id), careledger_events::claims::insuree_stream(id)],
+        Incoming::Coverage(_) => vec![policy_stream(id), careledger_events::claims::policy_stream(id)],
+        Incoming::Claim(_) | Incoming::ClaimResponse(_) => vec![claim_stream(id)],
+        Incoming::Reservation(_) => vec![],
+    }
+}
+
 /// An enrolment rule an entry breaks, located in the entry's resource.
 fn refused(index: usize, e: InsureeError) -> AppError {
     use InsureeError::*;
@@ -396,7 +417,7 @@ impl Importer<'_> {
         for incoming in &bundle.entries {
             if let Incoming::ClaimResponse(r) = incoming
                 && r.status != ENTERED
-                && let Some(id) = self.known(&r.request, "Claim").await?
+                && let Some(id) = self.known(&Lookups::default(), &r.request, "Claim").await?
             {
                 submitted.push(id);
             }
@@ -518,32 +539,63 @@ impl Importer<'_> {
         Ok(claim_append(streams, ctx, stream, loaded.version, &events))
     }
 
+    /// What the import looks up, read for the whole Bundle in two queries: the owners of every
+    /// identifier of another server it names (its resources' and their references'), and which
+    /// of the streams its ids would take exist. A lookup outside them asks the store.
+    async fn lookups(&self, bundle: &IncomingBundle) -> Result<Lookups, AppError> {
+        let (mut tokens, mut streams) = (HashSet::new(), HashSet::new());
+        for incoming in &bundle.entries {
+            let mut named: Vec<&Identifier> = incoming.identifiers().iter().collect();
+            match incoming {
+                Incoming::Patient(p) => named.extend(p.family_head.as_ref()),
+                Incoming::Coverage(c) => named.push(&c.beneficiary),
+                Incoming::ClaimResponse(r) => named.push(&r.request),
+                Incoming::Claim(_) | Incoming::Reservation(_) => {}
+            }
+            for identifier in named {
+                if identifier.system != self.own_system {
+                    tokens.insert(identifier.token());
+                }
+                if (identifier.system == self.own_system || identifier.system == bundle.sender)
+                    && let Ok(id) = Uuid::parse_str(&identifier.value)
+                {
+                    streams.extend(streams_of(incoming, id));
+                }
+            }
+        }
+        let owners = self.store.key_owners(IDENTIFIER_SCOPE, &tokens.iter().cloned().collect::<Vec<_>>()).await?;
+        let existing = self.store.existing_streams(&streams.iter().cloned().collect::<Vec<_>>()).await?;
+        Ok(Lookups { owners, tokens, existing, streams })
+    }
+
     /// The resource an identifier names here, if any.
-    async fn known(&self, identifier: &Identifier, resource_type: &str) -> Result<Option<Uuid>, AppError> {
+    async fn known(
+        &self,
+        lookups: &Lookups,
+        identifier: &Identifier,
+        resource_type: &str,
+    ) -> Result<Option<Uuid>, AppError> {
         let local = if identifier.system == self.own_system {
             Some(identifier.value.clone())
         } else {
-            self.store
-                .key_owner(IDENTIFIER_SCOPE, &identifier.token())
-                .await?
-                .and_then(|owner| owner.strip_prefix(&format!("{resource_type}/")).map(str::to_string))
+            let token = identifier.token();
+            let owner = match lookups.tokens.contains(&token) {
+                true => lookups.owners.get(&token).cloned(),
+                false => self.store.key_owner(IDENTIFIER_SCOPE, &token).await?,
+            };
+            owner.and_then(|owner| owner.strip_prefix(&format!("{resource_type}/")).map(str::to_string))
         };
         Ok(local.and_then(|id| Uuid::parse_str(&id).ok()))
     }
 
     /// Whether a resource of this type has this id here (enrolled here, or as reference data).
-    async fn id_taken(&self, incoming: &Incoming, id: Uuid) -> Result<bool, AppError> {
-        let streams = match incoming {
-            Incoming::Patient(_) => [insuree_stream(id), careledger_events::claims::insuree_stream(id)],
-            Incoming::Coverage(_) => [policy_stream(id), careledger_events::claims::policy_stream(id)],
-            Incoming::Claim(_) | Incoming::ClaimResponse(_) => {
-                return Ok(self.store.stream_version(&careledger_events::claims::claim_stream(id)).await? > 0);
-            }
-            // a reservation is no stream of its own: its id (the sender's event's) is never taken
-            Incoming::Reservation(_) => return Ok(false),
-        };
-        for stream in streams {
-            if self.store.stream_version(&stream).await? > 0 {
+    async fn id_taken(&self, lookups: &Lookups, incoming: &Incoming, id: Uuid) -> Result<bool, AppError> {
+        for stream in streams_of(incoming, id) {
+            let exists = match lookups.streams.contains(&stream) {
+                true => lookups.existing.contains(&stream),
+                false => self.store.stream_version(&stream).await? > 0,
+            };
+            if exists {
                 return Ok(true);
             }
         }
@@ -558,6 +610,7 @@ impl Importer<'_> {
         bundle: &IncomingBundle,
     ) -> Result<(AppendRequest, Answer, Vec<String>), AppError> {
         let decision_ctx = Ctx { now: Utc::now(), seed: 0 };
+        let lookups = self.lookups(bundle).await?;
         let from_master = self.master == Some(bundle.sender.as_str());
         // where every entry goes, and the local id each of their identifiers names
         let mut placed = Vec::with_capacity(bundle.entries.len());
@@ -569,7 +622,7 @@ impl Importer<'_> {
                 // the response is of a claim: the Bundle's (placed before it) or one held here
                 let claim = match named.get(&(r.request.token(), "Claim")) {
                     Some(id) => Some(*id),
-                    None => self.known(&r.request, "Claim").await?,
+                    None => self.known(&lookups, &r.request, "Claim").await?,
                 };
                 let fresh = claim.is_some_and(|id| new_ids.contains(&id));
                 placed.push(match claim {
@@ -597,9 +650,9 @@ impl Importer<'_> {
             };
             let mut found = None;
             for identifier in incoming.identifiers() {
-                if let Some(id) = self.known(identifier, kind).await? {
+                if let Some(id) = self.known(&lookups, identifier, kind).await? {
                     // one of ours that we no longer hold, or never did, is not a resource
-                    if identifier.system == self.own_system && !self.id_taken(incoming, id).await? {
+                    if identifier.system == self.own_system && !self.id_taken(&lookups, incoming, id).await? {
                         return Err(invalid(
                             index,
                             "identifier",
@@ -621,7 +674,7 @@ impl Importer<'_> {
                 None => {
                     let wanted = Uuid::parse_str(&theirs.value).ok();
                     let id = match wanted {
-                        Some(id) if !new_ids.contains(&id) && !self.id_taken(incoming, id).await? => id,
+                        Some(id) if !new_ids.contains(&id) && !self.id_taken(&lookups, incoming, id).await? => id,
                         _ => Uuid::now_v7(),
                     };
                     if !new_ids.insert(id) {
@@ -729,7 +782,7 @@ impl Importer<'_> {
                         Some(identifier) => {
                             let id = match named.get(&(identifier.token(), "Patient")) {
                                 Some(id) => Some(*id),
-                                None => self.known(identifier, "Patient").await?,
+                                None => self.known(&lookups, identifier, "Patient").await?,
                             };
                             let Some(id) = id else { return Err(refused(index, InsureeError::UnknownFamilyHead)) };
                             let state = match registered_here.get(&id) {
@@ -839,7 +892,7 @@ impl Importer<'_> {
                 Incoming::Coverage(c) => {
                     let insuree = match named.get(&(c.beneficiary.token(), "Patient")) {
                         Some(id) => Some(*id),
-                        None => self.known(&c.beneficiary, "Patient").await?,
+                        None => self.known(&lookups, &c.beneficiary, "Patient").await?,
                     };
                     let insuree_known = match insuree {
                         Some(i) => new_ids.contains(&i) || registers.insuree_exists(&i.to_string()).await?,

@@ -326,6 +326,53 @@ impl EventStore {
         Ok(owner)
     }
 
+    /// The owners of those of `keys` held in `scope`, in one query however many keys (an import
+    /// matches a Bundle's thousands of identifiers at once): the JSON array is probed by the
+    /// primary key (scope, key), an element at a time.
+    pub async fn key_owners(
+        &self,
+        scope: &str,
+        keys: &[String],
+    ) -> Result<std::collections::HashMap<String, String>, StoreError> {
+        if keys.is_empty() {
+            return Ok(std::collections::HashMap::new());
+        }
+        let list = serde_json::Value::from(keys).to_string();
+        let sql = match self.backend() {
+            Backend::Sqlite => {
+                "SELECT key, owner FROM unique_keys WHERE scope = $1 AND key IN (SELECT value FROM json_each($2))"
+            }
+            Backend::Postgres => {
+                "SELECT key, owner FROM unique_keys
+                 WHERE scope = $1 AND key = ANY(ARRAY(SELECT jsonb_array_elements_text($2::jsonb)))"
+            }
+        };
+        let mut conn = self.db.acquire().await?;
+        let rows = sql_fetch_all!(conn.exec(), sql, [scope, list.as_str()], |row| Ok((
+            row.try_get::<String, _>(0)?,
+            row.try_get::<String, _>(1)?
+        )))?;
+        Ok(rows.into_iter().collect())
+    }
+
+    /// Those of `streams` that hold an event, in one query however many streams.
+    pub async fn existing_streams(&self, streams: &[String]) -> Result<std::collections::HashSet<String>, StoreError> {
+        if streams.is_empty() {
+            return Ok(std::collections::HashSet::new());
+        }
+        let list = serde_json::Value::from(streams).to_string();
+        let sql = match self.backend() {
+            Backend::Sqlite => "SELECT DISTINCT stream FROM events WHERE stream IN (SELECT value FROM json_each($1))",
+            Backend::Postgres => {
+                "SELECT stream FROM streams
+                 WHERE stream = ANY(ARRAY(SELECT jsonb_array_elements_text($1::jsonb))) AND version > 0"
+            }
+        };
+        let mut conn = self.db.acquire().await?;
+        let rows = sql_fetch_all!(conn.exec(), sql, [list.as_str()], |row| row.try_get::<String, _>(0))?;
+        Ok(rows.into_iter().collect())
+    }
+
     /// Frees a unique key if `owner` still holds it; true when it did. Only for owners that can
     /// never claim it again (a deleted claim): a concurrent claim by another stream then either
     /// finds the key held by the dead owner (and is refused) or free (and takes it), never both.
