@@ -3,9 +3,9 @@
 //! mirrors the master's decision. A change one side did not take is recorded on the claim
 //! (`ConflictRecorded`, with the change's data), never dropped silently.
 
-use careledger_events::claims::{ClaimData, ClaimEvent, ClaimOutcome, ClaimStatus, ConflictRule, SyncConflict};
+use careledger_events::claims::{Amount, ClaimData, ClaimEvent, ClaimOutcome, ClaimStatus, ConflictRule, SyncConflict};
 
-use super::entry::check;
+use super::entry::{check, check_bounds};
 use super::{Claim, ClaimError, ClaimFacts, UpdateClaim};
 use crate::{Aggregate, Ctx};
 
@@ -40,6 +40,10 @@ impl TakeNodeChange {
     /// conflict once this server submitted the claim or deleted it.
     pub fn decide(&self, claim: &Claim, ctx: &Ctx) -> Result<Vec<ClaimEvent>, ClaimError> {
         let facts = claim.0.as_ref().ok_or(ClaimError::NotFound)?;
+        // a peer scoped to a health facility records nothing on another facility's claim
+        if self.facility.as_deref().is_some_and(|f| f != facts.data.health_facility) {
+            return Err(ClaimError::OtherFacility);
+        }
         if facts.deleted {
             return Ok(conflict(facts, &self.peer, ConflictRule::DeletedHere, &self.data, ctx));
         }
@@ -79,6 +83,20 @@ impl ReceiveOutcome {
                 format!("$.{}s[{}]", line.kind.name(), line.index),
                 "the claim has no such line",
             ));
+        }
+        // the master's figures keep the bounds every claim keeps (README "Bounds")
+        for line in &outcome.lines {
+            let at = |field: &str| format!("$.{}s[{}].{field}", line.kind.name(), line.index);
+            if let Some(qty) = line.qty_approved {
+                check_bounds(qty, Amount::ZERO, at)?;
+            }
+            for price in [line.price_adjusted, line.price_approved, line.price_valuated].into_iter().flatten() {
+                check_bounds(Amount::units(1), price, at)?;
+            }
+        }
+        let totals = [Some(outcome.claimed), outcome.approved, outcome.valuated, outcome.remunerated];
+        if totals.into_iter().flatten().any(|a| a.0 < 0 || a > Amount::MAX_ALLOCATION) {
+            return Err(ClaimError::invalid("$.total", "an amount out of bounds"));
         }
         if outcome.status == ClaimStatus::Entered {
             return Ok(vec![]);

@@ -618,6 +618,12 @@ fn a_node_mirrors_its_masters_outcome_once() {
         if c.rule == careledger_events::claims::ConflictRule::ReplacedByMaster && c.data == changed_data));
     let replaced = events.iter().fold(changed, |c, e| c.evolve(e));
     assert_eq!(replaced.0.as_ref().unwrap().data, data());
+
+    // a master's figure out of the bounds every claim keeps
+    let mut huge = master_outcome(ClaimStatus::Rejected);
+    huge.lines[0].price_valuated = Some(Amount::units(2_000_000_000));
+    let huge = ReceiveOutcome { outcome: huge, peer: "urn:master".into() };
+    assert!(matches!(huge.decide(&claim, &ctx()), Err(ClaimError::Invalid { .. })));
 }
 
 #[test]
@@ -643,8 +649,17 @@ fn the_central_server_takes_a_nodes_change_until_it_decides_the_claim() {
     assert_eq!(take.decide(&recorded, &ctx()), Ok(vec![]), "the same change again is recorded once");
     assert_eq!(recorded.0.as_ref().unwrap().data, data(), "not taken");
     // deleted here
+    // a peer of another facility records nothing on this claim
+    let other = TakeNodeChange { facility: Some("HF2".into()), ..take.clone() };
+    assert_eq!(other.decide(&decided_again(&claim), &ctx()), Err(ClaimError::OtherFacility));
     let deleted = apply(claim.clone(), DeleteClaim { facility: None }.decide(&claim, &ctx()));
     assert!(
         matches!(&take.decide(&deleted, &ctx()).unwrap()[..], [ClaimEvent::ConflictRecorded(c)] if c.rule == ConflictRule::DeletedHere)
     );
+}
+
+fn decided_again(claim: &Claim) -> Claim {
+    let mut decided = claim.clone();
+    decided.0.as_mut().unwrap().status = ClaimStatus::Rejected;
+    decided
 }
