@@ -357,6 +357,14 @@ fn refused(index: usize, e: InsureeError) -> AppError {
 impl Importer<'_> {
     /// Imports the Bundle: one append of every new resource, or nothing.
     pub async fn import(&self, ctx: &CommandCtx, bundle: IncomingBundle) -> Result<Answer, AppError> {
+        // the sender a Bundle names decides whose identifiers it speaks for and which claims it
+        // may change: only that server itself (its token's subject) may name it
+        if ctx.caller.id != bundle.sender {
+            return Err(AppError::Forbidden(format!(
+                "The Bundle says it comes from `{}` but this token was issued to `{}`: a Bundle is imported only with a token issued to its sender",
+                bundle.sender, ctx.caller.id
+            )));
+        }
         if let Some(answer) = ctx.earlier_answer(self.store).await? {
             // a Bundle imported before: its claims may still wait for their submission here
             self.submit_submitted(ctx, &bundle, answer.position.unwrap_or(0)).await?;

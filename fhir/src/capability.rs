@@ -29,15 +29,24 @@ fn resource(resource_type: &str, profile: Option<&str>) -> Value {
     r
 }
 
-/// The statement, with `base` this server's FHIR base URL and `date` when it was made.
-pub fn capability_statement(base: &str, date: &str, version: &str) -> Value {
+/// The extension of `CapabilityStatement.implementation` naming the server's own identifier system
+/// (`CARELEDGER_FHIR_SYSTEM`): a peer learns from it whom its Bundles come from.
+pub const SERVER_SYSTEM: &str = "urn:careledger:fhir:server-system";
+
+/// The statement, with `base` this server's FHIR base URL, `system` its identifier system and
+/// `date` when it was made.
+pub fn capability_statement(base: &str, system: &str, date: &str, version: &str) -> Value {
     json!({
         "resourceType": "CapabilityStatement",
         "status": "active",
         "date": date,
         "kind": "instance",
         "software": { "name": "careledger", "version": version },
-        "implementation": { "description": "careledger's FHIR R4 face", "url": base },
+        "implementation": {
+            "description": "careledger's FHIR R4 face",
+            "url": base,
+            "extension": [{ "url": SERVER_SYSTEM, "valueUri": system }],
+        },
         "fhirVersion": FHIR_VERSION,
         "format": [FHIR_JSON, "json"],
         "rest": [{
@@ -54,7 +63,7 @@ pub fn capability_statement(base: &str, date: &str, version: &str) -> Value {
             // the sync's import: POST [base] with a peer's transaction Bundle
             "interaction": [{
                 "code": "transaction",
-                "documentation": "A peer's transaction Bundle of Patients and Coverages (conditional updates by identifier), imported all or nothing and once per Bundle.identifier; resources are matched by identifiers, new ones keep the sender's id where free, references are translated through identifiers. Needs sync:write.",
+                "documentation": "A peer's transaction Bundle of Patients, Coverages, code reservations, Claims and ClaimResponses (conditional updates by identifier), imported all or nothing and once per Bundle.identifier; resources are matched by identifiers, new ones keep the sender's id where free, references are translated through identifiers. Needs sync:write, and a token issued to the sender (its subject is Bundle.identifier.system).",
             }],
             // the sync's export: GET [base]/$changes?_since=<log position>&_count=<n>, a
             // transaction Bundle of conditional updates by identifier, its next link the cursor

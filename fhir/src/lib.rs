@@ -23,7 +23,7 @@ mod reservation;
 mod resources;
 
 pub use bundle::{Page, searchset};
-pub use capability::capability_statement;
+pub use capability::{SERVER_SYSTEM, capability_statement};
 pub use claims::{AMOUNTS, CLAIM_CATEGORY, LINE_EXPLANATION, REJECTION_REASON, claim, claim_response};
 pub use identifier::{OPENIMIS_IDENTIFIERS, Systems, Token, TokenError};
 pub use outcome::{IssueType, operation_outcome};

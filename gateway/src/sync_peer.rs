@@ -148,17 +148,34 @@ async fn copy(
     }
 }
 
+/// The peer's identifier system, as its CapabilityStatement names it (`GET /fhir/metadata`).
+async fn server_system(client: &reqwest::Client, base: &str, retries: u32) -> Result<String, String> {
+    let url = format!("{base}/fhir/metadata");
+    let (status, statement) = send(|| client.get(&url), &url, retries).await?;
+    let named = statement["implementation"]["extension"]
+        .as_array()
+        .and_then(|e| e.iter().find(|e| e["url"] == careledger_fhir::SERVER_SYSTEM))
+        .and_then(|e| e["valueUri"].as_str());
+    match named {
+        Some(system) if status == 200 => Ok(system.to_string()),
+        _ => Err(format!("{url} answered {status} without naming the peer's system: is it a careledger?")),
+    }
+}
+
 /// `careledger sync --peer URL --token TOKEN`
 pub async fn run(storage: &StorageArgs, local: &Local, peer: &str, token: &str, retries: u32) -> Result<(), String> {
     let system = storage.fhir_system(local.fhir_system.as_deref())?;
-    // this server's own token acts for the peer: `$changes` sends a peer what is reserved for it
-    let own = crate::auth::Keys::new(&storage.jwt_secret()?).mint(peer, "sync:read sync:write", None, 3600)?;
-    let here = Side { name: "this server", base: local.server.trim_end_matches('/').to_string(), token: own };
-    let there = Side { name: "the peer", base: peer.trim_end_matches('/').to_string(), token: token.to_string() };
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(600))
         .build()
         .map_err(|e| format!("HTTP client: {e}"))?;
+    let base = peer.trim_end_matches('/').to_string();
+    let peer_system = server_system(&client, &base, retries).await?;
+    // this server's own token acts for the peer: `$changes` sends a peer what is reserved for it,
+    // and the peer's Bundles are imported here only with a token issued to their sender
+    let own = crate::auth::Keys::new(&storage.jwt_secret()?).mint(&peer_system, "sync:read sync:write", None, 3600)?;
+    let here = Side { name: "this server", base: local.server.trim_end_matches('/').to_string(), token: own };
+    let there = Side { name: "the peer", base, token: token.to_string() };
     let path = cursors_path(storage);
     let mut cursors = read_cursors(&path)?;
     let start = cursors.get(peer).copied().unwrap_or_default();

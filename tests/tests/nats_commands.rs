@@ -245,7 +245,7 @@ async fn every_command_on(kind: Kind) {
         "resourceType": "Bundle", "type": "transaction", "identifier": { "system": node, "value": "changes-0-1" },
         "entry": [{ "resource": patient, "request": { "method": "PUT", "url": "Patient" } }],
     });
-    let peer = token_for("node-1", "sync:read sync:write", None);
+    let peer = token_for(node, "sync:read sync:write", None);
     run(Message::new("sync", "ImportBundle", &peer, bundle), 200).await;
 
     let admin = token_for("admin", REGISTRY, None);

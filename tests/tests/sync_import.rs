@@ -20,7 +20,7 @@ fn operator() -> String {
 }
 
 fn peer() -> String {
-    token_for("node-1", "sync:read sync:write", None)
+    token_for(NODE, "sync:read sync:write", None)
 }
 
 /// Until the read models hold everything appended so far.
@@ -327,6 +327,16 @@ async fn all_or_nothing_on(kind: Kind) {
     // without the right to import
     let a = s.post("/fhir", &token_for("reader", "sync:read", None), bundle("b6", vec![good.clone()])).await;
     assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.text);
+    assert_eq!(s.state().store.head().await.unwrap(), head);
+    // a peer speaking for another: its right to import does not let it name another sender
+    let other = token_for("urn:uuid:another-node", "sync:read sync:write", None);
+    let a = s.post("/fhir", &other, bundle("b6", vec![good.clone()])).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.text);
+    assert!(
+        a.body["issue"][0]["diagnostics"].as_str().unwrap_or_default().contains("issued to its sender"),
+        "{}",
+        a.text
+    );
     assert_eq!(s.state().store.head().await.unwrap(), head);
     // and then it goes in
     let a = import(&s, &bundle("b7", vec![good])).await;

@@ -230,9 +230,10 @@ fn base_url(headers: &HeaderMap) -> String {
 }
 
 /// `GET /fhir/metadata`: the CapabilityStatement (no token needed, as FHIR clients expect).
-async fn metadata(headers: HeaderMap) -> Fhir {
+async fn metadata(State(state): State<AppState>, headers: HeaderMap) -> Fhir {
     let date = careledger_projections::time::text(&chrono::Utc::now());
-    Fhir(StatusCode::OK, careledger_fhir::capability_statement(&base_url(&headers), &date, env!("CARGO_PKG_VERSION")))
+    let (base, system) = (base_url(&headers), &state.config.fhir_system);
+    Fhir(StatusCode::OK, careledger_fhir::capability_statement(&base, system, &date, env!("CARGO_PKG_VERSION")))
 }
 
 /// `GET /fhir/{type}/{id}`
