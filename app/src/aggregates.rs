@@ -77,6 +77,15 @@ where
         Ok((loaded, true))
     }
 
+    /// Forgets what this process folded of the stream, if it holds it (another writer appended
+    /// to it): the next lock reads it from the log. A stream not held costs nothing.
+    pub async fn forget(&self, stream: &str) {
+        let held = self.entries.lock().unwrap_or_else(|p| p.into_inner()).get(stream).cloned();
+        if let Some(entry) = held {
+            entry.lock_owned().await.reset();
+        }
+    }
+
     async fn entry(&self, stream: &str) -> OwnedMutexGuard<Loaded<A>> {
         let entry = {
             let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());

@@ -382,7 +382,7 @@ impl Importer<'_> {
             let (request, answer, touched) = self.decide(ctx, &bundle).await?;
             match ctx.commit(self.store, request, answer).await {
                 Ok((_, answer)) => {
-                    self.forget(&touched).await?;
+                    self.forget(&touched).await;
                     self.submit_submitted(ctx, &bundle, answer.position.unwrap_or(0)).await?;
                     return Ok(answer);
                 }
@@ -393,7 +393,7 @@ impl Importer<'_> {
                     )));
                 }
                 Err(CommitError::Retry(StoreError::KeysTaken { scope, keys })) if scope == CLAIM_CODE_SCOPE => {
-                    self.forget(&touched).await?;
+                    self.forget(&touched).await;
                     for key in &keys {
                         if !self.claims.free_stale_code(key).await? {
                             let code = key.rsplit('\u{1f}').next().unwrap_or(key);
@@ -404,7 +404,7 @@ impl Importer<'_> {
                     }
                 }
                 Err(other) => {
-                    self.forget(&touched).await?;
+                    self.forget(&touched).await;
                     if let Some(answer) = other.settled() {
                         return answer;
                     }
@@ -421,21 +421,32 @@ impl Importer<'_> {
         if self.master == Some(bundle.sender.as_str()) {
             return Ok(());
         }
+        let answered: Vec<&Identifier> = bundle
+            .entries
+            .iter()
+            .filter_map(|incoming| match incoming {
+                Incoming::ClaimResponse(r) if r.status != ENTERED => Some(&r.request),
+                _ => None,
+            })
+            .collect();
+        if answered.is_empty() {
+            return Ok(());
+        }
+        // the claims they answer, as the import (or an earlier one) placed them: one query
+        let tokens: HashSet<String> =
+            answered.iter().filter(|i| i.system != self.own_system).map(|i| i.token()).collect();
+        let owners = self.store.key_owners(IDENTIFIER_SCOPE, &tokens.iter().cloned().collect::<Vec<_>>()).await?;
+        let lookups = Lookups { owners, tokens, ..Lookups::default() };
         let mut submitted = Vec::new();
-        for incoming in &bundle.entries {
-            if let Incoming::ClaimResponse(r) = incoming
-                && r.status != ENTERED
-                && let Some(id) = self.known(&Lookups::default(), &r.request, "Claim").await?
-            {
-                submitted.push(id);
-            }
+        for identifier in answered {
+            submitted.extend(self.known(&lookups, identifier, "Claim").await?);
         }
         if submitted.is_empty() {
             return Ok(());
         }
         for id in &submitted {
             // created by the import's append, which this process's cache did not see
-            self.claims.claims.lock(self.store, &claim_stream(*id)).await?.reset();
+            self.claims.claims.forget(&claim_stream(*id)).await;
         }
         // the submission reads the insurees and policies the import (or an earlier one) appended
         if !self.projections.wait_for_one("claims", position, self.query_wait).await {
@@ -448,15 +459,14 @@ impl Importer<'_> {
     }
 
     /// The batches' cached states are behind what the import appended (or tried to).
-    async fn forget(&self, streams: &[String]) -> Result<(), AppError> {
+    async fn forget(&self, streams: &[String]) {
         for stream in streams {
             if stream.starts_with("claims-claim-") {
-                self.claims.claims.lock(self.store, stream).await?.reset();
+                self.claims.claims.forget(stream).await;
             } else {
-                self.batches.lock(self.store, stream).await?.reset();
+                self.batches.forget(stream).await;
             }
         }
-        Ok(())
     }
 
     /// A node's claim imported before, arriving again ([`TakeNodeChange`]): its new data while
