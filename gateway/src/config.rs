@@ -299,6 +299,17 @@ pub struct ServeArgs {
     /// it), and the master's own claims stay there.
     #[arg(long, env = "CARELEDGER_SYNC_MASTER")]
     pub sync_master: Option<String>,
+    /// A peer to sync with in the background (its base URL, e.g. the central server's on a
+    /// node): a round of push then pull at start and every `--sync-interval-s`.
+    #[arg(long, env = "CARELEDGER_SYNC_PEER")]
+    pub sync_peer: Option<String>,
+    /// The peer's token for this server (`sync:read sync:write`, `sub` this server's system).
+    #[arg(long, env = "CARELEDGER_SYNC_PEER_TOKEN", hide_env_values = true)]
+    pub sync_peer_token: Option<String>,
+    /// Seconds between two background sync rounds; a failed round is tried again after 5 s,
+    /// then twice as long each time, at most this.
+    #[arg(long, env = "CARELEDGER_SYNC_INTERVAL_S", default_value_t = 300)]
+    pub sync_interval_s: u64,
 }
 
 /// Everything the server needs, resolved.
@@ -329,6 +340,8 @@ pub struct Config {
     pub fhir_system: String,
     /// The FHIR system of the server this one syncs with as its master, on an offline node.
     pub sync_master: Option<String>,
+    /// The background sync with a peer, when `CARELEDGER_SYNC_PEER` is set.
+    pub sync_peer: Option<crate::sync_peer::SyncLoopConfig>,
 }
 
 impl Config {
@@ -378,6 +391,25 @@ impl Config {
                 }
                 other => other.map(str::to_string),
             },
+            sync_peer: match (&serve.sync_peer, &serve.sync_peer_token) {
+                (None, _) => None,
+                (Some(_), None) => {
+                    return Err(
+                        "CARELEDGER_SYNC_PEER needs CARELEDGER_SYNC_PEER_TOKEN, the peer's token for this server"
+                            .into(),
+                    );
+                }
+                (Some(peer), Some(_)) if !(peer.starts_with("http://") || peer.starts_with("https://")) => {
+                    return Err(format!("CARELEDGER_SYNC_PEER `{peer}` is not an http(s) URL"));
+                }
+                (Some(peer), Some(token)) => Some(crate::sync_peer::SyncLoopConfig {
+                    peer: peer.trim_end_matches('/').to_string(),
+                    token: token.clone(),
+                    interval: Duration::from_secs(serve.sync_interval_s.max(1)),
+                    backoff: Duration::from_secs(5),
+                    cursors: crate::sync_peer::cursors_path(storage),
+                }),
+            },
         })
     }
 
@@ -405,6 +437,7 @@ impl Config {
             attachment_max_bytes: 512 * 1024,
             fhir_system: format!("urn:uuid:{}", uuid::Uuid::new_v4()),
             sync_master: None,
+            sync_peer: None,
         }
     }
 }

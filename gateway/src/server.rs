@@ -133,6 +133,7 @@ pub async fn start(config: Config) -> Result<RunningServer, String> {
         status
     });
     let intake = config.intake.as_ref().map(crate::intake::status_channel);
+    let sync = config.sync_peer.as_ref().map(crate::sync_peer::status_channel);
     let state = AppState::new(Services {
         store,
         projections,
@@ -141,6 +142,7 @@ pub async fn start(config: Config) -> Result<RunningServer, String> {
         batches: Arc::new(AggregateCache::new(64)),
         relay,
         intake: intake.as_ref().map(|(_, rx)| rx.clone()),
+        sync: sync.as_ref().map(|(_, rx)| rx.clone()),
         encounters: Arc::new(AggregateCache::new(4096)),
         claims: Arc::new(AggregateCache::new(16384)),
         registry: Arc::default(),
@@ -155,6 +157,24 @@ pub async fn start(config: Config) -> Result<RunningServer, String> {
     if let (Some(config), Some((status, _))) = (state.config.intake.clone(), intake) {
         // commands over NATS go through this same router: one set of rules for both ways in
         projectors.push(crate::intake::spawn(router.clone(), config, status, shutdown_rx.clone()));
+    }
+    if let (Some(config), Some((status, _))) = (state.config.sync_peer.clone(), sync) {
+        // the round goes through this server's own HTTP API, as `careledger sync --peer` does
+        let local = match addr.ip().is_unspecified() {
+            true => SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port()),
+            false => addr,
+        };
+        let round = crate::sync_peer::Round {
+            system: state.config.fhir_system.clone(),
+            jwt_secret: state.config.jwt_secret.clone(),
+            cursors: config.cursors.clone(),
+            local: format!("http://{local}"),
+            peer: config.peer.clone(),
+            token: config.token.clone(),
+            // the loop waits and tries again itself
+            retries: 0,
+        };
+        projectors.push(crate::sync_peer::spawn(round, config, status, shutdown_rx.clone()));
     }
     let mut stop = shutdown_rx;
     let server = tokio::spawn(async move {

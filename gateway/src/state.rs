@@ -45,6 +45,8 @@ pub struct Services {
     pub relay: Option<tokio::sync::watch::Receiver<crate::relay::RelayStatus>>,
     /// The command intake's state, when one runs (`NATS_URL`).
     pub intake: Option<tokio::sync::watch::Receiver<crate::intake::IntakeStatus>>,
+    /// The background sync's state, when one runs (`CARELEDGER_SYNC_PEER`).
+    pub sync: Option<tokio::sync::watch::Receiver<crate::sync_peer::SyncStatus>>,
     /// Encounters whose requisition was asked for again, so that concurrent requests for one
     /// encounter in this process take turns instead of conflicting.
     pub encounters: Arc<AggregateCache<EncounterRequisition>>,

@@ -32,7 +32,7 @@ pub struct Cursor {
     pub pulled: i64,
 }
 
-fn cursors_path(storage: &StorageArgs) -> PathBuf {
+pub(crate) fn cursors_path(storage: &StorageArgs) -> PathBuf {
     storage.data_dir.join("sync-peers.json")
 }
 
@@ -162,40 +162,197 @@ async fn server_system(client: &reqwest::Client, base: &str, retries: u32) -> Re
     }
 }
 
+/// A round of sync with one peer: who this server is, where it listens and keeps its cursors.
+#[derive(Debug, Clone)]
+pub struct Round {
+    /// This server's FHIR identifier system.
+    pub system: String,
+    /// This server's JWT secret: the round mints its own token for the local import.
+    pub jwt_secret: String,
+    /// Where the cursors are kept (`<data-dir>/sync-peers.json`).
+    pub cursors: PathBuf,
+    /// This server's base URL, as its `serve` listens.
+    pub local: String,
+    /// The peer's base URL.
+    pub peer: String,
+    /// The peer's token for this server.
+    pub token: String,
+    /// How often an unreachable peer (or a 5xx) is tried again within the round.
+    pub retries: u32,
+}
+
+/// What a round did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Synced {
+    pub pushed: usize,
+    pub pulled: usize,
+    pub cursor: Cursor,
+}
+
+impl Round {
+    /// For `careledger sync --peer`: this server as the data directory and `--server` name it.
+    pub fn of(storage: &StorageArgs, local: &Local, peer: &str, token: &str, retries: u32) -> Result<Round, String> {
+        Ok(Round {
+            system: storage.fhir_system(local.fhir_system.as_deref())?,
+            jwt_secret: storage.jwt_secret()?,
+            cursors: cursors_path(storage),
+            local: local.server.trim_end_matches('/').to_string(),
+            peer: peer.trim_end_matches('/').to_string(),
+            token: token.to_string(),
+            retries,
+        })
+    }
+
+    /// Push then pull, each page's position kept once it is imported.
+    pub async fn run(&self) -> Result<Synced, String> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(600))
+            .build()
+            .map_err(|e| format!("HTTP client: {e}"))?;
+        let peer_system = server_system(&client, &self.peer, self.retries).await?;
+        // this server's own token acts for the peer: `$changes` sends a peer what is reserved
+        // for it, and the peer's Bundles are imported here only with a token issued to their sender
+        let own = crate::auth::Keys::new(&self.jwt_secret).mint(&peer_system, "sync:read sync:write", None, 3600)?;
+        let here = Side { name: "this server", base: self.local.clone(), token: own };
+        let there = Side { name: "the peer", base: self.peer.clone(), token: self.token.clone() };
+        let path = &self.cursors;
+        let mut cursors = read_cursors(path)?;
+        let start = cursors.get(&self.peer).copied().unwrap_or_default();
+
+        let mut cursor = start;
+        let pushed = copy(&client, &here, &there, start.pushed, self.retries, |at| {
+            cursor.pushed = at;
+            cursors.insert(self.peer.clone(), cursor);
+            write_cursors(path, &cursors)
+        })
+        .await?;
+        let pulled = copy(&client, &there, &here, start.pulled, self.retries, |at| {
+            cursor.pulled = at;
+            cursors.insert(self.peer.clone(), cursor);
+            write_cursors(path, &cursors)
+        })
+        .await?;
+        Ok(Synced { pushed, pulled, cursor })
+    }
+}
+
 /// `careledger sync --peer URL --token TOKEN`
 pub async fn run(storage: &StorageArgs, local: &Local, peer: &str, token: &str, retries: u32) -> Result<(), String> {
-    let system = storage.fhir_system(local.fhir_system.as_deref())?;
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(600))
-        .build()
-        .map_err(|e| format!("HTTP client: {e}"))?;
-    let base = peer.trim_end_matches('/').to_string();
-    let peer_system = server_system(&client, &base, retries).await?;
-    // this server's own token acts for the peer: `$changes` sends a peer what is reserved for it,
-    // and the peer's Bundles are imported here only with a token issued to their sender
-    let own = crate::auth::Keys::new(&storage.jwt_secret()?).mint(&peer_system, "sync:read sync:write", None, 3600)?;
-    let here = Side { name: "this server", base: local.server.trim_end_matches('/').to_string(), token: own };
-    let there = Side { name: "the peer", base, token: token.to_string() };
-    let path = cursors_path(storage);
-    let mut cursors = read_cursors(&path)?;
-    let start = cursors.get(peer).copied().unwrap_or_default();
-
-    let mut cursor = start;
-    let pushed = copy(&client, &here, &there, start.pushed, retries, |at| {
-        cursor.pushed = at;
-        cursors.insert(peer.to_string(), cursor);
-        write_cursors(&path, &cursors)
-    })
-    .await?;
-    let pulled = copy(&client, &there, &here, start.pulled, retries, |at| {
-        cursor.pulled = at;
-        cursors.insert(peer.to_string(), cursor);
-        write_cursors(&path, &cursors)
-    })
-    .await?;
+    let round = Round::of(storage, local, peer, token, retries)?;
+    let synced = round.run().await?;
     eprintln!(
-        "{system} <-> {peer}: pushed {pushed} resources (up to position {}), pulled {pulled} (up to the peer's {})",
-        cursor.pushed, cursor.pulled
+        "{} <-> {peer}: pushed {} resources (up to position {}), pulled {} (up to the peer's {})",
+        round.system, synced.pushed, synced.cursor.pushed, synced.pulled, synced.cursor.pulled
     );
     Ok(())
+}
+
+/// The background sync of `serve` (`CARELEDGER_SYNC_PEER`): a round every `interval`.
+#[derive(Debug, Clone)]
+pub struct SyncLoopConfig {
+    pub peer: String,
+    pub token: String,
+    pub interval: Duration,
+    /// The first wait after a failed round; doubled after each failure, at most `interval`.
+    pub backoff: Duration,
+    pub cursors: PathBuf,
+}
+
+/// What `/ready` says about the background sync.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SyncStatus {
+    pub peer: String,
+    /// Whether the last round reached the peer (none before the first round ends).
+    pub reachable: Option<bool>,
+    /// When a round last went through, and when one was last tried (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_synced_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_attempt_at: Option<String>,
+    /// Rounds failed in a row (0 once one goes through).
+    pub failures: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// When the next round starts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<String>,
+    /// Resources pushed and pulled since this process started.
+    pub pushed: u64,
+    pub pulled: u64,
+    /// The positions reached (this server's pushed, the peer's pulled).
+    pub cursor: Cursor,
+}
+
+fn now_text() -> String {
+    careledger_projections::time::text(&chrono::Utc::now())
+}
+
+/// Runs a round at once, then every `interval`; a failed round is tried again sooner, waiting
+/// twice as long after each failure. A round stopped by the shutdown resumes at its next start.
+pub fn spawn(
+    round: Round,
+    config: SyncLoopConfig,
+    status: tokio::sync::watch::Sender<SyncStatus>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut backoff = config.backoff;
+        loop {
+            let attempt = now_text();
+            let outcome = tokio::select! {
+                outcome = round.run() => outcome,
+                _ = shutdown.wait_for(|s| *s) => return,
+            };
+            let wait = match &outcome {
+                Ok(_) => config.interval,
+                Err(_) => backoff.min(config.interval),
+            };
+            let next = chrono::Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+            status.send_modify(|s| {
+                s.last_attempt_at = Some(attempt);
+                s.next_attempt_at = Some(careledger_projections::time::text(&next));
+                match &outcome {
+                    Ok(synced) => {
+                        s.reachable = Some(true);
+                        s.last_synced_at = Some(now_text());
+                        s.failures = 0;
+                        s.last_error = None;
+                        s.pushed += synced.pushed as u64;
+                        s.pulled += synced.pulled as u64;
+                        s.cursor = synced.cursor;
+                    }
+                    Err(e) => {
+                        s.reachable = Some(false);
+                        s.failures += 1;
+                        s.last_error = Some(e.clone());
+                    }
+                }
+            });
+            match outcome {
+                Ok(synced) => {
+                    backoff = config.backoff;
+                    metrics::counter!("careledger_sync_rounds_total", "outcome" => "ok").increment(1);
+                    if synced.pushed + synced.pulled > 0 {
+                        tracing::info!(peer = %round.peer, pushed = synced.pushed, pulled = synced.pulled, "synced");
+                    }
+                }
+                Err(e) => {
+                    backoff = (backoff * 2).min(config.interval);
+                    metrics::counter!("careledger_sync_rounds_total", "outcome" => "failed").increment(1);
+                    tracing::warn!(peer = %round.peer, error = %e, retry_in_s = wait.as_secs_f64(), "sync round failed");
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.wait_for(|s| *s) => return,
+            }
+        }
+    })
+}
+
+/// The status the loop keeps, before it starts (`/ready` reads the receiver).
+pub fn status_channel(
+    config: &SyncLoopConfig,
+) -> (tokio::sync::watch::Sender<SyncStatus>, tokio::sync::watch::Receiver<SyncStatus>) {
+    tokio::sync::watch::channel(SyncStatus { peer: config.peer.clone(), ..SyncStatus::default() })
 }

@@ -271,3 +271,94 @@ async fn a_node_syncs_with_the_central_server_over_http_and_resumes_from_where_i
     assert!(!refused.status.success());
     assert!(stderr(&refused).contains("--token"), "{}", stderr(&refused));
 }
+
+/// `serve` with `CARELEDGER_SYNC_PEER`: a round at start and every interval, without anyone
+/// running `careledger sync`; `/ready` says where the sync stands, and a peer that cannot be
+/// reached is a warning there (a node offline is still ready), retried with backoff.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn serve_syncs_with_its_peer_in_the_background_and_says_so_in_ready() {
+    let central = TestServer::start(Kind::Sqlite).await;
+    let central_system = central.state().config.fhir_system.clone();
+    let node_system = format!("urn:uuid:{}", uuid::Uuid::now_v7());
+    let data_dir = std::env::temp_dir().join(format!("careledger-sync-loop-{}", uuid::Uuid::now_v7()));
+    let t = token_for("operator", OPERATOR, None);
+    central.small_register().await;
+    let a =
+        central.post("/api/v1/code-batches", &t, json!({ "holder_type": 2, "holder_code": "E01", "number": 5 })).await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
+    let body = json!({ "holder_type": 2, "holder_code": "E01", "number": 3, "for_server": node_system });
+    let a = central.post("/api/v1/codes/reservations", &t, body).await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
+    let reserved: Vec<String> =
+        a.data()["codes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect();
+    central.settled().await;
+
+    let loop_config = |peer: &str| careledger_gateway::sync_peer::SyncLoopConfig {
+        peer: peer.to_string(),
+        token: token_for(&node_system, "sync:read sync:write", None),
+        interval: std::time::Duration::from_millis(300),
+        backoff: std::time::Duration::from_millis(100),
+        cursors: data_dir.join("sync-peers.json"),
+    };
+    let (system, config) = (node_system.clone(), loop_config(&central.base));
+    let mut node = TestServer::start_with(Kind::Sqlite, move |c| {
+        c.fhir_system = system;
+        c.sync_master = Some(central_system);
+        c.sync_peer = Some(config);
+    })
+    .await;
+    // the codes reserved for the node arrive by themselves
+    let mut ready = Value::Null;
+    for _ in 0..100 {
+        ready = node.get("/ready", "").await.body;
+        if ready["sync"]["last_synced_at"].is_string() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(ready["sync"]["reachable"], true, "{ready}");
+    assert_eq!(ready["sync"]["failures"], 0, "{ready}");
+    assert_eq!(ready["status"], "ready", "{ready}");
+    node.settled().await;
+    let code = node.get(&format!("/api/v1/codes/{}", reserved[0]), &t).await;
+    assert_eq!(code.data()["status"], "reserved", "{}", code.text);
+
+    // an insuree enrolled on the node reaches the central server with a later round
+    let body = json!({ "last_name": "Mwangi", "other_names": "Amani", "birth_date": "1990-01-31", "gender": "F",
+                       "holder_type": "enrolment_officer", "holder_code": "E01" });
+    let a = node.post("/api/v1/enrolment/insurees", &t, body).await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
+    let chfid = a.data()["chfid"].as_str().unwrap().to_string();
+    let mut status = Value::Null;
+    for _ in 0..100 {
+        status = central.get(&format!("/api/v1/codes/{chfid}"), &t).await.body;
+        if status["data"]["status"] == "assigned" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(status["data"]["status"], "assigned", "{status}");
+    node.stop().await;
+
+    // a peer that does not answer: a warning in /ready, the rounds tried again and counted
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let gone = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let config = loop_config(&gone);
+    let mut offline = TestServer::start_with(Kind::Sqlite, move |c| c.sync_peer = Some(config)).await;
+    let mut ready = Value::Null;
+    for _ in 0..100 {
+        ready = offline.get("/ready", "").await.body;
+        if ready["sync"]["failures"].as_u64().unwrap_or(0) >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(ready["sync"]["failures"].as_u64().unwrap_or(0) >= 2, "{ready}");
+    assert_eq!(ready["sync"]["reachable"], false, "{ready}");
+    assert_eq!(ready["status"], "ready", "{ready}");
+    assert!(ready["sync"]["last_error"].as_str().unwrap_or_default().contains("/fhir/metadata"), "{ready}");
+    assert!(ready["warnings"].to_string().contains("has not been reached"), "{ready}");
+    offline.stop().await;
+    let _ = std::fs::remove_dir_all(&data_dir);
+}

@@ -39,7 +39,18 @@ async fn ready(State(state): State<AppState>) -> Response {
             // would take them all out of service for what only one read model suffers. Each
             // projector's `failures`, `error` and `failed_at` say which and why.
             let stuck: Vec<&str> = projections.iter().filter(|p| p.is_stuck()).map(|p| p.name.as_str()).collect();
-            let warnings: Vec<String> = code_space_warning(&state).await.into_iter().collect();
+            let mut warnings: Vec<String> = code_space_warning(&state).await.into_iter().collect();
+            // a node offline is what a node is for: said, but still ready
+            if let Some(sync) = state.sync.as_ref().map(|r| r.borrow().clone())
+                && sync.failures > 0
+            {
+                warnings.push(format!(
+                    "the sync peer {} has not been reached in the last {} rounds (next try at {})",
+                    sync.peer,
+                    sync.failures,
+                    sync.next_attempt_at.unwrap_or_default()
+                ));
+            }
             axum::Json(json!({
                 "status": if stuck.is_empty() { "ready" } else { "degraded" },
                 "stuck_projections": stuck,
@@ -49,6 +60,7 @@ async fn ready(State(state): State<AppState>) -> Response {
                 "projections": projections,
                 "relay": state.relay.as_ref().map(|r| r.borrow().clone()),
                 "commands": state.intake.as_ref().map(|r| r.borrow().clone()),
+                "sync": state.sync.as_ref().map(|r| r.borrow().clone()),
             }))
             .into_response()
         }
