@@ -182,6 +182,7 @@ impl TestServer {
         let db = TestDb::new(kind).await;
         let server = Self::serve(&db.url, adjust).await;
         let base = format!("http://{}", server.addr);
+        careledger_gateway::http_client::install_crypto_provider();
         TestServer { server: Some(server), base, client: reqwest::Client::new(), db }
     }
 

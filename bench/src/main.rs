@@ -150,6 +150,7 @@ struct Clients {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    careledger_gateway::http_client::install_crypto_provider();
     let cli = Cli::parse();
     let result = run(cli).await;
     match result {

@@ -60,6 +60,10 @@ enum Command {
         /// as long each time (from 0.5 s, at most a minute).
         #[arg(long, default_value_t = 5)]
         retries: u32,
+        /// PEM certificates of the CA that signed the peer's certificate, trusted beside the
+        /// platform's roots (a scheme's own CA).
+        #[arg(long, env = "CARELEDGER_SYNC_PEER_CA")]
+        peer_ca: Option<std::path::PathBuf>,
         #[command(flatten)]
         local: crate::sync_files::Local,
         #[command(subcommand)]
@@ -188,9 +192,9 @@ async fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Tail(args) => crate::tail::run(args, shutdown_signal()).await,
-        Command::Sync { command: None, peer: Some(peer), token, retries, local } => {
+        Command::Sync { command: None, peer: Some(peer), token, retries, peer_ca, local } => {
             let token = token.ok_or("--token (or CARELEDGER_SYNC_PEER_TOKEN): a token of the peer for this server")?;
-            crate::sync_peer::run(&cli.storage, &local, &peer, &token, retries).await
+            crate::sync_peer::run(&cli.storage, &local, &peer, &token, retries, peer_ca).await
         }
         Command::Sync { command: None, .. } => {
             Err("name a peer (--peer URL --token TOKEN) or a command (keys, export, import)".to_string())

@@ -310,6 +310,10 @@ pub struct ServeArgs {
     /// then twice as long each time, at most this.
     #[arg(long, env = "CARELEDGER_SYNC_INTERVAL_S", default_value_t = 300)]
     pub sync_interval_s: u64,
+    /// PEM certificates of the CA that signed the peer's certificate, trusted beside the
+    /// platform's roots (a scheme's own CA).
+    #[arg(long, env = "CARELEDGER_SYNC_PEER_CA")]
+    pub sync_peer_ca: Option<PathBuf>,
 }
 
 /// Everything the server needs, resolved.
@@ -408,6 +412,7 @@ impl Config {
                     interval: Duration::from_secs(serve.sync_interval_s.max(1)),
                     backoff: Duration::from_secs(5),
                     cursors: crate::sync_peer::cursors_path(storage),
+                    ca: serve.sync_peer_ca.clone(),
                 }),
             },
         })

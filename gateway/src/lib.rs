@@ -14,6 +14,7 @@ pub mod config;
 pub mod fhir;
 pub mod handler;
 pub mod http;
+pub mod http_client;
 pub mod insurees;
 pub mod intake;
 pub mod nats_url;

@@ -121,6 +121,8 @@ impl RunningServer {
 
 /// Opens the store, starts the projectors and serves HTTP on `config.addr` (port 0: any free).
 pub async fn start(config: Config) -> Result<RunningServer, String> {
+    // the background sync's client, and any a test or benchmark builds beside the server
+    crate::http_client::install_crypto_provider();
     // the recorder first: what projectors and the relay record as soon as they start must count
     let metrics = metrics_handle();
     let store = open_store(&config).await?;
@@ -173,6 +175,7 @@ pub async fn start(config: Config) -> Result<RunningServer, String> {
             token: config.token.clone(),
             // the loop waits and tries again itself
             retries: 0,
+            ca: config.ca.clone(),
         };
         projectors.push(crate::sync_peer::spawn(round, config, status, shutdown_rx.clone()));
     }

@@ -52,10 +52,7 @@ fn local(storage: &StorageArgs, local: &Local, scope: &str, peer: &str) -> Resul
 }
 
 fn client() -> Result<reqwest::Client, String> {
-    reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(600))
-        .build()
-        .map_err(|e| format!("HTTP client: {e}"))
+    crate::http_client::client(std::time::Duration::from_secs(600), None)
 }
 
 /// A JSON answer of the local server, or what it said instead.

@@ -79,7 +79,7 @@ async fn send(request: impl Fn() -> reqwest::RequestBuilder, what: &str, retries
                     Err(e) => format!("{what}: {e}"),
                 }
             }
-            Err(e) => format!("{what}: {e}"),
+            Err(e) => format!("{what}: {}", crate::http_client::why(&e)),
         };
         attempt += 1;
         if attempt > retries {
@@ -179,6 +179,9 @@ pub struct Round {
     pub token: String,
     /// How often an unreachable peer (or a 5xx) is tried again within the round.
     pub retries: u32,
+    /// PEM certificates of the CA that signed the peer's (a scheme's own CA), trusted beside
+    /// the platform's roots.
+    pub ca: Option<PathBuf>,
 }
 
 /// What a round did.
@@ -191,7 +194,14 @@ pub struct Synced {
 
 impl Round {
     /// For `careledger sync --peer`: this server as the data directory and `--server` name it.
-    pub fn of(storage: &StorageArgs, local: &Local, peer: &str, token: &str, retries: u32) -> Result<Round, String> {
+    pub fn of(
+        storage: &StorageArgs,
+        local: &Local,
+        peer: &str,
+        token: &str,
+        retries: u32,
+        ca: Option<PathBuf>,
+    ) -> Result<Round, String> {
         Ok(Round {
             system: storage.fhir_system(local.fhir_system.as_deref())?,
             jwt_secret: storage.jwt_secret()?,
@@ -200,15 +210,13 @@ impl Round {
             peer: peer.trim_end_matches('/').to_string(),
             token: token.to_string(),
             retries,
+            ca,
         })
     }
 
     /// Push then pull, each page's position kept once it is imported.
     pub async fn run(&self) -> Result<Synced, String> {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(600))
-            .build()
-            .map_err(|e| format!("HTTP client: {e}"))?;
+        let client = crate::http_client::client(Duration::from_secs(600), self.ca.as_deref())?;
         let peer_system = server_system(&client, &self.peer, self.retries).await?;
         // this server's own token acts for the peer: `$changes` sends a peer what is reserved
         // for it, and the peer's Bundles are imported here only with a token issued to their sender
@@ -237,8 +245,15 @@ impl Round {
 }
 
 /// `careledger sync --peer URL --token TOKEN`
-pub async fn run(storage: &StorageArgs, local: &Local, peer: &str, token: &str, retries: u32) -> Result<(), String> {
-    let round = Round::of(storage, local, peer, token, retries)?;
+pub async fn run(
+    storage: &StorageArgs,
+    local: &Local,
+    peer: &str,
+    token: &str,
+    retries: u32,
+    ca: Option<PathBuf>,
+) -> Result<(), String> {
+    let round = Round::of(storage, local, peer, token, retries, ca)?;
     let synced = round.run().await?;
     eprintln!(
         "{} <-> {peer}: pushed {} resources (up to position {}), pulled {} (up to the peer's {})",
@@ -256,6 +271,8 @@ pub struct SyncLoopConfig {
     /// The first wait after a failed round; doubled after each failure, at most `interval`.
     pub backoff: Duration,
     pub cursors: PathBuf,
+    /// The CA of the peer's certificate, when not one the platform trusts.
+    pub ca: Option<PathBuf>,
 }
 
 /// What `/ready` says about the background sync.

@@ -189,6 +189,7 @@ async fn the_cli_serves_mints_tokens_and_rebuilds() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    careledger_gateway::http_client::install_crypto_provider();
     let client = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
     let mut up = false;

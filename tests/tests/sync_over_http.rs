@@ -299,6 +299,7 @@ async fn serve_syncs_with_its_peer_in_the_background_and_says_so_in_ready() {
         interval: std::time::Duration::from_millis(300),
         backoff: std::time::Duration::from_millis(100),
         cursors: data_dir.join("sync-peers.json"),
+        ca: None,
     };
     let (system, config) = (node_system.clone(), loop_config(&central.base));
     let mut node = TestServer::start_with(Kind::Sqlite, move |c| {
@@ -361,4 +362,96 @@ async fn serve_syncs_with_its_peer_in_the_background_and_says_so_in_ready() {
     assert!(ready["warnings"].to_string().contains("has not been reached"), "{ready}");
     offline.stop().await;
     let _ = std::fs::remove_dir_all(&data_dir);
+}
+
+/// Runs `openssl` with these arguments in `dir`, panicking with its output when it fails.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl").current_dir(dir).args(args).output().expect("openssl (apt-get install openssl)");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// `sync --peer https://…`: TLS, checked against OpenSSL's own test server (`openssl s_server`)
+/// with a certificate of a scheme's own CA. Refused while the CA is not trusted; with
+/// `--peer-ca` the handshake goes through and the peer's answer is read (here: not a careledger).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sync_reaches_a_peer_over_tls_trusting_the_ca_it_is_given() {
+    let node = TestServer::start(Kind::Sqlite).await;
+    let dir = std::env::temp_dir().join(format!("careledger-sync-tls-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    openssl(
+        &dir,
+        &[&["req", "-x509"][..], &ec, &["-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=scheme CA", "-days", "2"]]
+            .concat(),
+    );
+    openssl(
+        &dir,
+        &[&["req"][..], &ec, &["-keyout", "peer.key", "-out", "peer.csr", "-subj", "/CN=127.0.0.1"]].concat(),
+    );
+    std::fs::write(dir.join("peer.ext"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n").unwrap();
+    openssl(
+        &dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "peer.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "peer.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "peer.ext",
+        ],
+    );
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = free.local_addr().unwrap().port();
+    drop(free);
+    let mut server = Command::new("openssl")
+        .current_dir(&dir)
+        .args([
+            "s_server",
+            "-accept",
+            &format!("127.0.0.1:{port}"),
+            "-cert",
+            "peer.pem",
+            "-key",
+            "peer.key",
+            "-www",
+            "-quiet",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("openssl s_server");
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let peer = format!("https://127.0.0.1:{port}");
+    let token = token_for("node", "sync:read sync:write", None);
+
+    let untrusted = sync(&dir, &node, &peer, &token, &["--retries", "0"]);
+    assert!(!untrusted.status.success());
+    // the command's own message says why, not only the verifier's log line
+    let said = stderr(&untrusted);
+    assert!(said.lines().any(|l| l.starts_with("careledger: https://") && l.contains("UnknownIssuer")), "{said}");
+    let ca = dir.join("ca.pem");
+    let trusted = sync(&dir, &node, &peer, &token, &["--retries", "0", "--peer-ca", ca.to_str().unwrap()]);
+    assert!(!trusted.status.success());
+    assert!(stderr(&trusted).contains("without naming the peer's system"), "{}", stderr(&trusted));
+    let not_pem = dir.join("peer.csr");
+    let refused = sync(&dir, &node, &peer, &token, &["--retries", "0", "--peer-ca", not_pem.to_str().unwrap()]);
+    assert!(stderr(&refused).contains("certificate"), "{}", stderr(&refused));
+
+    let _ = server.kill();
+    let _ = server.wait();
+    let _ = std::fs::remove_dir_all(&dir);
 }
