@@ -37,10 +37,10 @@ use careledger_projections::claims::Registers;
 use careledger_projections::codes::CodeQueries;
 use careledger_store::{AppendRequest, EventStore, ExpectedVersion, KeyClaim, StoreError, StreamAppend};
 use chrono::{NaiveDate, Utc};
-use serde_json::json;
+use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::claims::{CLAIM_CODE_SCOPE, Claims};
+use crate::claims::{CLAIM_CODE_SCOPE, Claims, ReferenceEntry};
 use crate::codes::{CODE_SCOPE, INSUREE_SCOPE};
 use crate::{AggregateCache, Answer, AppError, CommandCtx, CommitError, Invalid, MAX_ATTEMPTS, load};
 
@@ -70,6 +70,15 @@ pub enum Incoming {
     Reservation(IncomingReservation),
     Claim(IncomingClaim),
     ClaimResponse(IncomingClaimResponse),
+    Register(IncomingRegister),
+}
+
+/// An entry of the master's register (a health facility, a medical item or service, a price
+/// list, a product), as the upsert API reads it: a node takes it from its master only.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IncomingRegister {
+    pub identifiers: Vec<Identifier>,
+    pub entry: ReferenceEntry,
 }
 
 /// A claim as a node entered it (a `Claim`): created here as entered, with the node's id as an
@@ -165,6 +174,7 @@ impl Incoming {
             Incoming::Reservation(r) => &r.identifiers,
             Incoming::Claim(c) => &c.identifiers,
             Incoming::ClaimResponse(r) => &r.identifiers,
+            Incoming::Register(r) => &r.identifiers,
         }
     }
 
@@ -175,6 +185,7 @@ impl Incoming {
             Incoming::Reservation(_) => "Basic",
             Incoming::Claim(_) => "Claim",
             Incoming::ClaimResponse(_) => "ClaimResponse",
+            Incoming::Register(_) => "Basic",
         }
     }
 }
@@ -203,18 +214,26 @@ enum Placed {
     Known(Uuid),
     /// New here, under this id.
     New(Uuid),
-    /// Not kept here (a claim of the master's, on a node).
-    Skipped,
+    /// Not kept here, and why (a claim of the master's, on a node).
+    Skipped(&'static str),
+    /// An entry of the master's register, upserted when it differs from what is held.
+    Register,
 }
 
 impl Placed {
     fn id(self) -> Uuid {
         match self {
             Placed::Known(id) | Placed::New(id) => id,
-            Placed::Skipped => Uuid::nil(),
+            Placed::Skipped(_) | Placed::Register => Uuid::nil(),
         }
     }
 }
+
+/// Why a node keeps no claim of its master's.
+const MASTERS_CLAIM: &str = "a claim of the master server: a node keeps only the claims it entered";
+/// Why a register entry is taken from the master only.
+const NOT_MASTERS_REGISTER: &str =
+    "an entry of the sender's register: this server takes reference data from its master only (CARELEDGER_SYNC_MASTER)";
 
 /// Entry `index`'s element `path` breaks `rule`.
 fn invalid(index: usize, path: &str, rule: &'static str, message: impl Into<String>) -> AppError {
@@ -328,7 +347,7 @@ fn streams_of(incoming: &Incoming, id: Uuid) -> Vec<String> {
         Incoming::Patient(_) => vec![insuree_stream(id), careledger_events::claims::insuree_stream(id)],
         Incoming::Coverage(_) => vec![policy_stream(id), careledger_events::claims::policy_stream(id)],
         Incoming::Claim(_) | Incoming::ClaimResponse(_) => vec![claim_stream(id)],
-        Incoming::Reservation(_) => vec![],
+        Incoming::Reservation(_) | Incoming::Register(_) => vec![],
     }
 }
 
@@ -557,6 +576,37 @@ impl Importer<'_> {
         Ok(claim_append(streams, ctx, stream, loaded.version, &events))
     }
 
+    /// The master's register entry: appended as an upsert on its stream when it differs from
+    /// what the stream last holds (`201` when new here, `200` when changed or the same). `Err`:
+    /// the Bundle holds the entry's key twice.
+    async fn register_entry(
+        &self,
+        ctx: &CommandCtx,
+        entry: &ReferenceEntry,
+        seen: &mut HashSet<String>,
+        streams: &mut Vec<StreamAppend>,
+    ) -> Result<Result<Value, String>, AppError> {
+        let stream = entry.stream();
+        if !seen.insert(stream.clone()) {
+            return Ok(Err(format!("the Bundle holds the register entry of {stream} twice")));
+        }
+        let version = self.store.stream_version(&stream).await?;
+        if version > 0 {
+            let last = self.store.read_stream(&stream, version - 1, 1).await?;
+            let held = last.first().and_then(|e| e.decode::<ClaimEvent>().ok()).and_then(|e| ReferenceEntry::of(&e));
+            if held.as_ref() == Some(entry) {
+                return Ok(Ok(json!({ "response": { "status": "200 OK", "outcome": information("held already") } })));
+            }
+        }
+        streams.push(StreamAppend {
+            stream,
+            expected: ExpectedVersion::Exact(version),
+            events: ctx.events(&[entry.clone().event(Utc::now())]),
+        });
+        let status = if version == 0 { "201 Created" } else { "200 OK" };
+        Ok(Ok(json!({ "response": { "status": status } })))
+    }
+
     /// What the import looks up, read for the whole Bundle in two queries: the owners of every
     /// identifier of another server it names (its resources' and their references'), and which
     /// of the streams its ids would take exist. A lookup outside them asks the store.
@@ -568,7 +618,7 @@ impl Importer<'_> {
                 Incoming::Patient(p) => named.extend(p.family_head.as_ref()),
                 Incoming::Coverage(c) => named.push(&c.beneficiary),
                 Incoming::ClaimResponse(r) => named.push(&r.request),
-                Incoming::Claim(_) | Incoming::Reservation(_) => {}
+                Incoming::Claim(_) | Incoming::Reservation(_) | Incoming::Register(_) => {}
             }
             for identifier in named {
                 if identifier.system != self.own_system {
@@ -646,7 +696,7 @@ impl Importer<'_> {
                 placed.push(match claim {
                     Some(id) if fresh => Placed::New(id),
                     Some(id) => Placed::Known(id),
-                    None if from_master => Placed::Skipped,
+                    None if from_master => Placed::Skipped(MASTERS_CLAIM),
                     None => {
                         return Err(invalid(
                             index,
@@ -656,6 +706,10 @@ impl Importer<'_> {
                         ));
                     }
                 });
+                continue;
+            }
+            if let Incoming::Register(_) = incoming {
+                placed.push(if from_master { Placed::Register } else { Placed::Skipped(NOT_MASTERS_REGISTER) });
                 continue;
             }
             let Some(theirs) = incoming.identifiers().iter().find(|i| i.system == bundle.sender) else {
@@ -686,7 +740,7 @@ impl Importer<'_> {
                 Some(id) => Placed::Known(id),
                 // the master's claims stay there: a node holds the claims it entered
                 None if from_master && matches!(incoming, Incoming::Claim(_)) => {
-                    placed.push(Placed::Skipped);
+                    placed.push(Placed::Skipped(MASTERS_CLAIM));
                     continue;
                 }
                 None => {
@@ -730,21 +784,34 @@ impl Importer<'_> {
         let mut streams = Vec::new();
         let mut claims = Vec::new();
         let mut entries = Vec::new();
+        // products are known here, or come with this Bundle (the master's register, before the
+        // policies of its insurees)
         let mut product_known: HashMap<String, bool> = HashMap::new();
+        for (incoming, place) in bundle.entries.iter().zip(&placed) {
+            if let (Incoming::Register(r), Placed::Register) = (incoming, place)
+                && let ReferenceEntry::Product(product) = &r.entry
+            {
+                product_known.insert(product.code.clone(), true);
+            }
+        }
         // the insurees this Bundle registers, as their family members see them
         let mut registered_here: HashMap<Uuid, Insuree> = HashMap::new();
         // the data of the Bundle's claims by their id here, and the claims whose cached state
         // this import changes
         let mut claim_data: HashMap<Uuid, &ClaimData> = HashMap::new();
         let mut touched: Vec<String> = Vec::new();
+        let mut register_streams = HashSet::new();
         for (index, (incoming, place)) in bundle.entries.iter().zip(&placed).enumerate() {
             let kind = incoming.resource_type();
             let id = place.id();
             entries.push(match place {
-                Placed::Skipped => json!({ "response": {
-                    "status": "200 OK",
-                    "outcome": information("a claim of the master server: a node keeps only the claims it entered"),
-                } }),
+                Placed::Skipped(why) => json!({ "response": { "status": "200 OK", "outcome": information(why) } }),
+                Placed::Register => {
+                    let Incoming::Register(r) = incoming else { continue };
+                    let answer = self.register_entry(ctx, &r.entry, &mut register_streams, &mut streams).await?;
+                    entries.push(answer.map_err(|message| invalid(index, "extension", "unique", message))?);
+                    continue;
+                }
                 Placed::New(_) => {
                     json!({ "response": { "status": "201 Created", "location": format!("{kind}/{id}") } })
                 }
@@ -871,7 +938,7 @@ impl Importer<'_> {
                     });
                     touched.push(claim_stream(id));
                 }
-                Incoming::ClaimResponse(_) => {}
+                Incoming::ClaimResponse(_) | Incoming::Register(_) => {}
                 Incoming::Reservation(r) => {
                     if r.for_server != self.own_system {
                         return Err(invalid(

@@ -19,6 +19,7 @@ mod capability;
 mod claims;
 mod identifier;
 mod outcome;
+mod register;
 mod reservation;
 mod resources;
 
@@ -27,6 +28,7 @@ pub use capability::{SERVER_SYSTEM, capability_statement};
 pub use claims::{AMOUNTS, CLAIM_CATEGORY, LINE_EXPLANATION, REJECTION_REASON, claim, claim_response};
 pub use identifier::{OPENIMIS_IDENTIFIERS, Systems, Token, TokenError};
 pub use outcome::{IssueType, operation_outcome};
+pub use register::{REGISTER_ENTRY, REGISTER_ENTRY_CODE, REGISTER_KINDS, register_entry};
 pub use reservation::{RESERVATION, RESERVATION_CODE, RESOURCE_KINDS, Reservation, reservation};
 pub use resources::{FAMILY_HEAD, coverage, patient};
 

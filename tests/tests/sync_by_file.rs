@@ -14,7 +14,7 @@ use std::process::{Command, Output};
 
 use careledger_tests::{Kind, SECRET, TestServer, careledger_binary, token_for};
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{Value, json};
 
 const OPERATOR: &str = "111101 111102 101101 101201 101102 101202 reference:write";
 
@@ -46,7 +46,9 @@ fn keys(dir: &Path, data_dir: &Path, server: &TestServer, name: &str) -> PathBuf
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_nodes_enrolment_reaches_the_central_server_by_a_signed_encrypted_file() {
-    let (central, node) = (TestServer::start(Kind::Postgres).await, TestServer::start(Kind::Sqlite).await);
+    let central = TestServer::start(Kind::Postgres).await;
+    let central_system = central.state().config.fhir_system.clone();
+    let node = TestServer::start_with(Kind::Sqlite, |c| c.sync_master = Some(central_system)).await;
     let dir = std::env::temp_dir().join(format!("careledger-sync-file-{}", uuid::Uuid::now_v7()));
     let (central_dir, node_dir) = (dir.join("central"), dir.join("node"));
     std::fs::create_dir_all(&dir).unwrap();
@@ -64,29 +66,26 @@ async fn a_nodes_enrolment_reaches_the_central_server_by_a_signed_encrypted_file
     assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
     let sent: Vec<String> =
         a.data()["codes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect();
+    // the register is the central server's: the node gets it with the file
     central.small_register().await;
-    node.small_register().await;
     central.settled().await;
     // codes reserved for the node are not handed out on the central server
     let body = json!({ "last_name": "Njeri", "other_names": "Amani", "birth_date": "1990-01-31", "gender": "F",
                        "holder_type": "enrolment_officer", "holder_code": "E01" });
     let a = central.post("/api/v1/enrolment/insurees", &t, body).await;
     assert_eq!(a.status, StatusCode::CONFLICT, "{}", a.text);
-    // what the node is sent: a Basic per reservation, to the node alone, valid FHIR
+    // what the node is sent: a Basic per reservation, to the node alone, valid FHIR (beside the
+    // register entries every peer is sent)
+    let reservation = |r: &Value| r["code"]["coding"][0]["code"] == "code-reservation";
     let for_node = central.get("/fhir/$changes?_since=0", &token_for(&node_system, "sync:read", None)).await;
-    let basics: Vec<_> = for_node.body["entry"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["resource"].clone())
-        .filter(|r| r["resourceType"] == "Basic")
-        .collect();
+    let basics: Vec<_> =
+        for_node.body["entry"].as_array().unwrap().iter().map(|e| e["resource"].clone()).filter(reservation).collect();
     assert_eq!(basics.len(), 1, "{}", for_node.text);
     careledger_tests::valid_fhir(&basics);
     let for_other =
         central.get("/fhir/$changes?_since=0", &token_for("urn:uuid:another-node", "sync:read", None)).await;
     assert!(
-        for_other.body["entry"].as_array().is_none_or(|e| e.iter().all(|e| e["resource"]["resourceType"] != "Basic")),
+        for_other.body["entry"].as_array().is_none_or(|e| e.iter().all(|e| !reservation(&e["resource"]))),
         "{}",
         for_other.text
     );

@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use base64::Engine;
 use careledger_tests::{Answer, Kind, TestServer, both_backends, token_for, valid_fhir};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -37,16 +38,19 @@ fn next(bundle: &Value) -> String {
     links.iter().find(|l| l["relation"] == "next").unwrap()["url"].as_str().unwrap().to_string()
 }
 
+/// Each entry's resource type and id; a register entry as `register` and its kind.
 fn entries(bundle: &Value) -> Vec<(String, String)> {
     bundle["entry"]
         .as_array()
         .map(|e| {
             e.iter()
                 .map(|e| {
-                    (
-                        e["resource"]["resourceType"].as_str().unwrap().into(),
-                        e["resource"]["id"].as_str().unwrap().into(),
-                    )
+                    let r = &e["resource"];
+                    if r["code"]["coding"][0]["code"] == "register-entry" {
+                        ("register".into(), r["extension"][0]["extension"][0]["valueCode"].as_str().unwrap().into())
+                    } else {
+                        (r["resourceType"].as_str().unwrap().into(), r["id"].as_str().unwrap().into())
+                    }
                 })
                 .collect()
         })
@@ -91,8 +95,18 @@ async fn changes_on(kind: Kind) {
     let all = changes(&s, "/fhir/$changes?_since=0", &peer).await;
     assert_eq!(all.status, StatusCode::OK, "{}", all.text);
     assert_eq!((all.body["resourceType"].as_str(), all.body["type"].as_str()), (Some("Bundle"), Some("transaction")));
-    let expected =
-        [("Patient", &a), ("Patient", &b), ("Coverage", &policy), ("Claim", &claim), ("ClaimResponse", &claim)];
+    let (facilities, items, products) =
+        ("health-facilities".to_string(), "medical-items".to_string(), "products".to_string());
+    let expected = [
+        ("register", &facilities),
+        ("register", &items),
+        ("register", &products),
+        ("Patient", &a),
+        ("Patient", &b),
+        ("Coverage", &policy),
+        ("Claim", &claim),
+        ("ClaimResponse", &claim),
+    ];
     let expected: Vec<(String, String)> = expected.iter().map(|(t, id)| (t.to_string(), id.to_string())).collect();
     assert_eq!(entries(&all.body), expected, "{}", all.text);
     for entry in all.body["entry"].as_array().unwrap() {
@@ -102,8 +116,14 @@ async fn changes_on(kind: Kind) {
     }
     assert_eq!(all.body["identifier"], json!({ "system": own, "value": format!("changes-0-{head}") }));
     assert!(next(&all.body).ends_with(&format!("/fhir/$changes?_since={head}&_count=100")), "{}", all.text);
-    let patient = &all.body["entry"][0]["resource"];
+    let patient = &all.body["entry"][3]["resource"];
     assert_eq!(patient["name"][0]["family"], "Mwangi");
+    // the register entry whole, in the upsert API's form
+    let facility = &all.body["entry"][0]["resource"]["extension"][0]["extension"][1]["valueAttachment"];
+    assert_eq!(facility["contentType"], "application/json");
+    let data = base64::engine::general_purpose::STANDARD.decode(facility["data"].as_str().unwrap()).unwrap();
+    let data: Value = serde_json::from_slice(&data).unwrap();
+    assert_eq!(data, json!({ "code": "HF1", "name": "District hospital", "care_type": "B" }));
 
     // nothing new: an empty Bundle, the cursor where it was
     let again = changes(&s, &next(&all.body), &peer).await;

@@ -324,6 +324,31 @@ async fn all_or_nothing_on(kind: Kind) {
     let a = import(&s, &bundle("many", vec![many])).await;
     assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.text);
     assert_eq!(a.body["issue"][0]["expression"][0], "Bundle.entry[0].resource.identifier", "{}", a.text);
+    // a register entry is read as the upsert API reads it: its errors are named
+    let entry = |data: &str| {
+        json!({ "resource": { "resourceType": "Basic", "identifier": [{ "system": NODE, "value": "r1" }],
+            "code": { "coding": [{ "system": "urn:careledger:fhir:basic-kind", "code": "register-entry" }] },
+            "extension": [{ "url": "urn:careledger:fhir:extension:register-entry", "extension": [
+                { "url": "kind", "valueCode": "medical-items" },
+                { "url": "entry", "valueAttachment": { "contentType": "application/json", "data": data } }] }] },
+            "request": { "method": "PUT", "url": "Basic" } })
+    };
+    // {"code":"I1","name":"x","price":-1}
+    let a = import(&s, &bundle("bad-entry", vec![entry("eyJjb2RlIjoiSTEiLCJuYW1lIjoieCIsInByaWNlIjotMX0=")])).await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.text);
+    let at = a.body["issue"][0]["expression"][0].as_str().unwrap_or_default().to_string();
+    assert!(at.ends_with("where(url='entry').valueAttachment.data"), "{}", a.text);
+    assert!(
+        a.body["issue"][0]["diagnostics"].as_str().unwrap_or_default().starts_with("the entry's price"),
+        "{}",
+        a.text
+    );
+    // a well-formed one from a server that is not this one's master: answered, not taken
+    // {"code":"I1","name":"x","price":1}
+    let a = import(&s, &bundle("foreign-entry", vec![entry("eyJjb2RlIjoiSTEiLCJuYW1lIjoieCIsInByaWNlIjoxfQ==")])).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    assert!(a.text.contains("from its master only"), "{}", a.text);
+    assert_eq!(s.state().store.head().await.unwrap(), head);
     // without the right to import
     let a = s.post("/fhir", &token_for("reader", "sync:read", None), bundle("b6", vec![good.clone()])).await;
     assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.text);

@@ -44,8 +44,8 @@ async fn a_node_syncs_with_the_central_server_over_http_and_resumes_from_where_i
     // the central operator's token for the node: its sub names the node
     let token = token_for(&node_system, "sync:read sync:write", None);
     let t = token_for("operator", OPERATOR, None);
+    // the register is the central server's alone: the node gets it with the sync
     central.small_register().await;
-    node.small_register().await;
     let a =
         central.post("/api/v1/code-batches", &t, json!({ "holder_type": 2, "holder_code": "E01", "number": 10 })).await;
     assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
@@ -70,10 +70,13 @@ async fn a_node_syncs_with_the_central_server_over_http_and_resumes_from_where_i
     central.settled().await;
     node.settled().await;
 
-    // round 1: the codes and the central server's insuree reach the node
+    // round 1: the register, the codes and the central server's insuree reach the node
     let round = sync(&data_dir, &node, &central.base, &token, &[]);
     assert!(round.status.success(), "{}", stderr(&round));
     node.settled().await;
+    for stream in ["claims-facility-HF1", "claims-item-I1", "claims-pricelist-HF1", "claims-product-P1"] {
+        assert_eq!(node.state().store.stream_version(stream).await.unwrap(), 1, "{stream} on the node");
+    }
     let found = node.get(&format!("/fhir/Patient?identifier={central_system}|{central_insuree}"), &t).await;
     assert_eq!(found.body["entry"].as_array().map_or(0, Vec::len), 1, "{}", found.text);
     let local = node.get(&format!("/fhir/Patient?identifier={central_chfid}"), &t).await;
@@ -179,11 +182,24 @@ async fn a_node_syncs_with_the_central_server_over_http_and_resumes_from_where_i
     central.settled().await;
     node.settled().await;
 
-    // round 3: the change goes up, the decisions come down
+    // the central server changes its register (a new price of I1 at HF1 from today)
+    let list = json!({ "entries": [{ "health_facility": "HF1",
+        "items": [{ "code": "I1", "valid_from": "2020-01-01" }, { "code": "I1", "price": 9, "valid_from": today }] }] });
+    let a = central.post("/api/v1/price-lists", &token_for("operator", "reference:write", None), list).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    central.settled().await;
+
+    // round 3: the change goes up, the decisions and the new price come down
     let round = sync(&data_dir, &node, &central.base, &token, &[]);
     assert!(round.status.success(), "{}", stderr(&round));
     central.settled().await;
     node.settled().await;
+    let prices = node.state().store.read_stream("claims-pricelist-HF1", 0, 10).await.unwrap();
+    assert_eq!(prices.len(), 2, "the changed price list, once: {prices:?}");
+    assert_eq!(prices[1].data["entries"][1]["price"], 9, "{:?}", prices[1].data);
+    // the register does not come back from the node (nor would the central server take it)
+    assert_eq!(central.state().store.stream_version("claims-pricelist-HF1").await.unwrap(), 2);
+    assert_eq!(central.state().store.stream_version("claims-facility-HF1").await.unwrap(), 1);
     let a = central.get(&format!("/api/v1/claims/{}", claims[2]), &t).await;
     assert_eq!(a.data()["claimed"], 24, "the node's change of an entered claim: {}", a.text);
     for claim in &claims[..2] {

@@ -43,7 +43,23 @@ impl ReferenceEntry {
         }
     }
 
-    fn event(self, at: DateTime<Utc>) -> ClaimEvent {
+    /// The entry an upsert event holds.
+    pub fn of(event: &ClaimEvent) -> Option<ReferenceEntry> {
+        Some(match event {
+            ClaimEvent::HealthFacilityUpserted { facility, .. } => ReferenceEntry::Facility(facility.clone()),
+            ClaimEvent::MedicalEntryUpserted { entry, .. } => ReferenceEntry::Medical(entry.clone()),
+            ClaimEvent::PriceListUpserted { health_facility, entries, .. } => {
+                ReferenceEntry::PriceList { health_facility: health_facility.clone(), entries: entries.clone() }
+            }
+            ClaimEvent::InsureeUpserted { insuree, .. } => ReferenceEntry::Insuree(insuree.clone()),
+            ClaimEvent::ProductUpserted { product, .. } => ReferenceEntry::Product(product.clone()),
+            ClaimEvent::PolicyUpserted { policy, .. } => ReferenceEntry::Policy(policy.clone()),
+            _ => return None,
+        })
+    }
+
+    /// The event that upserts the entry.
+    pub fn event(self, at: DateTime<Utc>) -> ClaimEvent {
         match self {
             ReferenceEntry::Facility(facility) => ClaimEvent::HealthFacilityUpserted { facility, at },
             ReferenceEntry::Medical(entry) => ClaimEvent::MedicalEntryUpserted { entry, at },

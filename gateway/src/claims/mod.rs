@@ -13,7 +13,7 @@ mod entry;
 mod print;
 mod process;
 mod queries;
-mod reference;
+pub(crate) mod reference;
 mod review;
 mod submit;
 

@@ -69,17 +69,51 @@ pub async fn facilities(
 ) -> Result<Envelope, ApiError> {
     counted("UpsertHealthFacilities", async {
         let ctx = command_ctx(&state, "UpsertHealthFacilities", &user, &headers, "/api/v1/health-facilities", &bytes)?;
-        let entries = entries(&body, "code", |e| {
-            e.only(&["code", "name", "care_type"]);
-            let code = e.string("code", true, 50);
-            let name = e.string("name", true, 255);
-            let care_type = care_type(e, "care_type", true);
-            let facility = HealthFacility { code: code?, name: name?, care_type: care_type? };
-            Some((facility.code.clone(), ReferenceEntry::Facility(facility)))
-        })?;
+        let entries = read("health-facilities", &body)?;
         upsert(&state, &ctx, entries).await
     })
     .await
+}
+
+/// The entries of a body of `POST /api/v1/<kind>`, each read and bounded as that API reads it
+/// (the sync reads the master's register entries with it too).
+pub(crate) fn read(kind: &str, body: &Map<String, Value>) -> Result<Vec<ReferenceEntry>, ApiError> {
+    match kind {
+        "health-facilities" => entries(body, "code", facility),
+        "medical-items" => medical(body, LineKind::Item),
+        "medical-services" => medical(body, LineKind::Service),
+        "price-lists" => entries(body, "health_facility", price_list),
+        "products" => entries(body, "code", product),
+        other => Err(ApiError::malformed(format!("{other} is not a kind of register entry"))),
+    }
+}
+
+fn facility(e: &mut Fields<'_>) -> Option<(String, ReferenceEntry)> {
+    e.only(&["code", "name", "care_type"]);
+    let code = e.string("code", true, 50);
+    let name = e.string("name", true, 255);
+    let care_type = care_type(e, "care_type", true);
+    let facility = HealthFacility { code: code?, name: name?, care_type: care_type? };
+    Some((facility.code.clone(), ReferenceEntry::Facility(facility)))
+}
+
+fn price_list(e: &mut Fields<'_>) -> Option<(String, ReferenceEntry)> {
+    e.only(&["health_facility", "items", "services"]);
+    let facility = e.string("health_facility", true, 50);
+    let mut list = priced(e, "items", LineKind::Item);
+    list.extend(priced(e, "services", LineKind::Service));
+    let facility = facility?;
+    Some((facility.clone(), ReferenceEntry::PriceList { health_facility: facility, entries: list }))
+}
+
+fn product(e: &mut Fields<'_>) -> Option<(String, ReferenceEntry)> {
+    e.only(&["code", "name", "items", "services"]);
+    let code = e.string("code", true, 50);
+    let name = e.string("name", true, 255);
+    let mut coverage = covered(e, "items", LineKind::Item);
+    coverage.extend(covered(e, "services", LineKind::Service));
+    let product = Product { code: code?, name: name?, coverage };
+    Some((product.code.clone(), ReferenceEntry::Product(product)))
 }
 
 fn medical(body: &Map<String, Value>, kind: LineKind) -> Result<Vec<ReferenceEntry>, ApiError> {
@@ -177,14 +211,7 @@ pub async fn price_lists(
 ) -> Result<Envelope, ApiError> {
     counted("UpsertPriceLists", async {
         let ctx = command_ctx(&state, "UpsertPriceLists", &user, &headers, "/api/v1/price-lists", &bytes)?;
-        let entries = entries(&body, "health_facility", |e| {
-            e.only(&["health_facility", "items", "services"]);
-            let facility = e.string("health_facility", true, 50);
-            let mut list = priced(e, "items", LineKind::Item);
-            list.extend(priced(e, "services", LineKind::Service));
-            let facility = facility?;
-            Some((facility.clone(), ReferenceEntry::PriceList { health_facility: facility, entries: list }))
-        })?;
+        let entries = read("price-lists", &body)?;
         upsert(&state, &ctx, entries).await
     })
     .await
@@ -251,15 +278,7 @@ pub async fn products(
 ) -> Result<Envelope, ApiError> {
     counted("UpsertProducts", async {
         let ctx = command_ctx(&state, "UpsertProducts", &user, &headers, "/api/v1/products", &bytes)?;
-        let entries = entries(&body, "code", |e| {
-            e.only(&["code", "name", "items", "services"]);
-            let code = e.string("code", true, 50);
-            let name = e.string("name", true, 255);
-            let mut coverage = covered(e, "items", LineKind::Item);
-            coverage.extend(covered(e, "services", LineKind::Service));
-            let product = Product { code: code?, name: name?, coverage };
-            Some((product.code.clone(), ReferenceEntry::Product(product)))
-        })?;
+        let entries = read("products", &body)?;
         upsert(&state, &ctx, entries).await
     })
     .await

@@ -53,6 +53,8 @@ fn resource_of(stream: &str) -> Option<(Served, &str)> {
 enum Changed {
     Resource(Served, String),
     Reservation(Box<RecordedEvent>),
+    /// An entry of the register as last upserted in the page (sent as the event holds it).
+    Register(Box<RecordedEvent>),
 }
 
 /// The changes a page holds: in the order they first changed after `since`, and the position the
@@ -71,6 +73,8 @@ fn reserved_for(event: &RecordedEvent, peer: &str) -> bool {
 async fn changed(state: &AppState, peer: &str, since: i64, head: i64, count: usize) -> Result<Changes, FhirError> {
     let mut changes = Changes { resources: vec![], reached: since };
     let mut seen = std::collections::HashSet::new();
+    // where each register stream's entry is in the page: a later upsert replaces it there
+    let mut register_at: HashMap<String, usize> = HashMap::new();
     let mut after = since;
     while after < head {
         let events: Vec<RecordedEvent> = state.store.read_all(after, SCAN_PAGE).await.map_err(ApiError::from)?;
@@ -80,6 +84,22 @@ async fn changed(state: &AppState, peer: &str, since: i64, head: i64, count: usi
             changes.reached = event.position;
             if reserved_for(event, peer) {
                 changes.resources.push(Changed::Reservation(Box::new(event.clone())));
+            } else if super::register::is_register(event) {
+                // the register goes out from where it is kept: not back to the peer it came from
+                if event.metadata.origin.as_ref().is_some_and(|o| o.peer == peer) {
+                    continue;
+                }
+                let entry = Changed::Register(Box::new(event.clone()));
+                match register_at.get(&event.stream) {
+                    Some(&i) => {
+                        changes.resources[i] = entry;
+                        continue;
+                    }
+                    None => {
+                        register_at.insert(event.stream.clone(), changes.resources.len());
+                        changes.resources.push(entry);
+                    }
+                }
             } else if let Some((served, id)) = resource_of(&event.stream)
                 && seen.insert((served, id.to_string()))
             {
@@ -221,6 +241,7 @@ async fn rendered(
                 }
             }
             Changed::Resource(served, id) => rendered.extend(registers.remove(&(served, id))),
+            Changed::Register(event) => rendered.extend(super::register::resource(&event, systems)),
             Changed::Reservation(event) => {
                 // a batch's format, read once for all the page's reservations of that batch
                 if !formats.contains_key(&event.stream) {

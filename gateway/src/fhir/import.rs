@@ -17,7 +17,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use careledger_app::sync::{
     Importer, Incoming, IncomingBundle, IncomingClaim, IncomingClaimResponse, IncomingCoverage, IncomingLineOutcome,
-    IncomingPatient, IncomingReservation,
+    IncomingPatient, IncomingRegister, IncomingReservation,
 };
 use careledger_app::{AppError, Invalid, Operation};
 use careledger_events::claims::{Amount, Gender};
@@ -327,27 +327,71 @@ impl Reader {
     }
 }
 
+/// Whether a `Basic` is of this kind (`Basic.code`, careledger's system).
+fn basic_kind(resource: &Map<String, Value>, kind: &str) -> bool {
+    resource.get("code").and_then(|c| c.get("coding")).and_then(Value::as_array).is_some_and(|codings| {
+        codings.iter().any(|c| c["system"] == careledger_fhir::RESOURCE_KINDS && c["code"] == kind)
+    })
+}
+
 impl Reader {
-    /// Codes reserved for this server (a `Basic` of kind `code-reservation`).
-    fn reservation(&mut self, resource: &Map<String, Value>, path: &str) -> Option<IncomingReservation> {
-        let (identifiers, _) = self.identifiers(resource, path);
-        let kind =
-            resource.get("code").and_then(|c| c.get("coding")).and_then(Value::as_array).is_some_and(|codings| {
-                codings.iter().any(|c| {
-                    c["system"] == careledger_fhir::RESOURCE_KINDS && c["code"] == careledger_fhir::RESERVATION_CODE
-                })
-            });
-        if !kind {
-            self.fail(&format!("{path}.code"), "enum", "only code reservations are imported as Basic");
-            return None;
-        }
+    /// The parts of the resource's complex extension `url` (required, named `what`), and where
+    /// they are.
+    fn parts<'v>(
+        &mut self,
+        resource: &'v Map<String, Value>,
+        path: &str,
+        url: &str,
+        what: &str,
+    ) -> Option<(String, &'v [Value])> {
         let extensions = resource.get("extension").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
-        let Some(i) = extensions.iter().position(|e| e["url"] == careledger_fhir::RESERVATION) else {
-            self.fail(&format!("{path}.extension"), "required", "the reservation's extension");
+        let Some(i) = extensions.iter().position(|e| e["url"] == url) else {
+            self.fail(&format!("{path}.extension"), "required", what);
             return None;
         };
         let at = format!("{path}.extension[{i}].extension");
         let parts = self.array(extensions[i].get("extension"), &at, true);
+        Some((at, parts))
+    }
+
+    /// An entry of the master's register (a `Basic` of kind `register-entry`), read by the
+    /// upsert API's reader.
+    fn register_entry(&mut self, resource: &Map<String, Value>, path: &str) -> Option<IncomingRegister> {
+        let (identifiers, _) = self.identifiers(resource, path);
+        let (at, parts) =
+            self.parts(resource, path, careledger_fhir::REGISTER_ENTRY, "the register entry's extension")?;
+        let part = |name: &str| parts.iter().find(|p| p["url"] == name);
+        let kind =
+            self.text(part("kind").and_then(|p| p.get("valueCode")), &format!("{at}.where(url='kind')"), true, 50)?;
+        if !careledger_fhir::REGISTER_KINDS.contains(&kind.as_str()) {
+            let kinds = careledger_fhir::REGISTER_KINDS.join(", ");
+            self.fail(&format!("{at}.where(url='kind')"), "enum", format!("expected one of {kinds}"));
+            return None;
+        }
+        let attachment = part("entry").and_then(|p| p.get("valueAttachment"));
+        let data_at = format!("{at}.where(url='entry').valueAttachment.data");
+        if attachment.and_then(|a| a.get("contentType")).and_then(Value::as_str) != Some("application/json") {
+            self.fail(
+                &format!("{at}.where(url='entry').valueAttachment.contentType"),
+                "enum",
+                "expected application/json",
+            );
+            return None;
+        }
+        let data = self.text(attachment.and_then(|a| a.get("data")), &data_at, true, MAX_BUNDLE_BYTES)?;
+        match super::register::read_entry(&kind, &data) {
+            Ok(entry) => Some(IncomingRegister { identifiers, entry }),
+            Err(why) => {
+                self.fail(&data_at, "invalid", why);
+                None
+            }
+        }
+    }
+
+    /// Codes reserved for this server (a `Basic` of kind `code-reservation`).
+    fn reservation(&mut self, resource: &Map<String, Value>, path: &str) -> Option<IncomingReservation> {
+        let (identifiers, _) = self.identifiers(resource, path);
+        let (at, parts) = self.parts(resource, path, careledger_fhir::RESERVATION, "the reservation's extension")?;
         let part = |name: &str| parts.iter().find(|p| p["url"] == name);
         let value = |name: &str, kind: &str| part(name).and_then(|p| p.get(kind));
         let uuid = |r: &mut Reader, name: &str| {
@@ -682,7 +726,18 @@ fn read_bundle(body: &Map<String, Value>) -> Result<IncomingBundle, Vec<Invalid>
         let incoming = match resource.get("resourceType").and_then(Value::as_str) {
             Some("Patient") => r.patient(resource, &path).map(Incoming::Patient),
             Some("Coverage") => r.coverage(resource, &path).map(Incoming::Coverage),
-            Some("Basic") => r.reservation(resource, &path).map(Incoming::Reservation),
+            Some("Basic") if basic_kind(resource, careledger_fhir::RESERVATION_CODE) => {
+                r.reservation(resource, &path).map(Incoming::Reservation)
+            }
+            Some("Basic") if basic_kind(resource, careledger_fhir::REGISTER_ENTRY_CODE) => {
+                r.register_entry(resource, &path).map(Incoming::Register)
+            }
+            Some("Basic") => {
+                let kinds =
+                    format!("{} or {}", careledger_fhir::RESERVATION_CODE, careledger_fhir::REGISTER_ENTRY_CODE);
+                r.fail(&format!("{path}.code"), "enum", format!("a Basic imported here is a {kinds}"));
+                None
+            }
             Some("Claim") => r.claim(resource, &path).map(Incoming::Claim),
             Some("ClaimResponse") => r.claim_response(resource, &path).map(Incoming::ClaimResponse),
             Some(other) => {
@@ -690,7 +745,7 @@ fn read_bundle(body: &Map<String, Value>) -> Result<IncomingBundle, Vec<Invalid>
                     &format!("{path}.resourceType"),
                     "enum",
                     format!(
-                        "{other} is not imported: Patient, Coverage, Claim, ClaimResponse and Basic (code reservations) are"
+                        "{other} is not imported: Patient, Coverage, Claim, ClaimResponse and Basic (code reservations, register entries) are"
                     ),
                 );
                 None

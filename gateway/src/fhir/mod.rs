@@ -11,6 +11,7 @@
 
 mod changes;
 mod import;
+mod register;
 mod search;
 
 use axum::Router;
