@@ -53,7 +53,7 @@ DIVISION=0190f3a0-2222-7000-8000-0000000000d1
 # every permission of every operation (README "Permissions")
 SCOPE="111101 111102 101102 audit:read audit:read_all service_request:write service_request:read \
 legal_entity:write division:write equipment:write equipment:read reference:write 111001 111002 111004 \
-111006 111007 111008 111009 111010 111011 111012 101202 sync:write"
+111006 111007 111008 111009 111010 111011 111012 101202 sync:read sync:write"
 MAX_CODES=5000
 CHECKS=not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance
 CHECKS=$CHECKS,positive_data_acceptance,negative_data_rejection
