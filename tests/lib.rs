@@ -31,6 +31,8 @@ pub struct TestDb {
 
 impl TestDb {
     pub async fn new(kind: Kind) -> TestDb {
+        // every test starts here: its reqwest clients need the process's TLS provider
+        careledger_gateway::http_client::install_crypto_provider();
         let dir = std::env::temp_dir().join(format!("careledger-test-{}", Uuid::now_v7().simple()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         match kind {

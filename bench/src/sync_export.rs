@@ -75,9 +75,9 @@ pub async fn run(backend: &str, pg_admin: &str, size: Size) -> Result<(), String
         bytes += size;
         let n = bundle["entry"].as_array().map_or(0, Vec::len);
         // the register the claims were checked against goes too (to a node)
-        register += bundle["entry"].as_array().map_or(0, |e| {
-            e.iter().filter(|e| e["resource"]["code"]["coding"][0]["code"] == "register-entry").count()
-        });
+        register += bundle["entry"]
+            .as_array()
+            .map_or(0, |e| e.iter().filter(|e| e["resource"]["code"]["coding"][0]["code"] == "register-entry").count());
         url = bundle["link"]
             .as_array()
             .and_then(|l| l.iter().find(|l| l["relation"] == "next"))

@@ -70,7 +70,11 @@ pub async fn export(storage: &StorageArgs, options: &Local, peer: &Path, out: &P
     let (keys, token) = local(storage, options, "sync:read", &peer.server)?;
     let client = client()?;
     let base = options.server.trim_end_matches('/');
-    let (mut entries, mut at) = (Vec::new(), since);
+    let (mut entries, mut at) = (Vec::<Value>::new(), since);
+    // a resource changed again in a later page is sent once, where it first changed (so that what
+    // it references comes before it), as the later page has it: a transaction Bundle may not
+    // name one resource twice
+    let mut placed: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     loop {
         let url = format!("{base}/fhir/$changes?_since={at}&_count={PAGE}");
         let (status, page) = answer(client.get(&url).bearer_auth(&token).send().await, base).await?;
@@ -81,7 +85,16 @@ pub async fn export(storage: &StorageArgs, options: &Local, peer: &Path, out: &P
             .ok_or_else(|| format!("{url} answered a Bundle without a next link"))?;
         let page_entries = page["entry"].as_array().cloned().unwrap_or_default();
         let done = page_entries.is_empty() || next == at;
-        entries.extend(page_entries);
+        for entry in page_entries {
+            let url = entry["fullUrl"].as_str().unwrap_or_default().to_string();
+            match placed.get(&url) {
+                Some(&i) => entries[i] = entry,
+                None => {
+                    placed.insert(url, entries.len());
+                    entries.push(entry);
+                }
+            }
+        }
         at = next;
         if done {
             break;
