@@ -26,7 +26,7 @@ pub const REGISTER_ENTRY: &str = "urn:careledger:fhir:extension:register-entry";
 pub const REGISTER_KINDS: [&str; 5] =
     ["health-facilities", "medical-items", "medical-services", "price-lists", "products"];
 
-/// The `Basic` of one register entry: `id` the event's that upserted it, `kind` one of
+/// The `Basic` of one register entry: `id` the entry's (one per entry), `kind` one of
 /// [`REGISTER_KINDS`], `entry` the upsert API's form of it.
 pub fn register_entry(id: &str, kind: &str, entry: &Value, systems: &Systems) -> Value {
     let data = base64::engine::general_purpose::STANDARD.encode(entry.to_string());

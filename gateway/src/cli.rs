@@ -64,6 +64,10 @@ enum Command {
         /// platform's roots (a scheme's own CA).
         #[arg(long, env = "CARELEDGER_SYNC_PEER_CA")]
         peer_ca: Option<std::path::PathBuf>,
+        /// The FHIR system the peer must name (its CapabilityStatement); without it, the one it
+        /// named at the first round (kept in sync-peers.json) is required from then on.
+        #[arg(long, env = "CARELEDGER_SYNC_PEER_SYSTEM")]
+        peer_system: Option<String>,
         #[command(flatten)]
         local: crate::sync_files::Local,
         #[command(subcommand)]
@@ -192,9 +196,9 @@ async fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Tail(args) => crate::tail::run(args, shutdown_signal()).await,
-        Command::Sync { command: None, peer: Some(peer), token, retries, peer_ca, local } => {
+        Command::Sync { command: None, peer: Some(peer), token, retries, peer_ca, peer_system, local } => {
             let token = token.ok_or("--token (or CARELEDGER_SYNC_PEER_TOKEN): a token of the peer for this server")?;
-            crate::sync_peer::run(&cli.storage, &local, &peer, &token, retries, peer_ca).await
+            crate::sync_peer::run(&cli.storage, &local, &peer, &token, retries, peer_ca, peer_system).await
         }
         Command::Sync { command: None, .. } => {
             Err("name a peer (--peer URL --token TOKEN) or a command (keys, export, import)".to_string())

@@ -314,6 +314,10 @@ pub struct ServeArgs {
     /// platform's roots (a scheme's own CA).
     #[arg(long, env = "CARELEDGER_SYNC_PEER_CA")]
     pub sync_peer_ca: Option<PathBuf>,
+    /// The FHIR system the sync peer must name in its CapabilityStatement (default: the master's,
+    /// CARELEDGER_SYNC_MASTER); a peer naming another is refused.
+    #[arg(long, env = "CARELEDGER_SYNC_PEER_SYSTEM")]
+    pub sync_peer_system: Option<String>,
 }
 
 /// Everything the server needs, resolved.
@@ -409,10 +413,12 @@ impl Config {
                 (Some(peer), Some(token)) => Some(crate::sync_peer::SyncLoopConfig {
                     peer: peer.trim_end_matches('/').to_string(),
                     token: token.clone(),
-                    interval: Duration::from_secs(serve.sync_interval_s.max(1)),
+                    // at most a week: a longer wait would be no background sync
+                    interval: Duration::from_secs(serve.sync_interval_s.clamp(1, 7 * 24 * 3600)),
                     backoff: Duration::from_secs(5),
                     cursors: crate::sync_peer::cursors_path(storage),
                     ca: serve.sync_peer_ca.clone(),
+                    peer_system: serve.sync_peer_system.clone().or_else(|| serve.sync_master.clone()),
                 }),
             },
         })

@@ -176,6 +176,7 @@ pub async fn start(config: Config) -> Result<RunningServer, String> {
             // the loop waits and tries again itself
             retries: 0,
             ca: config.ca.clone(),
+            peer_system: config.peer_system.clone(),
         };
         projectors.push(crate::sync_peer::spawn(round, config, status, shutdown_rx.clone()));
     }

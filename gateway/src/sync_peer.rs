@@ -32,11 +32,22 @@ pub struct Cursor {
     pub pulled: i64,
 }
 
+/// What is kept per peer (by its URL): the cursor, and the system the peer named when first met.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Kept {
+    #[serde(flatten)]
+    cursor: Cursor,
+    /// The peer's FHIR system: a peer at this URL naming another later is refused (its token
+    /// here is minted for the system it names, which decides whose resources it speaks for).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    system: Option<String>,
+}
+
 pub(crate) fn cursors_path(storage: &StorageArgs) -> PathBuf {
     storage.data_dir.join("sync-peers.json")
 }
 
-fn read_cursors(path: &Path) -> Result<BTreeMap<String, Cursor>, String> {
+fn read_cursors(path: &Path) -> Result<BTreeMap<String, Kept>, String> {
     match std::fs::read_to_string(path) {
         Ok(text) => serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
@@ -46,11 +57,12 @@ fn read_cursors(path: &Path) -> Result<BTreeMap<String, Cursor>, String> {
 
 /// Writes the cursors whole to a temporary file and renames it over the old one: a crash leaves
 /// the old cursors or the new ones, never half of a file.
-fn write_cursors(path: &Path, cursors: &BTreeMap<String, Cursor>) -> Result<(), String> {
+fn write_cursors(path: &Path, cursors: &BTreeMap<String, Kept>) -> Result<(), String> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
-    let temporary = path.with_extension("json.tmp");
+    // one temporary file per process: `serve`'s loop and a `sync --peer` never write one file
+    let temporary = path.with_extension(format!("json.{}.tmp", std::process::id()));
     let text = serde_json::to_string_pretty(cursors).map_err(|e| e.to_string())?;
     std::fs::write(&temporary, text).map_err(|e| format!("cannot write {}: {e}", temporary.display()))?;
     std::fs::rename(&temporary, path).map_err(|e| format!("cannot replace {}: {e}", path.display()))
@@ -163,7 +175,7 @@ async fn server_system(client: &reqwest::Client, base: &str, retries: u32) -> Re
 }
 
 /// A round of sync with one peer: who this server is, where it listens and keeps its cursors.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Round {
     /// This server's FHIR identifier system.
     pub system: String,
@@ -182,6 +194,21 @@ pub struct Round {
     /// PEM certificates of the CA that signed the peer's (a scheme's own CA), trusted beside
     /// the platform's roots.
     pub ca: Option<PathBuf>,
+    /// The system the peer must name (`--peer-system`; a node's master by default): another is
+    /// refused before anything is sent. Unset: the system the peer named when first met.
+    pub peer_system: Option<String>,
+}
+
+// the secret and the token stay out of any log line that prints a round
+impl std::fmt::Debug for Round {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Round")
+            .field("system", &self.system)
+            .field("local", &self.local)
+            .field("peer", &crate::server::redact(&self.peer))
+            .field("peer_system", &self.peer_system)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What a round did.
@@ -201,6 +228,7 @@ impl Round {
         token: &str,
         retries: u32,
         ca: Option<PathBuf>,
+        peer_system: Option<String>,
     ) -> Result<Round, String> {
         Ok(Round {
             system: storage.fhir_system(local.fhir_system.as_deref())?,
@@ -211,6 +239,7 @@ impl Round {
             token: token.to_string(),
             retries,
             ca,
+            peer_system,
         })
     }
 
@@ -218,25 +247,39 @@ impl Round {
     pub async fn run(&self) -> Result<Synced, String> {
         let client = crate::http_client::client(Duration::from_secs(600), self.ca.as_deref())?;
         let peer_system = server_system(&client, &self.peer, self.retries).await?;
+        let path = &self.cursors;
+        let mut cursors = read_cursors(path)?;
+        let met = cursors.get(&self.peer).and_then(|k| k.system.clone());
+        let (expected, why) = match (&self.peer_system, met) {
+            (Some(pinned), _) => (Some(pinned.clone()), "the system it is configured to have"),
+            (None, met) => (met, "the system it named when first synced with (in sync-peers.json)"),
+        };
+        if let Some(expected) = expected
+            && expected != peer_system
+        {
+            return Err(format!(
+                "{} names itself {peer_system}, not {expected} ({why}): nothing sent or taken",
+                crate::server::redact(&self.peer)
+            ));
+        }
         // this server's own token acts for the peer: `$changes` sends a peer what is reserved
         // for it, and the peer's Bundles are imported here only with a token issued to their sender
         let own = crate::auth::Keys::new(&self.jwt_secret).mint(&peer_system, "sync:read sync:write", None, 3600)?;
         let here = Side { name: "this server", base: self.local.clone(), token: own };
         let there = Side { name: "the peer", base: self.peer.clone(), token: self.token.clone() };
-        let path = &self.cursors;
-        let mut cursors = read_cursors(path)?;
-        let start = cursors.get(&self.peer).copied().unwrap_or_default();
+        let start = cursors.get(&self.peer).map(|k| k.cursor).unwrap_or_default();
+        let keep = |cursor: Cursor| Kept { cursor, system: Some(peer_system.clone()) };
 
         let mut cursor = start;
         let pushed = copy(&client, &here, &there, start.pushed, self.retries, |at| {
             cursor.pushed = at;
-            cursors.insert(self.peer.clone(), cursor);
+            cursors.insert(self.peer.clone(), keep(cursor));
             write_cursors(path, &cursors)
         })
         .await?;
         let pulled = copy(&client, &there, &here, start.pulled, self.retries, |at| {
             cursor.pulled = at;
-            cursors.insert(self.peer.clone(), cursor);
+            cursors.insert(self.peer.clone(), keep(cursor));
             write_cursors(path, &cursors)
         })
         .await?;
@@ -252,8 +295,9 @@ pub async fn run(
     token: &str,
     retries: u32,
     ca: Option<PathBuf>,
+    peer_system: Option<String>,
 ) -> Result<(), String> {
-    let round = Round::of(storage, local, peer, token, retries, ca)?;
+    let round = Round::of(storage, local, peer, token, retries, ca, peer_system)?;
     let synced = round.run().await?;
     eprintln!(
         "{} <-> {peer}: pushed {} resources (up to position {}), pulled {} (up to the peer's {})",
@@ -263,7 +307,7 @@ pub async fn run(
 }
 
 /// The background sync of `serve` (`CARELEDGER_SYNC_PEER`): a round every `interval`.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SyncLoopConfig {
     pub peer: String,
     pub token: String,
@@ -273,11 +317,24 @@ pub struct SyncLoopConfig {
     pub cursors: PathBuf,
     /// The CA of the peer's certificate, when not one the platform trusts.
     pub ca: Option<PathBuf>,
+    /// The system the peer must name (see [`Round::peer_system`]).
+    pub peer_system: Option<String>,
+}
+
+impl std::fmt::Debug for SyncLoopConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncLoopConfig")
+            .field("peer", &crate::server::redact(&self.peer))
+            .field("interval", &self.interval)
+            .field("peer_system", &self.peer_system)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What `/ready` says about the background sync.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct SyncStatus {
+    /// The peer's URL, without credentials.
     pub peer: String,
     /// Whether the last round reached the peer (none before the first round ends).
     pub reachable: Option<bool>,
@@ -298,6 +355,14 @@ pub struct SyncStatus {
     pub pulled: u64,
     /// The positions reached (this server's pushed, the peer's pulled).
     pub cursor: Cursor,
+}
+
+/// What `/ready` (which answers without a token) shows of a failed round: the error without the
+/// bodies it quotes (a peer's or this server's OperationOutcome can name claims and insurees),
+/// at most 300 characters. The whole error is logged.
+fn shown(error: &str) -> String {
+    let cut = error.split('{').next().unwrap_or_default().trim_end();
+    cut.chars().take(300).collect()
 }
 
 fn now_text() -> String {
@@ -341,7 +406,7 @@ pub fn spawn(
                     Err(e) => {
                         s.reachable = Some(false);
                         s.failures += 1;
-                        s.last_error = Some(e.clone());
+                        s.last_error = Some(shown(e));
                     }
                 }
             });
@@ -354,7 +419,7 @@ pub fn spawn(
                     }
                 }
                 Err(e) => {
-                    backoff = (backoff * 2).min(config.interval);
+                    backoff = backoff.saturating_mul(2).min(config.interval);
                     metrics::counter!("careledger_sync_rounds_total", "outcome" => "failed").increment(1);
                     tracing::warn!(peer = %round.peer, error = %e, retry_in_s = wait.as_secs_f64(), "sync round failed");
                 }
@@ -371,5 +436,6 @@ pub fn spawn(
 pub fn status_channel(
     config: &SyncLoopConfig,
 ) -> (tokio::sync::watch::Sender<SyncStatus>, tokio::sync::watch::Receiver<SyncStatus>) {
-    tokio::sync::watch::channel(SyncStatus { peer: config.peer.clone(), ..SyncStatus::default() })
+    let peer = crate::server::redact(&config.peer);
+    tokio::sync::watch::channel(SyncStatus { peer, ..SyncStatus::default() })
 }

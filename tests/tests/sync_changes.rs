@@ -168,4 +168,17 @@ async fn changes_on(kind: Kind) {
     }
     let anonymous = s.request(reqwest::Method::GET, "/fhir/$changes", None, None).await;
     assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED, "{}", anonymous.text);
+
+    // a register entry upserted again is the same resource (its id is the entry's), as it is now:
+    // a sync file joining pages keeps it once
+    let facility_id = all.body["entry"][0]["resource"]["id"].clone();
+    let from = next(&all.body);
+    let renamed = json!([{ "code": "HF1", "name": "Regional hospital", "care_type": "B" }]);
+    ok(&s, "/api/v1/health-facilities", &t, json!({ "entries": renamed })).await;
+    let later = changes(&s, &from, &peer).await;
+    let entry = later.body["entry"].as_array().unwrap().iter().find(|e| e["resource"]["id"] == facility_id).cloned();
+    let entry = entry.unwrap_or_else(|| panic!("the facility again, under its id: {}", later.text));
+    let data = entry["resource"]["extension"][0]["extension"][1]["valueAttachment"]["data"].as_str().unwrap();
+    let data: Value = serde_json::from_slice(&base64::engine::general_purpose::STANDARD.decode(data).unwrap()).unwrap();
+    assert_eq!(data["name"], "Regional hospital");
 }

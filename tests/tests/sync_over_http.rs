@@ -270,6 +270,19 @@ async fn a_node_syncs_with_the_central_server_over_http_and_resumes_from_where_i
         serde_json::from_str(&std::fs::read_to_string(data_dir.join("sync-peers.json")).unwrap()).unwrap();
     assert!(cursors[&central.base]["pushed"].as_i64().unwrap() > 0, "{cursors}");
     assert!(cursors[&central.base]["pulled"].as_i64().unwrap() > 0, "{cursors}");
+    assert_eq!(cursors[&central.base]["system"], central_system.as_str(), "{cursors}");
+
+    // a peer must be who it was: another system at that URL (or not the one required) is refused
+    let impostor = sync(&data_dir, &node, &central.base, &token, &["--peer-system", "urn:uuid:someone-else"]);
+    assert!(!impostor.status.success());
+    assert!(stderr(&impostor).contains("names itself"), "{}", stderr(&impostor));
+    let mut changed = cursors.clone();
+    changed[&central.base]["system"] = json!("urn:uuid:someone-else");
+    std::fs::write(data_dir.join("sync-peers.json"), changed.to_string()).unwrap();
+    let impostor = sync(&data_dir, &node, &central.base, &token, &[]);
+    assert!(stderr(&impostor).contains("when first synced with"), "{}", stderr(&impostor));
+    std::fs::write(data_dir.join("sync-peers.json"), cursors.to_string()).unwrap();
+    assert_eq!(node.state().store.head().await.unwrap(), node_head);
 
     // a peer that does not answer: retried with backoff, then an error, nothing changed
     let down = sync(&data_dir, &node, "http://127.0.0.1:9", &token, &["--retries", "1"]);
@@ -316,6 +329,7 @@ async fn serve_syncs_with_its_peer_in_the_background_and_says_so_in_ready() {
         backoff: std::time::Duration::from_millis(100),
         cursors: data_dir.join("sync-peers.json"),
         ca: None,
+        peer_system: None,
     };
     let (system, config) = (node_system.clone(), loop_config(&central.base));
     let mut node = TestServer::start_with(Kind::Sqlite, move |c| {
@@ -375,7 +389,7 @@ async fn serve_syncs_with_its_peer_in_the_background_and_says_so_in_ready() {
     assert_eq!(ready["sync"]["reachable"], false, "{ready}");
     assert_eq!(ready["status"], "ready", "{ready}");
     assert!(ready["sync"]["last_error"].as_str().unwrap_or_default().contains("/fhir/metadata"), "{ready}");
-    assert!(ready["warnings"].to_string().contains("has not been reached"), "{ready}");
+    assert!(ready["warnings"].to_string().contains("sync rounds with"), "{ready}");
     offline.stop().await;
     let _ = std::fs::remove_dir_all(&data_dir);
 }

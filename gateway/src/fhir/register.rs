@@ -19,10 +19,20 @@ pub fn is_register(event: &RecordedEvent) -> bool {
     )
 }
 
+/// The namespace of the register entries' ids (UUIDv5 of their streams).
+const REGISTER_IDS: uuid::Uuid = uuid::Uuid::from_u128(0x0190_f3a0_7e61_7000_8000_c0de_0000_0001);
+
+/// The id of a register entry's `Basic`: one per entry (its stream), whichever upsert it is now,
+/// so that a resource sent again in a later page replaces the earlier one where pages are joined
+/// (a sync file) instead of naming the entry twice.
+pub fn entry_id(stream: &str) -> String {
+    uuid::Uuid::new_v5(&REGISTER_IDS, stream.as_bytes()).to_string()
+}
+
 /// The entry an upsert event holds, as its `Basic`.
 pub fn resource(event: &RecordedEvent, systems: &careledger_fhir::Systems) -> Option<Value> {
     let (kind, entry) = api_entry(&event.decode::<ClaimEvent>().ok()?)?;
-    Some(careledger_fhir::register_entry(&event.event_id.to_string(), kind, &entry, systems))
+    Some(careledger_fhir::register_entry(&entry_id(&event.stream), kind, &entry, systems))
 }
 
 /// The kind and the upsert API's form of the entry an event upserted.

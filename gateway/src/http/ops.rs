@@ -45,7 +45,7 @@ async fn ready(State(state): State<AppState>) -> Response {
                 && sync.failures > 0
             {
                 warnings.push(format!(
-                    "the sync peer {} has not been reached in the last {} rounds (next try at {})",
+                    "the last {1} sync rounds with {0} failed (next try at {2}); see sync.last_error",
                     sync.peer,
                     sync.failures,
                     sync.next_attempt_at.unwrap_or_default()
