@@ -257,6 +257,19 @@ impl TestServer {
 
     /// A medical item `I1` and a product `P1` covering it: what a policy is enrolled in.
     /// Item I1 (8), product P1 covering it, facility HF1 listing it: enough to enrol and claim.
+    /// A batch of `batch` codes of enrolment officer E01, and `number` of them reserved for the
+    /// node whose FHIR system is `node`: the codes reserved.
+    pub async fn codes_for_node(&self, batch: u32, number: u32, node: &str) -> Vec<String> {
+        let t = token_for("operator", "111101", None);
+        let body = serde_json::json!({ "holder_type": 2, "holder_code": "E01", "number": batch });
+        let a = self.post("/api/v1/code-batches", &t, body).await;
+        assert_eq!(a.status, reqwest::StatusCode::CREATED, "{}", a.text);
+        let body = serde_json::json!({ "holder_type": 2, "holder_code": "E01", "number": number, "for_server": node });
+        let a = self.post("/api/v1/codes/reservations", &t, body).await;
+        assert_eq!(a.status, reqwest::StatusCode::CREATED, "{}", a.text);
+        a.data()["codes"].as_array().expect("codes").iter().map(|c| c.as_str().expect("a code").to_string()).collect()
+    }
+
     pub async fn small_register(&self) {
         let t = token_for("operator", "reference:write", None);
         for (path, entries) in [

@@ -115,26 +115,23 @@ enum Command {
     },
     /// The sync's export: `GET /fhir/$changes` of a node's claims, insurees and policies, a Bundle
     /// at a time, vs reading the same log plainly; then a re-sync with nothing new.
-    SyncExport {
-        #[arg(long, default_value = "sqlite,postgres")]
-        backends: String,
-        #[arg(long, default_value_t = 10_000)]
-        claims: usize,
-        #[arg(long, default_value_t = 2_000)]
-        insurees: usize,
-    },
+    SyncExport(SyncSize),
     /// The sync's import: a node's insurees, policies and claims as one Bundle posted to
     /// `POST /fhir`, vs appending the same events plainly.
-    SyncImport {
-        #[arg(long, default_value = "sqlite,postgres")]
-        backends: String,
-        #[arg(long, default_value_t = 10_000)]
-        claims: usize,
-        #[arg(long, default_value_t = 2_000)]
-        insurees: usize,
-    },
+    SyncImport(SyncSize),
     /// A tiny run of every benchmark, to check they still work (figures meaningless).
     Smoke,
+}
+
+/// A node's work the sync benchmarks carry (issue #21's size by default).
+#[derive(clap::Args)]
+struct SyncSize {
+    #[arg(long, default_value = "sqlite,postgres")]
+    backends: String,
+    #[arg(long, default_value_t = 10_000)]
+    claims: usize,
+    #[arg(long, default_value_t = 2_000)]
+    insurees: usize,
 }
 
 /// Closed-loop runs of concurrent clients against an in-process server.
@@ -216,13 +213,13 @@ async fn run(cli: Cli) -> Result<(), String> {
                 claims::run(&b, pg, size).await?;
             }
         }
-        Command::SyncExport { backends, claims, insurees } => {
+        Command::SyncExport(SyncSize { backends, claims, insurees }) => {
             let size = claims::Size { facilities: 10, register: 100, insurees, claims, clients: 16 };
             for b in each(&backends) {
                 sync_export::run(&b, pg, size).await?;
             }
         }
-        Command::SyncImport { backends, claims, insurees } => {
+        Command::SyncImport(SyncSize { backends, claims, insurees }) => {
             let size = claims::Size { facilities: 10, register: 100, insurees, claims, clients: 1 };
             for b in each(&backends) {
                 sync_import::run(&b, pg, size).await?;

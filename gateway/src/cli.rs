@@ -198,7 +198,8 @@ async fn run(cli: Cli) -> Result<(), String> {
         Command::Tail(args) => crate::tail::run(args, shutdown_signal()).await,
         Command::Sync { command: None, peer: Some(peer), token, retries, peer_ca, peer_system, local } => {
             let token = token.ok_or("--token (or CARELEDGER_SYNC_PEER_TOKEN): a token of the peer for this server")?;
-            crate::sync_peer::run(&cli.storage, &local, &peer, &token, retries, peer_ca, peer_system).await
+            let peer = crate::sync_peer::Peer { url: peer, token, ca: peer_ca, system: peer_system };
+            crate::sync_peer::run(&cli.storage, &local, peer, retries).await
         }
         Command::Sync { command: None, .. } => {
             Err("name a peer (--peer URL --token TOKEN) or a command (keys, export, import)".to_string())

@@ -411,14 +411,16 @@ impl Config {
                     return Err(format!("CARELEDGER_SYNC_PEER `{peer}` is not an http(s) URL"));
                 }
                 (Some(peer), Some(token)) => Some(crate::sync_peer::SyncLoopConfig {
-                    peer: peer.trim_end_matches('/').to_string(),
-                    token: token.clone(),
+                    peer: crate::sync_peer::Peer {
+                        url: peer.trim_end_matches('/').to_string(),
+                        token: token.clone(),
+                        ca: serve.sync_peer_ca.clone(),
+                        system: serve.sync_peer_system.clone().or_else(|| serve.sync_master.clone()),
+                    },
                     // at most a week: a longer wait would be no background sync
                     interval: Duration::from_secs(serve.sync_interval_s.clamp(1, 7 * 24 * 3600)),
                     backoff: Duration::from_secs(5),
                     cursors: crate::sync_peer::cursors_path(storage),
-                    ca: serve.sync_peer_ca.clone(),
-                    peer_system: serve.sync_peer_system.clone().or_else(|| serve.sync_master.clone()),
                 }),
             },
         })

@@ -172,11 +172,8 @@ pub async fn start(config: Config) -> Result<RunningServer, String> {
             cursors: config.cursors.clone(),
             local: format!("http://{local}"),
             peer: config.peer.clone(),
-            token: config.token.clone(),
             // the loop waits and tries again itself
             retries: 0,
-            ca: config.ca.clone(),
-            peer_system: config.peer_system.clone(),
         };
         projectors.push(crate::sync_peer::spawn(round, config, status, shutdown_rx.clone()));
     }

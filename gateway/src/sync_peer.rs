@@ -174,6 +174,32 @@ async fn server_system(client: &reqwest::Client, base: &str, retries: u32) -> Re
     }
 }
 
+/// The peer a round syncs with: where it is, the token it gave this server, whom it must be.
+#[derive(Clone)]
+pub struct Peer {
+    /// Its base URL.
+    pub url: String,
+    /// Its token for this server.
+    pub token: String,
+    /// PEM certificates of the CA that signed its certificate (a scheme's own CA), trusted beside
+    /// the platform's roots.
+    pub ca: Option<PathBuf>,
+    /// The system it must name (`--peer-system`; a node's master by default): another is refused
+    /// before anything is sent. Unset: the system it named when first met.
+    pub system: Option<String>,
+}
+
+// the token stays out of any log line that prints a peer, and so do credentials in its URL
+impl std::fmt::Debug for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peer")
+            .field("url", &crate::server::redact(&self.url))
+            .field("ca", &self.ca)
+            .field("system", &self.system)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A round of sync with one peer: who this server is, where it listens and keeps its cursors.
 #[derive(Clone)]
 pub struct Round {
@@ -185,28 +211,17 @@ pub struct Round {
     pub cursors: PathBuf,
     /// This server's base URL, as its `serve` listens.
     pub local: String,
-    /// The peer's base URL.
-    pub peer: String,
-    /// The peer's token for this server.
-    pub token: String,
+    pub peer: Peer,
     /// How often an unreachable peer (or a 5xx) is tried again within the round.
     pub retries: u32,
-    /// PEM certificates of the CA that signed the peer's (a scheme's own CA), trusted beside
-    /// the platform's roots.
-    pub ca: Option<PathBuf>,
-    /// The system the peer must name (`--peer-system`; a node's master by default): another is
-    /// refused before anything is sent. Unset: the system the peer named when first met.
-    pub peer_system: Option<String>,
 }
 
-// the secret and the token stay out of any log line that prints a round
 impl std::fmt::Debug for Round {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Round")
             .field("system", &self.system)
             .field("local", &self.local)
-            .field("peer", &crate::server::redact(&self.peer))
-            .field("peer_system", &self.peer_system)
+            .field("peer", &self.peer)
             .finish_non_exhaustive()
     }
 }
@@ -221,36 +236,26 @@ pub struct Synced {
 
 impl Round {
     /// For `careledger sync --peer`: this server as the data directory and `--server` name it.
-    pub fn of(
-        storage: &StorageArgs,
-        local: &Local,
-        peer: &str,
-        token: &str,
-        retries: u32,
-        ca: Option<PathBuf>,
-        peer_system: Option<String>,
-    ) -> Result<Round, String> {
+    pub fn of(storage: &StorageArgs, local: &Local, peer: Peer, retries: u32) -> Result<Round, String> {
         Ok(Round {
             system: storage.fhir_system(local.fhir_system.as_deref())?,
             jwt_secret: storage.jwt_secret()?,
             cursors: cursors_path(storage),
             local: local.server.trim_end_matches('/').to_string(),
-            peer: peer.trim_end_matches('/').to_string(),
-            token: token.to_string(),
+            peer: Peer { url: peer.url.trim_end_matches('/').to_string(), ..peer },
             retries,
-            ca,
-            peer_system,
         })
     }
 
     /// Push then pull, each page's position kept once it is imported.
     pub async fn run(&self) -> Result<Synced, String> {
-        let client = crate::http_client::client(Duration::from_secs(600), self.ca.as_deref())?;
-        let peer_system = server_system(&client, &self.peer, self.retries).await?;
+        let peer = &self.peer;
+        let client = crate::http_client::client(Duration::from_secs(600), peer.ca.as_deref())?;
+        let peer_system = server_system(&client, &peer.url, self.retries).await?;
         let path = &self.cursors;
         let mut cursors = read_cursors(path)?;
-        let met = cursors.get(&self.peer).and_then(|k| k.system.clone());
-        let (expected, why) = match (&self.peer_system, met) {
+        let met = cursors.get(&peer.url).and_then(|k| k.system.clone());
+        let (expected, why) = match (&peer.system, met) {
             (Some(pinned), _) => (Some(pinned.clone()), "the system it is configured to have"),
             (None, met) => (met, "the system it named when first synced with (in sync-peers.json)"),
         };
@@ -259,27 +264,27 @@ impl Round {
         {
             return Err(format!(
                 "{} names itself {peer_system}, not {expected} ({why}): nothing sent or taken",
-                crate::server::redact(&self.peer)
+                crate::server::redact(&peer.url)
             ));
         }
         // this server's own token acts for the peer: `$changes` sends a peer what is reserved
         // for it, and the peer's Bundles are imported here only with a token issued to their sender
         let own = crate::auth::Keys::new(&self.jwt_secret).mint(&peer_system, "sync:read sync:write", None, 3600)?;
         let here = Side { name: "this server", base: self.local.clone(), token: own };
-        let there = Side { name: "the peer", base: self.peer.clone(), token: self.token.clone() };
-        let start = cursors.get(&self.peer).map(|k| k.cursor).unwrap_or_default();
+        let there = Side { name: "the peer", base: peer.url.clone(), token: peer.token.clone() };
+        let start = cursors.get(&peer.url).map(|k| k.cursor).unwrap_or_default();
         let keep = |cursor: Cursor| Kept { cursor, system: Some(peer_system.clone()) };
 
         let mut cursor = start;
         let pushed = copy(&client, &here, &there, start.pushed, self.retries, |at| {
             cursor.pushed = at;
-            cursors.insert(self.peer.clone(), keep(cursor));
+            cursors.insert(peer.url.clone(), keep(cursor));
             write_cursors(path, &cursors)
         })
         .await?;
         let pulled = copy(&client, &there, &here, start.pulled, self.retries, |at| {
             cursor.pulled = at;
-            cursors.insert(self.peer.clone(), keep(cursor));
+            cursors.insert(peer.url.clone(), keep(cursor));
             write_cursors(path, &cursors)
         })
         .await?;
@@ -288,47 +293,29 @@ impl Round {
 }
 
 /// `careledger sync --peer URL --token TOKEN`
-pub async fn run(
-    storage: &StorageArgs,
-    local: &Local,
-    peer: &str,
-    token: &str,
-    retries: u32,
-    ca: Option<PathBuf>,
-    peer_system: Option<String>,
-) -> Result<(), String> {
-    let round = Round::of(storage, local, peer, token, retries, ca, peer_system)?;
+pub async fn run(storage: &StorageArgs, local: &Local, peer: Peer, retries: u32) -> Result<(), String> {
+    let round = Round::of(storage, local, peer, retries)?;
     let synced = round.run().await?;
     eprintln!(
-        "{} <-> {peer}: pushed {} resources (up to position {}), pulled {} (up to the peer's {})",
-        round.system, synced.pushed, synced.cursor.pushed, synced.pulled, synced.cursor.pulled
+        "{} <-> {}: pushed {} resources (up to position {}), pulled {} (up to the peer's {})",
+        round.system,
+        crate::server::redact(&round.peer.url),
+        synced.pushed,
+        synced.cursor.pushed,
+        synced.pulled,
+        synced.cursor.pulled
     );
     Ok(())
 }
 
 /// The background sync of `serve` (`CARELEDGER_SYNC_PEER`): a round every `interval`.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct SyncLoopConfig {
-    pub peer: String,
-    pub token: String,
+    pub peer: Peer,
     pub interval: Duration,
     /// The first wait after a failed round; doubled after each failure, at most `interval`.
     pub backoff: Duration,
     pub cursors: PathBuf,
-    /// The CA of the peer's certificate, when not one the platform trusts.
-    pub ca: Option<PathBuf>,
-    /// The system the peer must name (see [`Round::peer_system`]).
-    pub peer_system: Option<String>,
-}
-
-impl std::fmt::Debug for SyncLoopConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SyncLoopConfig")
-            .field("peer", &crate::server::redact(&self.peer))
-            .field("interval", &self.interval)
-            .field("peer_system", &self.peer_system)
-            .finish_non_exhaustive()
-    }
 }
 
 /// What `/ready` says about the background sync.
@@ -415,13 +402,13 @@ pub fn spawn(
                     backoff = config.backoff;
                     metrics::counter!("careledger_sync_rounds_total", "outcome" => "ok").increment(1);
                     if synced.pushed + synced.pulled > 0 {
-                        tracing::info!(peer = %round.peer, pushed = synced.pushed, pulled = synced.pulled, "synced");
+                        tracing::info!(peer = %crate::server::redact(&round.peer.url), pushed = synced.pushed, pulled = synced.pulled, "synced");
                     }
                 }
                 Err(e) => {
                     backoff = backoff.saturating_mul(2).min(config.interval);
                     metrics::counter!("careledger_sync_rounds_total", "outcome" => "failed").increment(1);
-                    tracing::warn!(peer = %round.peer, error = %e, retry_in_s = wait.as_secs_f64(), "sync round failed");
+                    tracing::warn!(peer = %crate::server::redact(&round.peer.url), error = %e, retry_in_s = wait.as_secs_f64(), "sync round failed");
                 }
             }
             tokio::select! {
@@ -436,6 +423,6 @@ pub fn spawn(
 pub fn status_channel(
     config: &SyncLoopConfig,
 ) -> (tokio::sync::watch::Sender<SyncStatus>, tokio::sync::watch::Receiver<SyncStatus>) {
-    let peer = crate::server::redact(&config.peer);
+    let peer = crate::server::redact(&config.peer.url);
     tokio::sync::watch::channel(SyncStatus { peer, ..SyncStatus::default() })
 }

@@ -58,14 +58,7 @@ async fn a_nodes_enrolment_reaches_the_central_server_by_a_signed_encrypted_file
 
     // the central server reserves codes to enrolment officer E01 for the node, and sends them
     let node_system = node.state().config.fhir_system.clone();
-    let a =
-        central.post("/api/v1/code-batches", &t, json!({ "holder_type": 2, "holder_code": "E01", "number": 10 })).await;
-    assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
-    let body = json!({ "holder_type": 2, "holder_code": "E01", "number": 3, "for_server": node_system });
-    let a = central.post("/api/v1/codes/reservations", &t, body).await;
-    assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
-    let sent: Vec<String> =
-        a.data()["codes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect();
+    let sent = central.codes_for_node(10, 3, &node_system).await;
     // the register is the central server's: the node gets it with the file
     central.small_register().await;
     central.settled().await;

@@ -46,12 +46,7 @@ async fn a_node_syncs_with_the_central_server_over_http_and_resumes_from_where_i
     let t = token_for("operator", OPERATOR, None);
     // the register is the central server's alone: the node gets it with the sync
     central.small_register().await;
-    let a =
-        central.post("/api/v1/code-batches", &t, json!({ "holder_type": 2, "holder_code": "E01", "number": 10 })).await;
-    assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
-    let body = json!({ "holder_type": 2, "holder_code": "E01", "number": 3, "for_server": node_system });
-    let a = central.post("/api/v1/codes/reservations", &t, body).await;
-    assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
+    central.codes_for_node(10, 3, &node_system).await;
     // an insuree the central server enrols itself, from codes of its own officer
     let a = central
         .post("/api/v1/codes/reservations", &t, json!({ "holder_type": 2, "holder_code": "E01", "number": 1 }))
@@ -312,24 +307,19 @@ async fn serve_syncs_with_its_peer_in_the_background_and_says_so_in_ready() {
     let data_dir = std::env::temp_dir().join(format!("careledger-sync-loop-{}", uuid::Uuid::now_v7()));
     let t = token_for("operator", OPERATOR, None);
     central.small_register().await;
-    let a =
-        central.post("/api/v1/code-batches", &t, json!({ "holder_type": 2, "holder_code": "E01", "number": 5 })).await;
-    assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
-    let body = json!({ "holder_type": 2, "holder_code": "E01", "number": 3, "for_server": node_system });
-    let a = central.post("/api/v1/codes/reservations", &t, body).await;
-    assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
-    let reserved: Vec<String> =
-        a.data()["codes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect();
+    let reserved = central.codes_for_node(5, 3, &node_system).await;
     central.settled().await;
 
     let loop_config = |peer: &str| careledger_gateway::sync_peer::SyncLoopConfig {
-        peer: peer.to_string(),
-        token: token_for(&node_system, "sync:read sync:write", None),
+        peer: careledger_gateway::sync_peer::Peer {
+            url: peer.to_string(),
+            token: token_for(&node_system, "sync:read sync:write", None),
+            ca: None,
+            system: None,
+        },
         interval: std::time::Duration::from_millis(300),
         backoff: std::time::Duration::from_millis(100),
         cursors: data_dir.join("sync-peers.json"),
-        ca: None,
-        peer_system: None,
     };
     let (system, config) = (node_system.clone(), loop_config(&central.base));
     let mut node = TestServer::start_with(Kind::Sqlite, move |c| {
