@@ -32,6 +32,13 @@ REQUIRED = {
     ("OperationOutcome", "issue.severity"): {"fatal", "error", "warning", "information"},
     ("CapabilityStatement", "status"): {"draft", "active", "retired", "unknown"},
     ("CapabilityStatement", "kind"): {"instance", "capability", "requirements"},
+    ("Device", "status"): {"active", "inactive", "entered-in-error", "unknown"},
+    ("Device", "deviceName.type"): {"udi-label-name", "user-friendly-name", "patient-reported-name",
+                                    "manufacturer-name", "model-name", "other"},
+    ("ServiceRequest", "status"): {"draft", "active", "on-hold", "revoked", "completed",
+                                   "entered-in-error", "unknown"},
+    ("ServiceRequest", "intent"): {"proposal", "plan", "directive", "order", "original-order",
+                                   "reflex-order", "filler-order", "instance-order", "option"},
     ("*", "identifier.use"): {"usual", "official", "temp", "secondary", "old"},
 }
 

@@ -16,12 +16,19 @@ fn search_params() -> Value {
 }
 
 fn resource(resource_type: &str, profile: Option<&str>) -> Value {
+    let mut params = search_params();
+    if resource_type == "ServiceRequest" {
+        params.as_array_mut().into_iter().for_each(|p| {
+            p.push(json!({ "name": "requisition", "type": "token",
+                           "documentation": "the requisition number the service request shares (either scheme's form)" }))
+        });
+    }
     let mut r = json!({
         "type": resource_type,
         "interaction": [{ "code": "read" }, { "code": "search-type" }],
         "versioning": "no-version",
         "readHistory": false,
-        "searchParam": search_params(),
+        "searchParam": params,
     });
     if let Some(profile) = profile {
         r["supportedProfile"] = json!([profile]);
@@ -51,7 +58,7 @@ pub fn capability_statement(base: &str, system: &str, date: &str, version: &str)
         "format": [FHIR_JSON, "json"],
         "rest": [{
             "mode": "server",
-            "documentation": "Bearer JWT holding the right to read the data (openIMIS' insuree search 101101 for Patient, policy search 101201 for Coverage, claims 111001 for Claim and ClaimResponse) or sync:read. Errors are OperationOutcomes.",
+            "documentation": "Bearer JWT holding the right to read the data (openIMIS' insuree search 101101 for Patient, policy search 101201 for Coverage, claims 111001 for Claim and ClaimResponse, 111001 or equipment:read for Organization, equipment:read for Device (a token acting for a legal entity finds its own), service_request:read for ServiceRequest) or sync:read. Errors are OperationOutcomes.",
             "resource": [
                 // not yet openIMIS' Patient profile: insurees upserted as reference data have no
                 // names, and registered ones no structured address (fhir/README.md)
@@ -59,6 +66,10 @@ pub fn capability_statement(base: &str, system: &str, date: &str, version: &str)
                 resource("Coverage", None),
                 resource("Claim", None),
                 resource("ClaimResponse", None),
+                // read-only reference data of this server: not sent by the sync
+                resource("Organization", None),
+                resource("Device", None),
+                resource("ServiceRequest", None),
             ],
             // the sync's import: POST [base] with a peer's transaction Bundle
             "interaction": [{

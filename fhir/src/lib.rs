@@ -20,6 +20,8 @@ mod claims;
 mod identifier;
 mod outcome;
 mod register;
+mod registry;
+mod requisition;
 mod reservation;
 mod resources;
 
@@ -29,6 +31,8 @@ pub use claims::{AMOUNTS, CLAIM_CATEGORY, LINE_EXPLANATION, REJECTION_REASON, cl
 pub use identifier::{OPENIMIS_IDENTIFIERS, Systems, Token, TokenError};
 pub use outcome::{IssueType, operation_outcome};
 pub use register::{REGISTER_ENTRY, REGISTER_ENTRY_CODE, REGISTER_KINDS, register_entry};
+pub use registry::{AVAILABILITY_STATUS, CARE_TYPE, device, organization};
+pub use requisition::service_request;
 pub use reservation::{RESERVATION, RESERVATION_CODE, RESOURCE_KINDS, Reservation, reservation};
 pub use resources::{FAMILY_HEAD, coverage, patient};
 

@@ -1,9 +1,9 @@
 //! The FHIR R4 face (`/fhir`, issue #21): Patient, Coverage, Claim and ClaimResponse read and
-//! searched by identifier,
-//! paged, errors as OperationOutcomes; and every document served checked by an independent FHIR
-//! library (`tests/fhir-valid.sh`: fhir.resources from PyPI).
+//! searched by identifier, paged, errors as OperationOutcomes; Organization, Device and
+//! ServiceRequest read-only, scoped as their APIs are; and every document served checked by an
+//! independent FHIR library (`tests/fhir-valid.sh`: fhir.resources from PyPI).
 
-use careledger_tests::{Answer, Kind, TestServer, both_backends, token_for, valid_fhir};
+use careledger_tests::{Answer, Kind, REGISTRY, REQUISITIONS, TestServer, both_backends, token_for, valid_fhir};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -181,6 +181,104 @@ async fn served_on(kind: Kind) {
         ("/fhir/Coverage".to_string(), Some(clerk.as_str()), StatusCode::FORBIDDEN),
     ] {
         let answer = fhir_get(&s, &path, token, &mut seen).await;
+        assert_eq!(answer.status, status, "{path}: {}", answer.text);
+        assert_eq!(answer.body["resourceType"], "OperationOutcome", "{path}");
+    }
+    valid_fhir(&seen);
+}
+
+both_backends!(reference_data_is_served_read_only, reference_data_on);
+async fn reference_data_on(kind: Kind) {
+    let s = TestServer::start(kind).await;
+    let wait = |a: &Answer| {
+        assert!(a.status.is_success(), "{}", a.text);
+        let position = a.position();
+        let state = s.state();
+        async move { assert!(state.projections.wait_for(position, std::time::Duration::from_secs(10)).await) }
+    };
+    // two facilities, one whose code cannot be a FHIR id; a legal entity with a division
+    let admin = s.token("reference:write");
+    let facilities = json!({ "entries": [{ "code": "HF1", "name": "District hospital", "care_type": "I" },
+                                          { "code": "HF 2", "name": "Health centre", "care_type": "O" }] });
+    wait(&s.post("/api/v1/health-facilities", &admin, facilities).await).await;
+    let registry = token_for("admin", REGISTRY, None);
+    let le = Uuid::now_v7().to_string();
+    let body = json!({ "id": le, "name": "Clinic", "edrpou": "12345678", "type": "PRIMARY_CARE", "status": "ACTIVE" });
+    wait(&s.post("/api/v1/legal-entities", &registry, body).await).await;
+    let div = Uuid::now_v7().to_string();
+    let body = json!({ "id": div, "legal_entity_id": le, "name": "Ward", "type": "CLINIC", "status": "ACTIVE" });
+    wait(&s.post("/api/v1/divisions", &registry, body).await).await;
+    let staff = token_for("staff", "equipment:write equipment:read", Some(&le));
+    let body = json!({ "division_id": div, "type": "23143534", "external_id": "EXT-7", "name": "Ultrasound scanner",
+                       "serial_number": "SN-0001", "manufacture_date": "2024-02-01", "note": "ward 3",
+                       "udi": [{ "type": "default", "value": "IMEI 49015420323751", "assigner_name": "UCC" }] });
+    let registered = s.post("/api/v1/equipment", &staff, body).await;
+    wait(&registered).await;
+    let device = registered.data()["id"].as_str().unwrap().to_string();
+    let (encounter, service_request) = (Uuid::now_v7(), Uuid::now_v7());
+    let body = json!({ "encounter_id": encounter, "entity_type": "service_request", "entity_id": service_request });
+    let issued = s.post("/api/v1/requisitions", &s.token(REQUISITIONS), body).await;
+    wait(&issued).await;
+    let number = issued.data()["requisition"].as_str().unwrap().to_string();
+    let mut seen = vec![];
+    let clerk = s.token("111001");
+
+    let hf = fhir_get(&s, "/fhir/Organization/HF1", Some(&clerk), &mut seen).await;
+    assert_eq!(hf.status, StatusCode::OK, "{}", hf.text);
+    assert_eq!(
+        (hf.body["name"].as_str(), hf.body["extension"][0]["valueCode"].as_str()),
+        (Some("District hospital"), Some("I"))
+    );
+    let entity = fhir_get(&s, &format!("/fhir/Organization/{le}"), Some(&staff), &mut seen).await;
+    assert_eq!(entity.status, StatusCode::OK, "{}", entity.text);
+    assert_eq!(
+        (entity.body["active"].as_bool(), entity.body["identifier"][1]["value"].as_str()),
+        (Some(true), Some("12345678"))
+    );
+    let by_edrpou = fhir_get(&s, "/fhir/Organization?identifier=%7C12345678", Some(&clerk), &mut seen).await;
+    assert_eq!(ids(&by_edrpou.body), [le.clone()]);
+    // the facility whose code is not a FHIR id is counted and not shown
+    let all = fhir_get(&s, "/fhir/Organization", Some(&clerk), &mut seen).await;
+    let mut expected = vec!["HF1".to_string(), le.clone()];
+    expected.sort();
+    assert_eq!(ids(&all.body), expected);
+
+    let found = fhir_get(&s, &format!("/fhir/Device/{device}"), Some(&staff), &mut seen).await;
+    assert_eq!(found.status, StatusCode::OK, "{}", found.text);
+    assert_eq!(found.body["owner"]["reference"], format!("Organization/{le}"));
+    assert_eq!((found.body["status"].as_str(), found.body["serialNumber"].as_str()), (Some("active"), Some("SN-0001")));
+    assert_eq!(found.body["udiCarrier"][0]["deviceIdentifier"], "IMEI 49015420323751");
+    let by_external = fhir_get(&s, "/fhir/Device?identifier=%7CEXT-7", Some(&staff), &mut seen).await;
+    assert_eq!(ids(&by_external.body), [device.clone()]);
+    // another legal entity's staff finds none of it; a sync peer's token (acting for none) does
+    let stranger = token_for("stranger", "equipment:read", Some(&Uuid::now_v7().to_string()));
+    let hidden = fhir_get(&s, &format!("/fhir/Device/{device}"), Some(&stranger), &mut seen).await;
+    assert_eq!(hidden.status, StatusCode::NOT_FOUND);
+    let peer = token_for("central", "sync:read", None);
+    let all = fhir_get(&s, "/fhir/Device", Some(&peer), &mut seen).await;
+    assert_eq!(ids(&all.body), [device.clone()]);
+
+    let requested =
+        fhir_get(&s, &format!("/fhir/ServiceRequest/{service_request}"), Some(&s.token(REQUISITIONS)), &mut seen).await;
+    assert_eq!(requested.status, StatusCode::OK, "{}", requested.text);
+    assert_eq!(requested.body["requisition"]["value"], number.as_str());
+    assert_eq!(requested.body["encounter"]["identifier"]["value"], encounter.to_string());
+    let lower = urlencode(&number.to_lowercase());
+    let by_number = fhir_get(&s, &format!("/fhir/ServiceRequest?requisition={lower}"), Some(&peer), &mut seen).await;
+    assert_eq!(ids(&by_number.body), [service_request.to_string()]);
+    let other = fhir_get(&s, "/fhir/ServiceRequest?requisition=0000-0000-0000-0000", Some(&peer), &mut seen).await;
+    assert_eq!(ids(&other.body).len(), 0);
+
+    for (path, token, status) in [
+        // equipment is read within a legal entity: a reader acting for none is refused, as in its API
+        ("/fhir/Device".to_string(), token_for("reader", "equipment:read", None), StatusCode::FORBIDDEN),
+        ("/fhir/Device".to_string(), clerk.clone(), StatusCode::FORBIDDEN),
+        ("/fhir/ServiceRequest".to_string(), staff.clone(), StatusCode::FORBIDDEN),
+        ("/fhir/Organization".to_string(), s.token(REQUISITIONS), StatusCode::FORBIDDEN),
+        ("/fhir/Patient?requisition=x".to_string(), peer.clone(), StatusCode::BAD_REQUEST),
+        ("/fhir/Organization/HF%202".to_string(), clerk.clone(), StatusCode::NOT_FOUND),
+    ] {
+        let answer = fhir_get(&s, &path, Some(&token), &mut seen).await;
         assert_eq!(answer.status, status, "{path}: {}", answer.text);
         assert_eq!(answer.body["resourceType"], "OperationOutcome", "{path}");
     }

@@ -225,7 +225,7 @@ async fn rendered(
             continue;
         }
         let select = Select { limit: ids.len() as i64, ids: Some(ids), ..Select::default() };
-        for resource in kind.find(state, user, &select).await?.resources {
+        for resource in kind.find(state, user, &select, None).await?.resources {
             let id = resource["id"].as_str().unwrap_or_default().to_string();
             registers.insert((kind, id), resource);
         }

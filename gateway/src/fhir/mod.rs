@@ -3,11 +3,15 @@
 //! `application/fhir+json`, errors as `OperationOutcome`s. The resources are made by
 //! `careledger-fhir` from the read models; this module reads the request and picks the rows.
 //!
-//! Served so far: `Patient` (insurees), `Coverage` (policies), `Claim` and `ClaimResponse` (a
-//! claim as entered, and as decided). Reads need the right to read that data (openIMIS' insuree
-//! search `101101` for `Patient`, policy search `101201` for `Coverage`, claims' `111001` for
-//! `Claim` and `ClaimResponse`) or `sync:read` (a sync peer's token); a token scoped to a health
-//! facility finds only that facility's claims, as in the claims API.
+//! Served: `Patient` (insurees), `Coverage` (policies), `Claim` and `ClaimResponse` (a claim as
+//! entered, and as decided), and read-only `Organization` (health facilities and legal entities),
+//! `Device` (equipment) and `ServiceRequest` (the service requests sharing a requisition number).
+//! Reads need the right to read that data (openIMIS' insuree search `101101` for `Patient`, policy
+//! search `101201` for `Coverage`, claims' `111001` for `Claim` and `ClaimResponse`, claims' or
+//! `equipment:read` for `Organization`, `equipment:read` for `Device`, `service_request:read` for
+//! `ServiceRequest`) or `sync:read` (a sync peer's token); a token scoped to a health facility
+//! finds only that facility's claims, and one acting for a legal entity only its equipment, as in
+//! their APIs.
 
 mod changes;
 mod import;
@@ -22,6 +26,8 @@ use axum::routing::{get, post};
 use careledger_app::Operation;
 use careledger_fhir::{FHIR_JSON, IssueType, Systems, operation_outcome};
 use careledger_projections::claims::{ClaimQueries, Registers, Select};
+use careledger_projections::registry::RegistryQueries;
+use careledger_projections::requisitions::RequisitionQueries;
 use serde_json::Value;
 
 use crate::auth::User;
@@ -117,6 +123,9 @@ enum Served {
     Coverage,
     Claim,
     ClaimResponse,
+    Organization,
+    Device,
+    ServiceRequest,
 }
 
 impl Served {
@@ -126,6 +135,9 @@ impl Served {
             "Coverage" => Ok(Served::Coverage),
             "Claim" => Ok(Served::Claim),
             "ClaimResponse" => Ok(Served::ClaimResponse),
+            "Organization" => Ok(Served::Organization),
+            "Device" => Ok(Served::Device),
+            "ServiceRequest" => Ok(Served::ServiceRequest),
             other => Err(FhirError::new(
                 StatusCode::NOT_FOUND,
                 IssueType::NotSupported,
@@ -134,22 +146,53 @@ impl Served {
         }
     }
 
-    /// The operation whose permission reads this type (besides `sync_read`).
-    fn operation(self) -> Operation {
+    /// The operations whose permission reads this type (besides `sync_read`): organizations are
+    /// the facilities claims name and the legal entities equipment belongs to.
+    fn operations(self) -> &'static [Operation] {
         match self {
-            Served::Patient => Operation::ReadInsurees,
-            Served::Coverage => Operation::ReadPolicies,
-            Served::Claim | Served::ClaimResponse => Operation::ReadClaims,
+            Served::Patient => &[Operation::ReadInsurees],
+            Served::Coverage => &[Operation::ReadPolicies],
+            Served::Claim | Served::ClaimResponse => &[Operation::ReadClaims],
+            Served::Organization => &[Operation::ReadClaims, Operation::ReadEquipment],
+            Served::Device => &[Operation::ReadEquipment],
+            Served::ServiceRequest => &[Operation::ReadRequisition],
         }
     }
 
     /// The resources `select` finds, as FHIR JSON, and the last id the page read (a page that
     /// read `select.limit` rows may have a next one, even when some of them were not shown).
-    async fn find(self, state: &AppState, user: &User, select: &Select) -> Result<Found, FhirError> {
+    /// `requisition` is `ServiceRequest`'s own search parameter (`requisition=<number>`).
+    async fn find(
+        self,
+        state: &AppState,
+        user: &User,
+        select: &Select,
+        requisition: Option<&str>,
+    ) -> Result<Found, FhirError> {
         let systems = systems(state);
-        let registers = Registers(state.store.db());
+        let db = state.store.db();
+        let registers = Registers(db);
         let mut found = Found::default();
         match self {
+            Served::Organization => {
+                for row in careledger_projections::registry::organizations(db, select).await? {
+                    // a facility code that is not a FHIR id (a space, an underscore, 65
+                    // characters) cannot be one's id: it is counted and not shown (README)
+                    let shown = careledger_fhir::is_id(&row.id).then(|| careledger_fhir::organization(&row, &systems));
+                    found.read(&row.id, shown);
+                }
+            }
+            Served::Device => {
+                let legal_entity = device_scope(state, user)?;
+                for e in RegistryQueries(db).devices(select, legal_entity).await? {
+                    found.read(&e.id, Some(careledger_fhir::device(&e, &systems)));
+                }
+            }
+            Served::ServiceRequest => {
+                for row in RequisitionQueries(db).service_requests(select, requisition).await? {
+                    found.read(&row.service_request_id, Some(careledger_fhir::service_request(&row, &systems)));
+                }
+            }
             Served::Patient => {
                 for row in registers.insurees(select).await? {
                     found.read(&row.insuree_id, Some(careledger_fhir::patient(&row, &systems)));
@@ -172,6 +215,20 @@ impl Served {
             }
         }
         Ok(found)
+    }
+}
+
+/// Whose equipment a caller finds as `Device`s: its legal entity's (a token's `client_id`, as in
+/// the equipment API), or every legal entity's for a sync peer's token acting for none.
+fn device_scope<'u>(state: &AppState, user: &'u User) -> Result<Option<&'u str>, FhirError> {
+    match user.legal_entity_id.as_deref() {
+        Some(own) => Ok(Some(own)),
+        None if user.holds(state.config.permissions.of(Operation::SyncRead)) => Ok(None),
+        None => Err(FhirError::new(
+            StatusCode::FORBIDDEN,
+            IssueType::Forbidden,
+            "Access denied. The token acts for no legal entity (client_id is missing)",
+        )),
     }
 }
 
@@ -212,14 +269,15 @@ fn systems(state: &AppState) -> Systems {
 fn may_read(state: &AppState, user: Result<User, ApiError>, served: Served) -> Result<User, FhirError> {
     let user = user?;
     let permissions = &state.config.permissions;
-    let (own, sync) = (permissions.of(served.operation()), permissions.of(Operation::SyncRead));
-    if user.holds(own) || user.holds(sync) {
+    let mut allowed: Vec<&str> = served.operations().iter().map(|o| permissions.of(*o)).collect();
+    allowed.push(permissions.of(Operation::SyncRead));
+    if allowed.iter().any(|p| user.holds(p)) {
         return Ok(user);
     }
     Err(FhirError::new(
         StatusCode::FORBIDDEN,
         IssueType::Forbidden,
-        format!("Your scope does not allow to access this resource. Missing allowances: {own} or {sync}"),
+        format!("Your scope does not allow to access this resource. Missing allowances: {}", allowed.join(" or ")),
     ))
 }
 
@@ -250,6 +308,7 @@ async fn read(
         return Err(not_found());
     }
     let select = Select { id: Some(id.clone()), limit: 1, ..Select::default() };
-    let resource = served.find(&state, &user, &select).await?.resources.into_iter().next().ok_or_else(not_found)?;
+    let resource =
+        served.find(&state, &user, &select, None).await?.resources.into_iter().next().ok_or_else(not_found)?;
     Ok(Fhir(StatusCode::OK, resource))
 }

@@ -29,6 +29,8 @@ const MAX_CLAIMS_PAGE: i64 = 100;
 /// What a search asks, read from its parameters.
 struct Search {
     select: Select,
+    /// `ServiceRequest`'s `requisition=<number>` (with or without `|` before it), as written.
+    requisition: Option<String>,
     /// No resource can match (an identifier of a system this server holds none of).
     nothing: bool,
 }
@@ -49,8 +51,9 @@ fn since(raw: &str) -> Option<String> {
     Some(at.to_rfc3339_opts(SecondsFormat::Micros, true))
 }
 
-fn read_search(params: &[(String, String)], own_system: &str) -> Result<Search, FhirError> {
-    let mut search = Search { select: Select { limit: DEFAULT_COUNT, ..Select::default() }, nothing: false };
+fn read_search(params: &[(String, String)], own_system: &str, served: Served) -> Result<Search, FhirError> {
+    let mut search =
+        Search { select: Select { limit: DEFAULT_COUNT, ..Select::default() }, requisition: None, nothing: false };
     let mut seen = std::collections::HashSet::new();
     for (name, value) in params {
         if !seen.insert(name.as_str()) {
@@ -91,6 +94,15 @@ fn read_search(params: &[(String, String)], own_system: &str) -> Result<Search, 
                     .ok()
                     .filter(|n| (1..=MAX_COUNT).contains(n))
                     .ok_or_else(|| FhirError::parameter(name, format!("expected 1 to {MAX_COUNT}")))?;
+            }
+            // a number either form writes (lower case, or without dashes) is found as issued;
+            // one no scheme could issue finds nothing
+            "requisition" if served == Served::ServiceRequest => {
+                let number = value.strip_prefix('|').unwrap_or(value);
+                match careledger_domain::requisitions::RequisitionNumber::parse(number) {
+                    Ok(number) => search.requisition = Some(number.text()),
+                    Err(_) => search.nothing = true,
+                }
             }
             "_after" if careledger_fhir::is_id(value) => s.after = Some(value.clone()),
             "_after" => return Err(FhirError::parameter(name, "expected the id a page ended with")),
@@ -136,11 +148,15 @@ pub async fn search(
 ) -> Result<Fhir, FhirError> {
     let served = Served::of(&resource_type)?;
     let user = may_read(&state, user, served)?;
-    let mut search = read_search(&params, &systems(&state).own)?;
+    let mut search = read_search(&params, &systems(&state).own, served)?;
     if matches!(served, Served::Claim | Served::ClaimResponse) {
         search.select.limit = search.select.limit.min(MAX_CLAIMS_PAGE);
     }
-    let found = if search.nothing { Found::default() } else { served.find(&state, &user, &search.select).await? };
+    let found = if search.nothing {
+        Found::default()
+    } else {
+        served.find(&state, &user, &search.select, search.requisition.as_deref()).await?
+    };
     let base = base_url(&headers);
     // a full page may have a next one, even when some of its rows were not shown
     let next = (found.rows == search.select.limit)
@@ -168,24 +184,33 @@ mod tests {
     #[test]
     fn identifiers_of_this_system_find_ids_and_others_what_came_from_there() {
         let params = |v: &str| vec![("identifier".to_string(), v.to_string())];
-        let s = read_search(&params("urn:own|abc"), "urn:own").unwrap();
+        let s = read_search(&params("urn:own|abc"), "urn:own", Served::Patient).unwrap();
         assert_eq!((s.select.id.as_deref(), s.nothing), (Some("abc"), false));
-        let other = read_search(&params("urn:other|abc"), "urn:own").unwrap().select.foreign;
+        let other = read_search(&params("urn:other|abc"), "urn:own", Served::Patient).unwrap().select.foreign;
         assert_eq!(other, Some(("urn:other".to_string(), Some("abc".to_string()))));
-        let other = read_search(&params("urn:other|"), "urn:own").unwrap().select.foreign;
+        let other = read_search(&params("urn:other|"), "urn:own", Served::Patient).unwrap().select.foreign;
         assert_eq!(other, Some(("urn:other".to_string(), None)));
-        assert!(!read_search(&params("urn:own|"), "urn:own").unwrap().nothing);
-        assert_eq!(read_search(&params("|070"), "urn:own").unwrap().select.code.as_deref(), Some("070"));
-        assert!(read_search(&params("|"), "urn:own").is_err());
+        assert!(!read_search(&params("urn:own|"), "urn:own", Served::Patient).unwrap().nothing);
+        assert_eq!(
+            read_search(&params("|070"), "urn:own", Served::Patient).unwrap().select.code.as_deref(),
+            Some("070")
+        );
+        assert!(read_search(&params("|"), "urn:own", Served::Patient).is_err());
         // `_id` and an identifier of this system name one resource together, in either order
         let both = |a: (&str, &str), b: (&str, &str)| {
             let params = vec![(a.0.to_string(), a.1.to_string()), (b.0.to_string(), b.1.to_string())];
-            read_search(&params, "urn:own").unwrap().nothing
+            read_search(&params, "urn:own", Served::Patient).unwrap().nothing
         };
         assert!(both(("_id", "a"), ("identifier", "urn:own|b")));
         assert!(both(("identifier", "urn:own|b"), ("_id", "a")));
         assert!(!both(("identifier", "urn:own|a"), ("_id", "a")));
         let twice = vec![("_count".to_string(), "1".to_string()), ("_count".to_string(), "2".to_string())];
-        assert!(read_search(&twice, "urn:own").is_err());
+        assert!(read_search(&twice, "urn:own", Served::Patient).is_err());
+        // `requisition` is ServiceRequest's alone; a number no scheme issues finds nothing
+        let number = |v: &str| vec![("requisition".to_string(), v.to_string())];
+        let s = read_search(&number("|01cx-ihht-tx63-02pi"), "urn:own", Served::ServiceRequest).unwrap();
+        assert_eq!((s.requisition.as_deref(), s.nothing), (Some("01CX-IHHT-TX63-02PI"), false));
+        assert!(read_search(&number("nonsense"), "urn:own", Served::ServiceRequest).unwrap().nothing);
+        assert!(read_search(&number("01CX-IHHT-TX63-02PI"), "urn:own", Served::Patient).is_err());
     }
 }

@@ -137,6 +137,41 @@ impl RegistryQueries<'_> {
         Ok(Some(EquipmentDetail { equipment, division_links, status_history }))
     }
 
+    /// Equipment matching `select` (`code` its `external_id`), of one legal entity when
+    /// `legal_entity_id` is given, in id order: the FHIR face's `Device`. Equipment is reference
+    /// data of this server, never imported: a search by another server's system finds none.
+    pub async fn devices(
+        &self,
+        select: &crate::claims::Select,
+        legal_entity_id: Option<&str>,
+    ) -> Result<Vec<EquipmentView>, ProjectionError> {
+        let s = select;
+        if s.foreign.is_some() || s.ids.is_some() {
+            return Ok(vec![]);
+        }
+        let mut conn = self.0.acquire().await?;
+        let sql = format!(
+            "{EQUIPMENT_SELECT} WHERE ($1 IS NULL OR equipment_id = $1) AND ($2 IS NULL OR external_id = $2)
+                 AND ($3 IS NULL OR equipment_id = $3 OR external_id = $3) AND ($4 IS NULL OR updated_at >= $4)
+                 AND ($5 IS NULL OR equipment_id > $5) AND ($6 IS NULL OR legal_entity_id = $6)
+             ORDER BY equipment_id LIMIT $7"
+        );
+        Ok(sql_fetch_all!(
+            conn.exec(),
+            sqlx::AssertSqlSafe(sql),
+            [
+                s.id.as_deref(),
+                s.code.as_deref(),
+                s.id_or_code.as_deref(),
+                s.updated_since.as_deref(),
+                s.after.as_deref(),
+                legal_entity_id,
+                s.limit
+            ],
+            |row| equipment_row(row)
+        )?)
+    }
+
     /// A legal entity's equipment matching the filter, oldest first, and how many match.
     pub async fn equipment_list(
         &self,

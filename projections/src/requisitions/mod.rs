@@ -5,4 +5,4 @@ mod projector;
 mod queries;
 
 pub use projector::RequisitionsProjector;
-pub use queries::{RequisitionEntity, RequisitionQueries, RequisitionView};
+pub use queries::{RequisitionEntity, RequisitionQueries, RequisitionView, ServiceRequestRow};
