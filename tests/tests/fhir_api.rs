@@ -236,7 +236,7 @@ async fn reference_data_on(kind: Kind) {
         (Some(true), Some("12345678"))
     );
     let by_edrpou = fhir_get(&s, "/fhir/Organization?identifier=%7C12345678", Some(&clerk), &mut seen).await;
-    assert_eq!(ids(&by_edrpou.body), [le.clone()]);
+    assert_eq!(ids(&by_edrpou.body), [le.as_str()]);
     // the facility whose code is not a FHIR id is counted and not shown
     let all = fhir_get(&s, "/fhir/Organization", Some(&clerk), &mut seen).await;
     let mut expected = vec!["HF1".to_string(), le.clone()];
@@ -249,14 +249,14 @@ async fn reference_data_on(kind: Kind) {
     assert_eq!((found.body["status"].as_str(), found.body["serialNumber"].as_str()), (Some("active"), Some("SN-0001")));
     assert_eq!(found.body["udiCarrier"][0]["deviceIdentifier"], "IMEI 49015420323751");
     let by_external = fhir_get(&s, "/fhir/Device?identifier=%7CEXT-7", Some(&staff), &mut seen).await;
-    assert_eq!(ids(&by_external.body), [device.clone()]);
+    assert_eq!(ids(&by_external.body), [device.as_str()]);
     // another legal entity's staff finds none of it; a sync peer's token (acting for none) does
     let stranger = token_for("stranger", "equipment:read", Some(&Uuid::now_v7().to_string()));
     let hidden = fhir_get(&s, &format!("/fhir/Device/{device}"), Some(&stranger), &mut seen).await;
     assert_eq!(hidden.status, StatusCode::NOT_FOUND);
     let peer = token_for("central", "sync:read", None);
     let all = fhir_get(&s, "/fhir/Device", Some(&peer), &mut seen).await;
-    assert_eq!(ids(&all.body), [device.clone()]);
+    assert_eq!(ids(&all.body), [device.as_str()]);
 
     let requested =
         fhir_get(&s, &format!("/fhir/ServiceRequest/{service_request}"), Some(&s.token(REQUISITIONS)), &mut seen).await;
