@@ -79,6 +79,8 @@ pub enum Incoming {
 pub struct IncomingRegister {
     pub identifiers: Vec<Identifier>,
     pub entry: ReferenceEntry,
+    /// The master's log position of this version of the entry (`meta.versionId`).
+    pub position: Option<i64>,
 }
 
 /// A claim as a node entered it (a `Claim`): created here as entered, with the node's id as an
@@ -582,10 +584,11 @@ impl Importer<'_> {
     async fn register_entry(
         &self,
         ctx: &CommandCtx,
-        entry: &ReferenceEntry,
+        incoming: &IncomingRegister,
         seen: &mut HashSet<String>,
         streams: &mut Vec<StreamAppend>,
     ) -> Result<Result<Value, String>, AppError> {
+        let entry = &incoming.entry;
         let stream = entry.stream();
         if !seen.insert(stream.clone()) {
             return Ok(Err(format!("the Bundle holds the register entry of {stream} twice")));
@@ -593,16 +596,28 @@ impl Importer<'_> {
         let version = self.store.stream_version(&stream).await?;
         if version > 0 {
             let last = self.store.read_stream(&stream, version - 1, 1).await?;
-            let held = last.first().and_then(|e| e.decode::<ClaimEvent>().ok()).and_then(|e| ReferenceEntry::of(&e));
+            let held_event = last.first();
+            let held = held_event.and_then(|e| e.decode::<ClaimEvent>().ok()).and_then(|e| ReferenceEntry::of(&e));
             if held.as_ref() == Some(entry) {
                 return Ok(Ok(json!({ "response": { "status": "200 OK", "outcome": information("held already") } })));
             }
+            // a version the master changed again since, arriving late (an older sync file, a
+            // page asked again): the newer one held stays
+            let held_at = held_event.and_then(|e| e.metadata.origin.as_ref()).and_then(|o| o.position);
+            if let (Some(held_at), Some(at)) = (held_at, incoming.position)
+                && held_at >= at
+            {
+                let why = format!("a newer version (of position {held_at} on the master) is held already");
+                return Ok(Ok(json!({ "response": { "status": "200 OK", "outcome": information(&why) } })));
+            }
         }
-        streams.push(StreamAppend {
-            stream,
-            expected: ExpectedVersion::Exact(version),
-            events: ctx.events(&[entry.clone().event(Utc::now())]),
-        });
+        let mut events = ctx.events(&[entry.clone().event(Utc::now())]);
+        for event in &mut events {
+            if let Some(origin) = &mut event.metadata.origin {
+                origin.position = incoming.position;
+            }
+        }
+        streams.push(StreamAppend { stream, expected: ExpectedVersion::Exact(version), events });
         let status = if version == 0 { "201 Created" } else { "200 OK" };
         Ok(Ok(json!({ "response": { "status": status } })))
     }
@@ -808,7 +823,7 @@ impl Importer<'_> {
                 Placed::Skipped(why) => json!({ "response": { "status": "200 OK", "outcome": information(why) } }),
                 Placed::Register => {
                     let Incoming::Register(r) = incoming else { continue };
-                    let answer = self.register_entry(ctx, &r.entry, &mut register_streams, &mut streams).await?;
+                    let answer = self.register_entry(ctx, r, &mut register_streams, &mut streams).await?;
                     entries.push(answer.map_err(|message| invalid(index, "extension", "unique", message))?);
                     continue;
                 }

@@ -40,6 +40,11 @@ pub struct Origin {
     pub peer: String,
     /// The Bundle's identifier value (unique within the peer's system).
     pub bundle: String,
+    /// The change's position in the peer's log, where the peer says it (a register entry's
+    /// `meta.versionId`): an older change that arrives after a newer one (a late sync file, a
+    /// page asked again) is then known to be older and not taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<i64>,
 }
 
 /// An event about to be appended.

@@ -27,12 +27,15 @@ pub const REGISTER_KINDS: [&str; 5] =
     ["health-facilities", "medical-items", "medical-services", "price-lists", "products"];
 
 /// The `Basic` of one register entry: `id` the entry's (one per entry), `kind` one of
-/// [`REGISTER_KINDS`], `entry` the upsert API's form of it.
-pub fn register_entry(id: &str, kind: &str, entry: &Value, systems: &Systems) -> Value {
+/// [`REGISTER_KINDS`], `entry` the upsert API's form of it, `position` the sender's log position
+/// of the upsert it is (as `meta.versionId`: each upsert is a version of the entry, and a later
+/// one has a higher position, so a receiver never takes an older version after a newer one).
+pub fn register_entry(id: &str, kind: &str, entry: &Value, position: i64, systems: &Systems) -> Value {
     let data = base64::engine::general_purpose::STANDARD.encode(entry.to_string());
     json!({
         "resourceType": "Basic",
         "id": id,
+        "meta": { "versionId": position.to_string() },
         "identifier": [systems.own_id(id)],
         "code": {
             "coding": [{ "system": RESOURCE_KINDS, "code": REGISTER_ENTRY_CODE }],

@@ -47,6 +47,9 @@ fn entries(bundle: &Value) -> Vec<(String, String)> {
                 .map(|e| {
                     let r = &e["resource"];
                     if r["code"]["coding"][0]["code"] == "register-entry" {
+                        // the version is the upsert's log position here
+                        let version = r["meta"]["versionId"].as_str().and_then(|v| v.parse::<i64>().ok());
+                        assert!(version.is_some_and(|v| v > 0), "{r}");
                         ("register".into(), r["extension"][0]["extension"][0]["valueCode"].as_str().unwrap().into())
                     } else {
                         (r["resourceType"].as_str().unwrap().into(), r["id"].as_str().unwrap().into())

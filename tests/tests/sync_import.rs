@@ -368,3 +368,59 @@ async fn all_or_nothing_on(kind: Kind) {
     assert_eq!(a.status, StatusCode::OK, "{}", a.text);
     assert!(s.state().store.head().await.unwrap() > head);
 }
+
+both_backends!(a_node_never_takes_an_older_version_of_its_masters_register, register_versions_on);
+async fn register_versions_on(kind: Kind) {
+    const MASTER: &str = "urn:uuid:0b7c6a52-6f38-4c57-9c9e-0d1f6c1a00ff";
+    let s = TestServer::start_with(kind, |c| c.sync_master = Some(MASTER.to_string())).await;
+    let master = token_for(MASTER, "sync:read sync:write", None);
+    let item = |version: Option<i64>, price: i64| {
+        let data = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            json!({ "code": "I9", "name": "Bandage", "price": price }).to_string(),
+        );
+        let mut resource = json!({ "resourceType": "Basic", "id": "e1", "identifier": [{ "system": MASTER, "value": "e1" }],
+            "code": { "coding": [{ "system": "urn:careledger:fhir:basic-kind", "code": "register-entry" }] },
+            "extension": [{ "url": "urn:careledger:fhir:extension:register-entry", "extension": [
+                { "url": "kind", "valueCode": "medical-items" },
+                { "url": "entry", "valueAttachment": { "contentType": "application/json", "data": data } }] }] });
+        if let Some(version) = version {
+            resource["meta"] = json!({ "versionId": version.to_string() });
+        }
+        json!({ "resource": resource, "request": { "method": "PUT", "url": format!("Basic?identifier={MASTER}|e1") } })
+    };
+    let send = |name: &str, entry: Value| {
+        let body = json!({ "resourceType": "Bundle", "type": "transaction",
+                           "identifier": { "system": MASTER, "value": name }, "entry": [entry] });
+        let (s, master) = (&s, master.clone());
+        async move { s.post("/fhir", &master, body).await }
+    };
+    // how many upserts the item's stream holds, and the last one's price
+    let held = |s: &TestServer| {
+        let store = s.state().store.clone();
+        async move {
+            let events = store.read_stream("claims-item-I9", 0, 100).await.unwrap();
+            (events.len(), events.last().map(|e| e.data["price"].clone()).unwrap_or_default())
+        }
+    };
+    let a = send("page-2", item(Some(20), 700)).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    let first = held(&s).await;
+    assert_eq!(first.0, 1);
+    // an older version, from a sync file written before: answered, not taken
+    let a = send("old-file", item(Some(10), 300)).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    assert!(a.text.contains("a newer version"), "{}", a.text);
+    assert_eq!(held(&s).await, first);
+    // a newer one is taken, and one without a version (a sender that does not say) too
+    assert_eq!(send("page-3", item(Some(30), 900)).await.status, StatusCode::OK);
+    let third = held(&s).await;
+    assert_eq!(third.0, 2);
+    assert_ne!(third.1, first.1);
+    assert_eq!(send("unversioned", item(None, 950)).await.status, StatusCode::OK);
+    assert_eq!(held(&s).await.0, 3);
+    // a version that is not a log position names where
+    let a = send("bad-version", item(Some(-1), 1)).await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.text);
+    assert_eq!(a.body["issue"][0]["expression"][0], "Bundle.entry[0].resource.meta.versionId", "{}", a.text);
+}

@@ -71,7 +71,7 @@ pub async fn import(
     let JsonBody(body, bytes) = body.map_err(|e| if e.invalid.is_empty() { e.into() } else { refused(e.invalid) })?;
     let bundle = read_bundle(&body).map_err(refused)?;
     let ctx = command_ctx(&state, "ImportBundle", &user, &headers, "/fhir", &bytes)?
-        .imported(Origin { peer: bundle.sender.clone(), bundle: bundle.bundle.clone() }, &bytes);
+        .imported(Origin { peer: bundle.sender.clone(), bundle: bundle.bundle.clone(), position: None }, &bytes);
     let importer = Importer {
         store: &state.store,
         projections: &state.projections,
@@ -379,8 +379,24 @@ impl Reader {
             return None;
         }
         let data = self.text(attachment.and_then(|a| a.get("data")), &data_at, true, MAX_BUNDLE_BYTES)?;
+        // the sender's log position of this version, when it says it (careledger always does)
+        let version = resource.get("meta").and_then(|m| m.get("versionId"));
+        let position = match version {
+            None => None,
+            Some(v) => match v.as_str().and_then(|v| v.parse::<i64>().ok()).filter(|p| *p > 0) {
+                Some(p) => Some(p),
+                None => {
+                    self.fail(
+                        &format!("{path}.meta.versionId"),
+                        "format",
+                        "expected a log position (an integer from 1)",
+                    );
+                    return None;
+                }
+            },
+        };
         match super::register::read_entry(&kind, &data) {
-            Ok(entry) => Some(IncomingRegister { identifiers, entry }),
+            Ok(entry) => Some(IncomingRegister { identifiers, entry, position }),
             Err(why) => {
                 self.fail(&data_at, "invalid", why);
                 None

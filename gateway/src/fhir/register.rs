@@ -32,7 +32,7 @@ pub fn entry_id(stream: &str) -> String {
 /// The entry an upsert event holds, as its `Basic`.
 pub fn resource(event: &RecordedEvent, systems: &careledger_fhir::Systems) -> Option<Value> {
     let (kind, entry) = api_entry(&event.decode::<ClaimEvent>().ok()?)?;
-    Some(careledger_fhir::register_entry(&entry_id(&event.stream), kind, &entry, systems))
+    Some(careledger_fhir::register_entry(&entry_id(&event.stream), kind, &entry, event.position, systems))
 }
 
 /// The kind and the upsert API's form of the entry an event upserted.
