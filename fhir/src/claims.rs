@@ -2,13 +2,31 @@
 //! openIMIS' FHIR R4 module shapes them (see `fhir/README.md`): items and services by their code
 //! as text, the claim's status as the adjudication category, the rejection reason as its reason.
 
-use careledger_projections::claims::{ClaimDetail, LineView};
-use serde_json::{Value, json};
+//!
+//! Why typed structures here and JSON values elsewhere: a sync export renders thousands of claims
+//! a Bundle, and building each as a `serde_json::Value` (a map per object, a string per key)
+//! spent more than the database did; these serialise straight to text ([`claim_raw`]).
+
+use std::borrow::Cow;
+
+use careledger_events::claims::Amount;
+use careledger_projections::claims::{ClaimDetail, ClaimView, LineView};
+use serde::Serialize;
+use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::Systems;
-use crate::identifier::code_identifier;
+use crate::identifier::OPENIMIS_IDENTIFIERS;
 
-const IG: &str = "https://openimis.github.io/openimis_fhir_r4_ig/CodeSystem";
+const CLAIM_STATUS: &str = "https://openimis.github.io/openimis_fhir_r4_ig/CodeSystem/claim-status";
+const REJECTION_REASONS: &str = "https://openimis.github.io/openimis_fhir_r4_ig/CodeSystem/claim-rejection-reasons";
+const ICD: &str = "https://openimis.github.io/openimis_fhir_r4_ig/CodeSystem/diagnosis-ICD10-level1";
+const ITEM_CATEGORY: &str = "https://openimis.github.io/openimis_fhir_r4_ig/CodeSystem/claim-item-category";
+const SUPPORTING_INFO: &str =
+    "https://openimis.github.io/openimis_fhir_r4_ig/CodeSystem/claim-supporting-info-category";
+const VISIT_TYPE: &str = "https://openimis.github.io/openimis_fhir_r4_ig/CodeSystem/claim-visit-type";
+const CLAIM_TYPE: &str = "http://terminology.hl7.org/CodeSystem/claim-type";
+const PRIORITY: &str = "http://terminology.hl7.org/CodeSystem/processpriority";
 
 /// The system of careledger's figures of a claim in a `ClaimResponse` (each stage's amounts and a
 /// line's status), beside openIMIS' status category: what an offline node needs to mirror the
@@ -21,19 +39,122 @@ pub const CLAIM_CATEGORY: &str = "urn:careledger:fhir:extension:claim-category";
 /// A claim line's explanation (FHIR's `Claim.item` has no element for it).
 pub const LINE_EXPLANATION: &str = "urn:careledger:fhir:extension:line-explanation";
 
+// FHIR's data types, as far as claims use them (empty options are left out, as FHIR wants)
+
+#[derive(Serialize)]
+struct Coding<'a> {
+    system: &'a str,
+    code: Cow<'a, str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    display: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct Concept<'a> {
+    coding: [Coding<'a>; 1],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<&'a str>,
+}
+
+fn concept<'a>(system: &'a str, code: &'a str) -> Concept<'a> {
+    Concept { coding: [Coding { system, code: Cow::Borrowed(code), display: None }], text: None }
+}
+
+#[derive(Serialize)]
+struct IdentifierType<'a> {
+    coding: [Coding<'a>; 1],
+}
+
+#[derive(Serialize)]
+struct Identifier<'a> {
+    #[serde(rename = "use", skip_serializing_if = "Option::is_none")]
+    use_: Option<&'static str>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<IdentifierType<'static>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    system: Option<&'a str>,
+    value: &'a str,
+}
+
+fn typed(code: &'static str) -> Option<IdentifierType<'static>> {
+    Some(IdentifierType { coding: [Coding { system: OPENIMIS_IDENTIFIERS, code: Cow::Borrowed(code), display: None }] })
+}
+
+/// This server's id (as `Systems::own_id` writes it).
+fn own<'a>(systems: &'a Systems, id: &'a str) -> Identifier<'a> {
+    Identifier { use_: Some("official"), kind: typed("UUID"), system: Some(&systems.own), value: id }
+}
+
+/// A business code (as `identifier::code_identifier` writes it).
+fn code(value: &str) -> Identifier<'_> {
+    Identifier { use_: Some("usual"), kind: typed("Code"), system: None, value }
+}
+
+/// A reference by identifier (a logical reference), or also by id.
+#[derive(Serialize)]
+struct Reference<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reference: Option<String>,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    identifier: Identifier<'a>,
+}
+
+#[derive(Serialize)]
+struct Display {
+    display: &'static str,
+}
+
+#[derive(Serialize)]
+struct Meta<'a> {
+    #[serde(rename = "lastUpdated")]
+    last_updated: &'a str,
+}
+
+#[derive(Serialize)]
+struct Money {
+    value: Amount,
+}
+
+#[derive(Serialize)]
+struct Quantity {
+    value: Amount,
+}
+
+#[derive(Serialize)]
+struct Period<'a> {
+    start: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    end: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct Extension<'a> {
+    url: &'static str,
+    #[serde(rename = "valueString", skip_serializing_if = "Option::is_none")]
+    string: Option<&'a str>,
+    #[serde(rename = "valueInteger", skip_serializing_if = "Option::is_none")]
+    integer: Option<i32>,
+    #[serde(rename = "valueCode", skip_serializing_if = "Option::is_none")]
+    code: Option<&'a str>,
+}
+
+fn extension(url: &'static str) -> Extension<'static> {
+    Extension { url, string: None, integer: None, code: None }
+}
+
 /// The claim's type: in-patient care is institutional, out-patient professional.
-fn claim_type(detail: &ClaimDetail) -> Value {
-    let code = if detail.claim.care_type.as_deref() == Some("I") { "institutional" } else { "professional" };
-    json!({ "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/claim-type", "code": code }] })
+fn claim_type(claim: &ClaimView) -> Concept<'static> {
+    concept(CLAIM_TYPE, if claim.care_type.as_deref() == Some("I") { "institutional" } else { "professional" })
 }
 
 /// The insuree, by the CHFID the claim names (a logical reference: the receiver finds its
 /// Patient by that identifier).
-fn patient(detail: &ClaimDetail) -> Value {
-    json!({ "type": "Patient", "identifier": code_identifier(&detail.claim.insuree) })
+fn patient(claim: &ClaimView) -> Reference<'_> {
+    Reference { reference: None, kind: "Patient", identifier: code(&claim.insuree) }
 }
 
-fn status_concept(status: i32) -> Value {
+fn status_concept(status: i32) -> Concept<'static> {
     let display = match status {
         1 => "rejected",
         2 => "entered",
@@ -42,7 +163,10 @@ fn status_concept(status: i32) -> Value {
         16 => "valuated",
         _ => "unknown",
     };
-    json!({ "coding": [{ "system": format!("{IG}/claim-status"), "code": status.to_string(), "display": display }] })
+    Concept {
+        coding: [Coding { system: CLAIM_STATUS, code: Cow::Owned(status.to_string()), display: Some(display) }],
+        text: None,
+    }
 }
 
 /// Every line, items first then services, numbered from 1 as FHIR numbers them.
@@ -52,78 +176,160 @@ fn lines(detail: &ClaimDetail) -> impl Iterator<Item = (usize, &'static str, &Li
     items.chain(services).enumerate().map(|(i, (kind, line))| (i + 1, kind, line))
 }
 
-/// What the facility claimed.
-pub fn claim(detail: &ClaimDetail, systems: &Systems) -> Value {
+/// A claim's identifiers: its id here, the ids other servers gave it, its code.
+fn identifiers<'a>(c: &'a ClaimView, systems: &'a Systems) -> Vec<Identifier<'a>> {
+    let mut identifiers = vec![own(systems, &c.uuid)];
+    identifiers.extend(c.identifiers.iter().map(|i| Identifier {
+        use_: None,
+        kind: None,
+        system: Some(&i.system),
+        value: &i.value,
+    }));
+    identifiers.push(code(&c.code));
+    identifiers
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Diagnosis<'a> {
+    sequence: usize,
+    diagnosis_codeable_concept: Concept<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Item<'a> {
+    sequence: usize,
+    category: Concept<'a>,
+    product_or_service: Text<'a>,
+    quantity: Quantity,
+    unit_price: Money,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    extension: Vec<Extension<'a>>,
+}
+
+#[derive(Serialize)]
+struct Text<'a> {
+    text: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SupportingInfo<'a> {
+    sequence: usize,
+    category: Concept<'a>,
+    value_string: &'a str,
+}
+
+#[derive(Serialize)]
+struct Insurance {
+    sequence: usize,
+    focal: bool,
+    coverage: Display,
+}
+
+/// What the facility claimed, as FHIR's `Claim`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ClaimResource<'a> {
+    resource_type: &'static str,
+    id: &'a str,
+    meta: Meta<'a>,
+    identifier: Vec<Identifier<'a>>,
+    status: &'static str,
+    #[serde(rename = "type")]
+    kind: Concept<'static>,
+    sub_type: Concept<'a>,
+    #[serde(rename = "use")]
+    use_: &'static str,
+    patient: Reference<'a>,
+    billable_period: Period<'a>,
+    created: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    enterer: Option<Reference<'a>>,
+    provider: Reference<'a>,
+    priority: Concept<'static>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    supporting_info: Vec<SupportingInfo<'a>>,
+    diagnosis: Vec<Diagnosis<'a>>,
+    insurance: [Insurance; 1],
+    item: Vec<Item<'a>>,
+    total: Money,
+}
+
+fn claim_resource<'a>(detail: &'a ClaimDetail, systems: &'a Systems) -> ClaimResource<'a> {
     let c = &detail.claim;
-    let diagnoses: Vec<Value> = std::iter::once(&c.icd)
+    let diagnosis = std::iter::once(&c.icd)
         .chain(&c.icd_secondary)
         .enumerate()
-        .map(|(i, icd)| {
-            json!({
-                "sequence": i + 1,
-                "diagnosisCodeableConcept": { "coding": [{ "system": format!("{IG}/diagnosis-ICD10-level1"), "code": icd }] },
-            })
+        .map(|(i, icd)| Diagnosis { sequence: i + 1, diagnosis_codeable_concept: concept(ICD, icd) })
+        .collect();
+    let item = lines(detail)
+        .map(|(sequence, kind, line)| Item {
+            sequence,
+            category: Concept { text: Some(kind), ..concept(ITEM_CATEGORY, kind) },
+            product_or_service: Text { text: &line.code },
+            quantity: Quantity { value: line.qty_provided },
+            unit_price: Money { value: line.price_asked },
+            extension: line
+                .explanation
+                .as_deref()
+                .map(|e| Extension { string: Some(e), ..extension(LINE_EXPLANATION) })
+                .into_iter()
+                .collect(),
         })
         .collect();
-    let items: Vec<Value> = lines(detail)
-        .map(|(sequence, kind, line)| {
-            let mut item = json!({
-                "sequence": sequence,
-                "category": { "coding": [{ "system": format!("{IG}/claim-item-category"), "code": kind }], "text": kind },
-                "productOrService": { "text": line.code },
-                "quantity": { "value": line.qty_provided },
-                "unitPrice": { "value": line.price_asked },
-            });
-            if let Some(explanation) = &line.explanation {
-                item["extension"] = json!([{ "url": LINE_EXPLANATION, "valueString": explanation }]);
-            }
-            item
-        })
-        .collect();
-    let mut period = json!({ "start": c.date_from });
-    if let Some(to) = &c.date_to {
-        period["end"] = json!(to);
-    }
     // the explanation and the guarantee as openIMIS' R4 module sends them
-    let supporting: Vec<Value> = [("explanation", &c.explanation), ("guarantee", &c.guarantee_id)]
+    let supporting_info = [("explanation", &c.explanation), ("guarantee", &c.guarantee_id)]
         .into_iter()
-        .filter_map(|(category, value)| value.as_ref().map(|v| (category, v)))
+        .filter_map(|(category, value)| value.as_deref().map(|v| (category, v)))
         .enumerate()
-        .map(|(i, (category, value))| {
-            json!({
-                "sequence": i + 1,
-                "category": { "coding": [{ "system": format!("{IG}/claim-supporting-info-category"), "code": category }] },
-                "valueString": value,
-            })
+        .map(|(i, (category, value))| SupportingInfo {
+            sequence: i + 1,
+            category: concept(SUPPORTING_INFO, category),
+            value_string: value,
         })
         .collect();
-    let mut resource = json!({
-        "resourceType": "Claim",
-        "id": c.uuid,
-        "meta": { "lastUpdated": c.updated_at },
-        "identifier": identifiers(c, systems),
-        "status": "active",
-        "type": claim_type(detail),
-        "subType": { "coding": [{ "system": format!("{IG}/claim-visit-type"), "code": c.visit_type }] },
-        "use": "claim",
-        "patient": patient(detail),
-        "billablePeriod": period,
-        "created": c.date_claimed,
-        "provider": { "type": "Organization", "identifier": code_identifier(&c.health_facility) },
-        "priority": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/processpriority", "code": "normal" }] },
-        "diagnosis": diagnoses,
-        "insurance": [{ "sequence": 1, "focal": true, "coverage": { "display": "the insuree's policies of the claim's dates" } }],
-        "item": items,
-        "total": { "value": c.claimed },
-    });
-    if !supporting.is_empty() {
-        resource["supportingInfo"] = json!(supporting);
-    }
-    if let Some(admin) = &c.admin {
+    ClaimResource {
+        resource_type: "Claim",
+        id: &c.uuid,
+        meta: Meta { last_updated: &c.updated_at },
+        identifier: identifiers(c, systems),
+        status: "active",
+        kind: claim_type(c),
+        sub_type: concept(VISIT_TYPE, &c.visit_type),
+        use_: "claim",
+        patient: patient(c),
+        billable_period: Period { start: &c.date_from, end: c.date_to.as_deref() },
+        created: &c.date_claimed,
         // the claim administrator who entered it, by code (a logical reference)
-        resource["enterer"] = json!({ "type": "Practitioner", "identifier": code_identifier(admin) });
+        enterer: c.admin.as_deref().map(|admin| Reference {
+            reference: None,
+            kind: "Practitioner",
+            identifier: code(admin),
+        }),
+        provider: Reference { reference: None, kind: "Organization", identifier: code(&c.health_facility) },
+        priority: concept(PRIORITY, "normal"),
+        supporting_info,
+        diagnosis,
+        insurance: [Insurance {
+            sequence: 1,
+            focal: true,
+            coverage: Display { display: "the insuree's policies of the claim's dates" },
+        }],
+        item,
+        total: Money { value: c.claimed },
     }
-    resource
+}
+
+/// What the facility claimed.
+pub fn claim(detail: &ClaimDetail, systems: &Systems) -> Value {
+    serde_json::to_value(claim_resource(detail, systems)).expect("a claim serialises")
+}
+
+/// What the facility claimed, as JSON text (for a Bundle of many).
+pub fn claim_raw(detail: &ClaimDetail, systems: &Systems) -> Box<RawValue> {
+    serde_json::value::to_raw_value(&claim_resource(detail, systems)).expect("a claim serialises")
 }
 
 /// openIMIS' outcome of a claim's status: rejected and valuated are complete, entered is queued,
@@ -136,63 +342,105 @@ fn outcome(status: i32) -> &'static str {
     }
 }
 
-/// A claim's identifiers: its id here, the ids other servers gave it, its code.
-fn identifiers(c: &careledger_projections::claims::ClaimView, systems: &Systems) -> Vec<Value> {
-    let mut identifiers = vec![systems.own_id(&c.uuid)];
-    identifiers.extend(c.identifiers.iter().map(|i| json!({ "system": i.system, "value": i.value })));
-    identifiers.push(code_identifier(&c.code));
-    identifiers
+/// One adjudication of a line or total: openIMIS' (the status, with reason, amount and value)
+/// or one of careledger's own figures.
+#[derive(Serialize)]
+struct Adjudication<'a> {
+    category: Concept<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<Concept<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    amount: Option<Money>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<Number>,
 }
 
-/// What the scheme decided: the claim's status, each line's and the amounts of its stage.
-pub fn claim_response(detail: &ClaimDetail, systems: &Systems) -> Value {
+/// An adjudication's `value`: a quantity, or a line's status.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Number {
+    Amount(Amount),
+    Integer(i32),
+}
+
+fn figure(code: &'static str) -> Adjudication<'static> {
+    Adjudication { category: amount_concept(code), reason: None, amount: None, value: None }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ResponseItem<'a> {
+    item_sequence: usize,
+    adjudication: Vec<Adjudication<'a>>,
+}
+
+#[derive(Serialize)]
+struct Total<'a> {
+    category: Concept<'a>,
+    amount: Money,
+}
+
+/// What the scheme decided, as FHIR's `ClaimResponse`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ClaimResponseResource<'a> {
+    resource_type: &'static str,
+    id: &'a str,
+    meta: Meta<'a>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    extension: Vec<Extension<'a>>,
+    identifier: Vec<Identifier<'a>>,
+    status: &'static str,
+    #[serde(rename = "type")]
+    kind: Concept<'static>,
+    #[serde(rename = "use")]
+    use_: &'static str,
+    patient: Reference<'a>,
+    created: &'a str,
+    insurer: Display,
+    request: Reference<'a>,
+    outcome: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    disposition: Option<String>,
+    item: Vec<ResponseItem<'a>>,
+    total: Vec<Total<'a>>,
+}
+
+fn claim_response_resource<'a>(detail: &'a ClaimDetail, systems: &'a Systems) -> ClaimResponseResource<'a> {
     let c = &detail.claim;
-    let items: Vec<Value> = lines(detail)
+    let item = lines(detail)
         .map(|(sequence, _, line)| {
             // openIMIS' way: every line's category is the claim's status, its reason the line's own
-            let mut adjudication = json!({ "category": status_concept(c.status) });
-            if let Some(reason) = line.rejection_reason {
-                adjudication["reason"] =
-                    json!({ "coding": [{ "system": format!("{IG}/claim-rejection-reasons"), "code": reason.to_string() }] });
-            }
-            adjudication["amount"] = json!({ "value": line.latest_price });
-            adjudication["value"] = json!(line.latest_qty);
+            let reason = line.rejection_reason.map(|reason| Concept {
+                coding: [Coding { system: REJECTION_REASONS, code: Cow::Owned(reason.to_string()), display: None }],
+                text: None,
+            });
+            let mut adjudication = vec![Adjudication {
+                category: status_concept(c.status),
+                reason,
+                amount: Some(Money { value: line.latest_price }),
+                value: Some(Number::Amount(line.latest_qty)),
+            }];
             // and every stage's own figure, so that a node mirrors the line whole
-            let mut adjudications = vec![adjudication];
             if let Some(status) = line.status {
-                adjudications.push(json!({ "category": amount_concept("line-status"), "value": status }));
+                adjudication.push(Adjudication { value: Some(Number::Integer(status)), ..figure("line-status") });
             }
             if let Some(quantity) = line.qty_approved {
-                adjudications.push(json!({ "category": amount_concept("qty-approved"), "value": quantity }));
+                adjudication.push(Adjudication { value: Some(Number::Amount(quantity)), ..figure("qty-approved") });
             }
             for (code, price) in [
                 ("price-adjusted", line.price_adjusted),
                 ("price-approved", line.price_approved),
                 ("price-valuated", line.price_valuated),
             ] {
-                adjudications.extend(price.map(|p| json!({ "category": amount_concept(code), "amount": { "value": p } })));
+                adjudication.extend(price.map(|p| Adjudication { amount: Some(Money { value: p }), ..figure(code) }));
             }
-            json!({ "itemSequence": sequence, "adjudication": adjudications })
+            ResponseItem { item_sequence: sequence, adjudication }
         })
         .collect();
-    let mut response = json!({
-        "resourceType": "ClaimResponse",
-        "id": c.uuid,
-        "meta": { "lastUpdated": c.updated_at },
-        "identifier": identifiers(c, systems),
-        "status": "active",
-        "type": claim_type(detail),
-        "use": "claim",
-        "patient": patient(detail),
-        "created": c.updated_at,
-        "insurer": { "display": "the scheme of this server" },
-        "request": { "reference": format!("Claim/{}", c.uuid), "type": "Claim", "identifier": systems.own_id(&c.uuid) },
-        "outcome": outcome(c.status),
-        "item": items,
-    });
-    let mut totals: Vec<Value> = c
+    let mut total: Vec<Total> = c
         .stage_value
-        .map(|value| json!({ "category": status_concept(c.status), "amount": { "value": value } }))
+        .map(|value| Total { category: status_concept(c.status), amount: Money { value } })
         .into_iter()
         .collect();
     for (code, value) in [
@@ -201,24 +449,50 @@ pub fn claim_response(detail: &ClaimDetail, systems: &Systems) -> Value {
         ("valuated", c.valuated),
         ("remunerated", c.remunerated),
     ] {
-        totals.extend(value.map(|v| json!({ "category": amount_concept(code), "amount": { "value": v } })));
+        total.extend(value.map(|v| Total { category: amount_concept(code), amount: Money { value: v } }));
     }
-    response["total"] = json!(totals);
-    let mut extensions = vec![];
+    let mut extension = vec![];
     if let Some(reason) = c.rejection_reason {
-        response["disposition"] = json!(format!("rejected, reason {reason}"));
-        extensions.push(json!({ "url": REJECTION_REASON, "valueInteger": reason }));
+        extension.push(Extension { integer: Some(reason), ..self::extension(REJECTION_REASON) });
     }
     if let Some(category) = &c.category {
-        extensions.push(json!({ "url": CLAIM_CATEGORY, "valueCode": category }));
+        extension.push(Extension { code: Some(category), ..self::extension(CLAIM_CATEGORY) });
     }
-    if !extensions.is_empty() {
-        response["extension"] = json!(extensions);
+    ClaimResponseResource {
+        resource_type: "ClaimResponse",
+        id: &c.uuid,
+        meta: Meta { last_updated: &c.updated_at },
+        extension,
+        identifier: identifiers(c, systems),
+        status: "active",
+        kind: claim_type(c),
+        use_: "claim",
+        patient: patient(c),
+        created: &c.updated_at,
+        insurer: Display { display: "the scheme of this server" },
+        request: Reference {
+            reference: Some(format!("Claim/{}", c.uuid)),
+            kind: "Claim",
+            identifier: own(systems, &c.uuid),
+        },
+        outcome: outcome(c.status),
+        disposition: c.rejection_reason.map(|reason| format!("rejected, reason {reason}")),
+        item,
+        total,
     }
-    response
+}
+
+/// What the scheme decided: the claim's status, each line's and the amounts of its stage.
+pub fn claim_response(detail: &ClaimDetail, systems: &Systems) -> Value {
+    serde_json::to_value(claim_response_resource(detail, systems)).expect("a claim response serialises")
+}
+
+/// What the scheme decided, as JSON text (for a Bundle of many).
+pub fn claim_response_raw(detail: &ClaimDetail, systems: &Systems) -> Box<RawValue> {
+    serde_json::value::to_raw_value(&claim_response_resource(detail, systems)).expect("a claim response serialises")
 }
 
 /// A figure of careledger's own (a stage's quantity or price of a line, an amount of the claim).
-fn amount_concept(code: &str) -> Value {
-    json!({ "coding": [{ "system": AMOUNTS, "code": code }] })
+fn amount_concept(code: &'static str) -> Concept<'static> {
+    concept(AMOUNTS, code)
 }

@@ -27,7 +27,9 @@ mod resources;
 
 pub use bundle::{Page, searchset};
 pub use capability::{SERVER_SYSTEM, capability_statement};
-pub use claims::{AMOUNTS, CLAIM_CATEGORY, LINE_EXPLANATION, REJECTION_REASON, claim, claim_response};
+pub use claims::{
+    AMOUNTS, CLAIM_CATEGORY, LINE_EXPLANATION, REJECTION_REASON, claim, claim_raw, claim_response, claim_response_raw,
+};
 pub use identifier::{OPENIMIS_IDENTIFIERS, Systems, Token, TokenError};
 pub use outcome::{IssueType, operation_outcome};
 pub use register::{REGISTER_ENTRY, REGISTER_ENTRY_CODE, REGISTER_KINDS, register_entry};

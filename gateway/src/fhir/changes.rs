@@ -23,9 +23,11 @@ use careledger_app::Operation;
 use careledger_events::RecordedEvent;
 use careledger_fhir::IssueType;
 use careledger_projections::claims::{ClaimDetail, ClaimQueries, Select};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
+use serde_json::value::RawValue;
 
-use super::{Fhir, FhirError, Served, base_url, systems};
+use super::{FhirError, FhirText, Served, base_url, systems};
 use crate::auth::User;
 use crate::http::envelope::ApiError;
 use crate::state::AppState;
@@ -123,7 +125,7 @@ pub async fn changes(
     Query(params): Query<Vec<(String, String)>>,
     headers: HeaderMap,
     user: Result<User, ApiError>,
-) -> Result<Fhir, FhirError> {
+) -> Result<FhirText, FhirError> {
     let user = user?;
     let sync = state.config.permissions.of(Operation::SyncRead);
     if !user.holds(sync) {
@@ -169,25 +171,89 @@ pub async fn changes(
     let page = changed(&state, &user.id, since, head, count).await?;
     let systems = systems(&state);
     let base = base_url(&headers);
-    let entries: Vec<Value> = rendered(&state, &user, &systems, page.resources)
+    let entries: Vec<Entry> = rendered(&state, &user, &systems, page.resources)
         .await?
         .into_iter()
         .map(|resource| entry(&base, &systems.own, resource))
         .collect();
-    let mut bundle = json!({
-        "resourceType": "Bundle",
-        "identifier": { "system": systems.own, "value": format!("changes-{since}-{}", page.reached) },
-        "type": "transaction",
-        "timestamp": careledger_projections::time::text(&chrono::Utc::now()),
-        "link": [
-            { "relation": "self", "url": format!("{base}/$changes?_since={since}&_count={count}") },
-            { "relation": "next", "url": format!("{base}/$changes?_since={}&_count={count}", page.reached) },
+    let bundle = Transaction {
+        resource_type: "Bundle",
+        identifier: BundleIdentifier { system: &systems.own, value: format!("changes-{since}-{}", page.reached) },
+        kind: "transaction",
+        timestamp: careledger_projections::time::text(&chrono::Utc::now()),
+        link: [
+            Link { relation: "self", url: format!("{base}/$changes?_since={since}&_count={count}") },
+            Link { relation: "next", url: format!("{base}/$changes?_since={}&_count={count}", page.reached) },
         ],
-    });
-    if !entries.is_empty() {
-        bundle["entry"] = Value::Array(entries);
+        entry: entries,
+    };
+    let body = serde_json::to_vec(&bundle).map_err(|e| FhirError::from(ApiError::internal(e.to_string())))?;
+    Ok(FhirText(StatusCode::OK, body))
+}
+
+/// The Bundle `$changes` answers, written straight to text: a page holds thousands of resources,
+/// already serialised each (see `careledger_fhir::claim_raw`).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Transaction<'a> {
+    resource_type: &'static str,
+    identifier: BundleIdentifier<'a>,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    timestamp: String,
+    link: [Link; 2],
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    entry: Vec<Entry>,
+}
+
+#[derive(Serialize)]
+struct BundleIdentifier<'a> {
+    system: &'a str,
+    value: String,
+}
+
+#[derive(Serialize)]
+struct Link {
+    relation: &'static str,
+    url: String,
+}
+
+/// A transaction entry: the resource, updated where the receiver knows it by this server's
+/// identifier, created where it does not.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Entry {
+    full_url: String,
+    resource: Box<RawValue>,
+    request: Request,
+}
+
+#[derive(Serialize)]
+struct Request {
+    method: &'static str,
+    url: String,
+}
+
+/// A resource rendered for a Bundle: its type, its id and its JSON text.
+struct Rendered {
+    kind: &'static str,
+    id: String,
+    json: Box<RawValue>,
+}
+
+impl Rendered {
+    /// A resource built as a JSON value.
+    fn of(resource: Value) -> Result<Rendered, FhirError> {
+        let kind = match resource["resourceType"].as_str() {
+            Some("Patient") => "Patient",
+            Some("Coverage") => "Coverage",
+            Some("Basic") => "Basic",
+            other => return Err(ApiError::internal(format!("$changes does not send {other:?}")).into()),
+        };
+        let id = resource["id"].as_str().unwrap_or_default().to_string();
+        let json = serde_json::value::to_raw_value(&resource).map_err(|e| ApiError::internal(e.to_string()))?;
+        Ok(Rendered { kind, id, json })
     }
-    Ok(Fhir(StatusCode::OK, bundle))
 }
 
 /// The resources the changed streams are now, in the order they changed: none for a stream that
@@ -199,7 +265,7 @@ async fn rendered(
     user: &User,
     systems: &careledger_fhir::Systems,
     resources: Vec<Changed>,
-) -> Result<Vec<Value>, FhirError> {
+) -> Result<Vec<Rendered>, FhirError> {
     let of = |kind: Served| -> Vec<String> {
         resources
             .iter()
@@ -236,12 +302,23 @@ async fn rendered(
         match changed {
             Changed::Resource(Served::Claim, id) => {
                 if let Some(detail) = claims.remove(&id) {
-                    rendered.push(careledger_fhir::claim(&detail, systems));
-                    rendered.push(careledger_fhir::claim_response(&detail, systems));
+                    let id = detail.claim.uuid.clone();
+                    let claim = careledger_fhir::claim_raw(&detail, systems);
+                    rendered.push(Rendered { kind: "Claim", id: id.clone(), json: claim });
+                    let response = careledger_fhir::claim_response_raw(&detail, systems);
+                    rendered.push(Rendered { kind: "ClaimResponse", id, json: response });
                 }
             }
-            Changed::Resource(served, id) => rendered.extend(registers.remove(&(served, id))),
-            Changed::Register(event) => rendered.extend(super::register::resource(&event, systems)),
+            Changed::Resource(served, id) => {
+                if let Some(resource) = registers.remove(&(served, id)) {
+                    rendered.push(Rendered::of(resource)?);
+                }
+            }
+            Changed::Register(event) => {
+                if let Some(resource) = super::register::resource(&event, systems) {
+                    rendered.push(Rendered::of(resource)?);
+                }
+            }
             Changed::Reservation(event) => {
                 // a batch's format, read once for all the page's reservations of that batch
                 if !formats.contains_key(&event.stream) {
@@ -249,7 +326,7 @@ async fn rendered(
                     let format = generated.first().map(|e| e.data["format"].clone()).unwrap_or_default();
                     formats.insert(event.stream.clone(), format);
                 }
-                rendered.push(reservation(&event, &formats[&event.stream], systems));
+                rendered.push(Rendered::of(reservation(&event, &formats[&event.stream], systems))?);
             }
         }
     }
@@ -276,16 +353,13 @@ fn reservation(event: &RecordedEvent, format: &Value, systems: &careledger_fhir:
     careledger_fhir::reservation(&r, systems)
 }
 
-/// A transaction entry: the resource, updated where the receiver knows it by this server's
-/// identifier, created where it does not.
-fn entry(base: &str, own_system: &str, resource: Value) -> Value {
-    let kind = resource["resourceType"].as_str().unwrap_or_default().to_string();
-    let id = resource["id"].as_str().unwrap_or_default().to_string();
-    json!({
-        "fullUrl": format!("{base}/{kind}/{id}"),
-        "resource": resource,
-        "request": { "method": "PUT", "url": format!("{kind}?identifier={own_system}|{id}") },
-    })
+fn entry(base: &str, own_system: &str, resource: Rendered) -> Entry {
+    let Rendered { kind, id, json } = resource;
+    Entry {
+        full_url: format!("{base}/{kind}/{id}"),
+        request: Request { method: "PUT", url: format!("{kind}?identifier={own_system}|{id}") },
+        resource: json,
+    }
 }
 
 #[cfg(test)]

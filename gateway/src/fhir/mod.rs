@@ -48,8 +48,16 @@ pub struct Fhir(StatusCode, Value);
 
 impl IntoResponse for Fhir {
     fn into_response(self) -> Response {
-        let body = serde_json::to_vec(&self.1).unwrap_or_default();
-        (self.0, [(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON))], body).into_response()
+        FhirText(self.0, serde_json::to_vec(&self.1).unwrap_or_default()).into_response()
+    }
+}
+
+/// A FHIR answer already written as JSON text.
+pub struct FhirText(StatusCode, Vec<u8>);
+
+impl IntoResponse for FhirText {
+    fn into_response(self) -> Response {
+        (self.0, [(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON))], self.1).into_response()
     }
 }
 
