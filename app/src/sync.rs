@@ -20,7 +20,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
-use careledger_domain::claims::{Claim, ClaimError, CreateClaim, ReceiveOutcome, TakeNodeChange};
+use careledger_domain::claims::{Claim, ClaimError, CreateClaim, ReceiveOutcome, TakeNodeChange, TakeNodeDeletion};
 use careledger_domain::codes::{CodeBatch, ReceiveReservation};
 use careledger_domain::insurees::{EnrolInPolicy, Insuree, InsureeError, Policy, RegisterInsuree};
 use careledger_domain::{Aggregate, Ctx};
@@ -71,6 +71,8 @@ pub enum Incoming {
     Claim(IncomingClaim),
     ClaimResponse(IncomingClaimResponse),
     Register(IncomingRegister),
+    /// A claim the sender deleted (a `DELETE` entry, by the sender's identifier of it).
+    Deletion(Identifier),
 }
 
 /// An entry of the master's register (a health facility, a medical item or service, a price
@@ -177,6 +179,7 @@ impl Incoming {
             Incoming::Claim(c) => &c.identifiers,
             Incoming::ClaimResponse(r) => &r.identifiers,
             Incoming::Register(r) => &r.identifiers,
+            Incoming::Deletion(identifier) => std::slice::from_ref(identifier),
         }
     }
 
@@ -188,6 +191,7 @@ impl Incoming {
             Incoming::Claim(_) => "Claim",
             Incoming::ClaimResponse(_) => "ClaimResponse",
             Incoming::Register(_) => "Basic",
+            Incoming::Deletion(_) => "Claim",
         }
     }
 }
@@ -220,12 +224,14 @@ enum Placed {
     Skipped(&'static str),
     /// An entry of the master's register, upserted when it differs from what is held.
     Register,
+    /// A claim held here that the sender deleted.
+    Deletion(Uuid),
 }
 
 impl Placed {
     fn id(self) -> Uuid {
         match self {
-            Placed::Known(id) | Placed::New(id) => id,
+            Placed::Known(id) | Placed::New(id) | Placed::Deletion(id) => id,
             Placed::Skipped(_) | Placed::Register => Uuid::nil(),
         }
     }
@@ -233,6 +239,10 @@ impl Placed {
 
 /// Why a node keeps no claim of its master's.
 const MASTERS_CLAIM: &str = "a claim of the master server: a node keeps only the claims it entered";
+/// Why a node takes no deletion from its master.
+const MASTERS_DELETION: &str = "a claim the master deleted: a node deletes only what it deletes itself (a change it makes to the claim after this is recorded as a conflict on the master)";
+/// Why a deletion appends nothing.
+const NOTHING_TO_DELETE: &str = "no claim of this identifier is held here: nothing to delete";
 /// Why a register entry is taken from the master only.
 const NOT_MASTERS_REGISTER: &str =
     "an entry of the sender's register: this server takes reference data from its master only (CARELEDGER_SYNC_MASTER)";
@@ -322,6 +332,9 @@ fn conflict_note(events: &[ClaimEvent]) -> Option<serde_json::Value> {
                 "changed here after the master decided it: the master's claim replaces the change (recorded: GET /api/v1/sync/conflicts)"
             }
             ConflictRule::DeletedHere => "the claim was deleted here: the change is not taken (recorded: GET /api/v1/sync/conflicts)",
+            ConflictRule::DeletedThere => {
+                "this server submitted the claim: its deletion on the node is not taken, the claim stays (recorded: GET /api/v1/sync/conflicts)"
+            }
         })),
         _ => None,
     })
@@ -348,7 +361,7 @@ fn streams_of(incoming: &Incoming, id: Uuid) -> Vec<String> {
     match incoming {
         Incoming::Patient(_) => vec![insuree_stream(id), careledger_events::claims::insuree_stream(id)],
         Incoming::Coverage(_) => vec![policy_stream(id), careledger_events::claims::policy_stream(id)],
-        Incoming::Claim(_) | Incoming::ClaimResponse(_) => vec![claim_stream(id)],
+        Incoming::Claim(_) | Incoming::ClaimResponse(_) | Incoming::Deletion(_) => vec![claim_stream(id)],
         Incoming::Reservation(_) | Incoming::Register(_) => vec![],
     }
 }
@@ -523,6 +536,24 @@ impl Importer<'_> {
         Ok(claim_append(streams, ctx, stream, loaded.version, &events))
     }
 
+    /// A node's claim the node deleted ([`TakeNodeDeletion`]): deleted while entered here, else
+    /// the deletion recorded, and the entry's outcome says so.
+    async fn claim_deleted(
+        &self,
+        ctx: &CommandCtx,
+        peer: &str,
+        index: usize,
+        id: Uuid,
+        streams: &mut Vec<StreamAppend>,
+    ) -> Result<Option<serde_json::Value>, AppError> {
+        let stream = claim_stream(id);
+        let loaded = load::<Claim>(self.store, &stream).await?;
+        let command = TakeNodeDeletion { peer: peer.to_string(), facility: ctx.caller.health_facility.clone() };
+        let events =
+            command.decide(&loaded.state, &Ctx { now: Utc::now(), seed: 0 }).map_err(|e| claim_refused(index, e))?;
+        Ok(claim_append(streams, ctx, stream, loaded.version, &events))
+    }
+
     /// On a node: the master's decision of a claim this node entered ([`ReceiveOutcome`]),
     /// mirrored unless the claim already stands so; a change of the node's it replaces, or a
     /// decision of a claim deleted here, is recorded and said in the entry's outcome.
@@ -633,7 +664,7 @@ impl Importer<'_> {
                 Incoming::Patient(p) => named.extend(p.family_head.as_ref()),
                 Incoming::Coverage(c) => named.push(&c.beneficiary),
                 Incoming::ClaimResponse(r) => named.push(&r.request),
-                Incoming::Claim(_) | Incoming::Reservation(_) | Incoming::Register(_) => {}
+                Incoming::Claim(_) | Incoming::Reservation(_) | Incoming::Register(_) | Incoming::Deletion(_) => {}
             }
             for identifier in named {
                 if identifier.system != self.own_system {
@@ -725,6 +756,23 @@ impl Importer<'_> {
             }
             if let Incoming::Register(_) = incoming {
                 placed.push(if from_master { Placed::Register } else { Placed::Skipped(NOT_MASTERS_REGISTER) });
+                continue;
+            }
+            if let Incoming::Deletion(identifier) = incoming {
+                // a node deletes the claims it sent, named by its own id of them
+                if identifier.system != bundle.sender {
+                    return Err(invalid(
+                        index,
+                        "",
+                        "rule",
+                        "a deletion names the claim by the sender's own identifier (Bundle.identifier.system)",
+                    ));
+                }
+                placed.push(match self.known(&lookups, identifier, "Claim").await? {
+                    _ if from_master => Placed::Skipped(MASTERS_DELETION),
+                    Some(id) => Placed::Deletion(id),
+                    None => Placed::Skipped(NOTHING_TO_DELETE),
+                });
                 continue;
             }
             let Some(theirs) = incoming.identifiers().iter().find(|i| i.system == bundle.sender) else {
@@ -821,6 +869,16 @@ impl Importer<'_> {
             let id = place.id();
             entries.push(match place {
                 Placed::Skipped(why) => json!({ "response": { "status": "200 OK", "outcome": information(why) } }),
+                Placed::Deletion(id) => {
+                    let note = self.claim_deleted(ctx, &bundle.sender, index, *id, &mut streams).await?;
+                    let mut answer = json!({ "response": { "status": "200 OK", "location": format!("Claim/{id}") } });
+                    if let Some(note) = note {
+                        answer["response"]["outcome"] = note;
+                    }
+                    entries.push(answer);
+                    touched.push(claim_stream(*id));
+                    continue;
+                }
                 Placed::Register => {
                     let Incoming::Register(r) = incoming else { continue };
                     let answer = self.register_entry(ctx, r, &mut register_streams, &mut streams).await?;
@@ -953,7 +1011,7 @@ impl Importer<'_> {
                     });
                     touched.push(claim_stream(id));
                 }
-                Incoming::ClaimResponse(_) | Incoming::Register(_) => {}
+                Incoming::ClaimResponse(_) | Incoming::Register(_) | Incoming::Deletion(_) => {}
                 Incoming::Reservation(r) => {
                     if r.for_server != self.own_system {
                         return Err(invalid(

@@ -544,6 +544,7 @@ value_list!(
         DecidedHere => "DECIDED_HERE",
         ReplacedByMaster => "REPLACED_BY_MASTER",
         DeletedHere => "DELETED_HERE",
+        DeletedThere => "DELETED_THERE",
     }
 );
 

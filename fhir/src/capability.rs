@@ -74,7 +74,7 @@ pub fn capability_statement(base: &str, system: &str, date: &str, version: &str)
             // the sync's import: POST [base] with a peer's transaction Bundle
             "interaction": [{
                 "code": "transaction",
-                "documentation": "A peer's transaction Bundle of Patients, Coverages, code reservations, the master's register entries, Claims and ClaimResponses (conditional updates by identifier), imported all or nothing and once per Bundle.identifier; resources are matched by identifiers, new ones keep the sender's id where free, references are translated through identifiers. Needs sync:write, and a token issued to the sender (its subject is Bundle.identifier.system).",
+                "documentation": "A peer's transaction Bundle of Patients, Coverages, code reservations, the master's register entries, Claims and ClaimResponses (conditional updates by identifier), and the claims the sender deleted (conditional deletes by the sender's identifier), imported all or nothing and once per Bundle.identifier; resources are matched by identifiers, new ones keep the sender's id where free, references are translated through identifiers. Needs sync:write, and a token issued to the sender (its subject is Bundle.identifier.system).",
             }],
             // the sync's export: GET [base]/$changes?_since=<log position>&_count=<n>, a
             // transaction Bundle of conditional updates by identifier, its next link the cursor

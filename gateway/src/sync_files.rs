@@ -87,6 +87,14 @@ pub async fn export(storage: &StorageArgs, options: &Local, peer: &Path, out: &P
         let done = page_entries.is_empty() || next == at;
         for entry in page_entries {
             let url = entry["fullUrl"].as_str().unwrap_or_default().to_string();
+            // a claim deleted after an earlier page sent it: its response goes too (the deletion
+            // takes its place, and a response of no claim would refuse the file)
+            if entry["request"]["method"] == "DELETE"
+                && let Some(response) = url.rsplit_once("/Claim/").map(|(b, id)| format!("{b}/ClaimResponse/{id}"))
+                && let Some(i) = placed.remove(&response)
+            {
+                entries[i] = Value::Null;
+            }
             match placed.get(&url) {
                 Some(&i) => entries[i] = entry,
                 None => {
@@ -100,6 +108,7 @@ pub async fn export(storage: &StorageArgs, options: &Local, peer: &Path, out: &P
             break;
         }
     }
+    entries.retain(|e| !e.is_null());
     let count = entries.len();
     let bundle = json!({
         "resourceType": "Bundle",

@@ -349,6 +349,17 @@ async fn all_or_nothing_on(kind: Kind) {
     assert_eq!(a.status, StatusCode::OK, "{}", a.text);
     assert!(a.text.contains("from its master only"), "{}", a.text);
     assert_eq!(s.state().store.head().await.unwrap(), head);
+    // a deletion deletes a claim the sender names by its own identifier, and nothing else
+    let delete = |url: &str| json!({ "request": { "method": "DELETE", "url": url } });
+    let a = import(&s, &bundle("del-patient", vec![delete(&format!("Patient?identifier={NODE}|x"))])).await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.text);
+    assert_eq!(a.body["issue"][0]["expression"][0], "Bundle.entry[0].request.url", "{}", a.text);
+    let a = import(&s, &bundle("del-other", vec![delete("Claim?identifier=urn:uuid:someone-else|x")])).await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.text);
+    let a = import(&s, &bundle("del-unknown", vec![delete(&format!("Claim?identifier={NODE}|{}", Uuid::now_v7()))])).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    assert!(a.text.contains("nothing to delete"), "{}", a.text);
+    assert_eq!(s.state().store.head().await.unwrap(), head);
     // without the right to import
     let a = s.post("/fhir", &token_for("reader", "sync:read", None), bundle("b6", vec![good.clone()])).await;
     assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.text);

@@ -255,6 +255,42 @@ async fn a_node_syncs_with_the_central_server_over_http_and_resumes_from_where_i
     assert!(central_types.contains("ConflictRecorded"), "{central_types:?}");
     assert!(node_types.contains("ConflictRecorded") && node_types.contains("OutcomeReceived"), "{node_types:?}");
 
+    // deletions: the node enters N-4 and N-5 and sends them; the central server submits N-5; the
+    // node deletes both (entered there). N-4 is deleted on the central server too; N-5, decided
+    // there, stays, and the deletion is recorded (DELETED_THERE), never dropped silently
+    let mut late = vec![];
+    for code in ["N-4", "N-5"] {
+        let a = node.post("/api/v1/claims", &t, claim(code, &chfid)).await;
+        assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
+        late.push(a.data()["uuid"].as_str().unwrap().to_string());
+    }
+    node.settled().await;
+    let round = sync(&data_dir, &node, &central.base, &token, &[]);
+    assert!(round.status.success(), "{}", stderr(&round));
+    central.settled().await;
+    let a = central.post("/api/v1/claims/submit", &c, json!({ "uuids": [late[1]] })).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    let a = node.post("/api/v1/claims/delete", &c, json!({ "uuids": late })).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    central.settled().await;
+    node.settled().await;
+    let round = sync(&data_dir, &node, &central.base, &token, &[]);
+    assert!(round.status.success(), "{}", stderr(&round));
+    central.settled().await;
+    node.settled().await;
+    let gone = central.get(&format!("/api/v1/claims/{}", late[0]), &c).await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND, "deleted on the central server too: {}", gone.text);
+    let kept = central.get(&format!("/api/v1/claims/{}", late[1]), &c).await;
+    assert_eq!(kept.status, StatusCode::OK, "decided there, kept: {}", kept.text);
+    let listed = central.get("/api/v1/sync/conflicts", &s).await;
+    let conflicts: Vec<Value> =
+        listed.data().as_array().into_iter().flatten().filter(|c| c["id"] == late[1].as_str()).cloned().collect();
+    assert_eq!(conflicts.len(), 1, "{}", listed.text);
+    assert_eq!(conflicts[0]["rule"], "DELETED_THERE", "{}", listed.text);
+    // the deletion sent again (a sync file, a page asked again) appends nothing
+    let round = sync(&data_dir, &node, &central.base, &token, &[]);
+    assert!(round.status.success(), "{}", stderr(&round));
+
     // round 5: nothing new, nothing appended on either side
     let (central_head, node_head) = (central.settled().await, node.settled().await);
     let round = sync(&data_dir, &node, &central.base, &token, &[]);

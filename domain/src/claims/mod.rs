@@ -24,7 +24,7 @@ pub use error::ClaimError;
 pub use process::{ProcessClaim, ValuateClaim, relative_value};
 pub use review::{DeliverFeedback, SaveReview, Step, StepAction, StepChange};
 pub use submit::{PastLine, SubmitClaim, SubmitFacts, covered_by};
-pub use sync::{ReceiveOutcome, TakeNodeChange};
+pub use sync::{ReceiveOutcome, TakeNodeChange, TakeNodeDeletion};
 
 use careledger_events::claims::{Amount, LineKind};
 

@@ -57,6 +57,34 @@ impl TakeNodeChange {
     }
 }
 
+/// On the central server: a node deleted a claim it had sent (a `DELETE` entry of its Bundle).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TakeNodeDeletion {
+    /// The node (its FHIR system).
+    pub peer: String,
+    /// The caller's health facility, when its token is scoped to one.
+    pub facility: Option<String>,
+}
+
+impl TakeNodeDeletion {
+    /// `ClaimDeleted` while the claim is ENTERED here; nothing when it is deleted here already;
+    /// a conflict (`DELETED_THERE`) once this server submitted it: the claim stays, decided here,
+    /// and the deletion is recorded rather than dropped.
+    pub fn decide(&self, claim: &Claim, ctx: &Ctx) -> Result<Vec<ClaimEvent>, ClaimError> {
+        let facts = claim.0.as_ref().ok_or(ClaimError::NotFound)?;
+        if self.facility.as_deref().is_some_and(|f| f != facts.data.health_facility) {
+            return Err(ClaimError::OtherFacility);
+        }
+        if facts.deleted {
+            return Ok(vec![]);
+        }
+        if facts.status != ClaimStatus::Entered {
+            return Ok(conflict(facts, &self.peer, ConflictRule::DeletedThere, &facts.data, ctx));
+        }
+        Ok(vec![ClaimEvent::ClaimDeleted { claim_id: facts.id, at: ctx.now }])
+    }
+}
+
 /// On a node: the claim as the master decided it, arriving with the node's sync.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReceiveOutcome {

@@ -658,6 +658,31 @@ fn the_central_server_takes_a_nodes_change_until_it_decides_the_claim() {
     );
 }
 
+#[test]
+fn the_central_server_takes_a_nodes_deletion_until_it_decides_the_claim() {
+    use careledger_events::claims::ConflictRule;
+    let claim = created(data());
+    let take = TakeNodeDeletion { peer: "urn:node".into(), facility: None };
+    // entered here: deleted
+    let events = take.decide(&claim, &ctx()).unwrap();
+    assert!(matches!(&events[..], [ClaimEvent::ClaimDeleted { .. }]));
+    // deleted already (the same Bundle again, or deleted here too): nothing
+    let deleted = events.iter().fold(claim.clone(), |c, e| c.evolve(e));
+    assert_eq!(take.decide(&deleted, &ctx()), Ok(vec![]));
+    // decided here: the claim stays, the deletion is recorded once
+    let decided = decided_again(&claim);
+    let events = take.decide(&decided, &ctx()).unwrap();
+    assert!(
+        matches!(&events[..], [ClaimEvent::ConflictRecorded(c)] if c.rule == ConflictRule::DeletedThere && c.data == data())
+    );
+    let recorded = events.iter().fold(decided, |c, e| c.evolve(e));
+    assert_eq!(take.decide(&recorded, &ctx()), Ok(vec![]), "recorded once");
+    assert!(!recorded.0.as_ref().unwrap().deleted);
+    // a peer of another facility deletes nothing of this claim
+    let other = TakeNodeDeletion { facility: Some("HF2".into()), ..take };
+    assert_eq!(other.decide(&claim, &ctx()), Err(ClaimError::OtherFacility));
+}
+
 fn decided_again(claim: &Claim) -> Claim {
     let mut decided = claim.clone();
     decided.0.as_mut().unwrap().status = ClaimStatus::Rejected;

@@ -11,7 +11,8 @@
 //!
 //! Each entry is a conditional update by this server's identifier of the resource
 //! (`PUT Patient?identifier=<system>|<id>`): the receiver creates what it does not know and
-//! updates what it got before, matching by identifiers, never by its own ids. The Bundle's
+//! updates what it got before, matching by identifiers, never by its own ids. A claim deleted
+//! here is a conditional delete (`DELETE Claim?identifier=<system>|<id>`, no resource). The Bundle's
 //! `identifier` (this server's system, `changes-<from>-<to>`) names it, so that importing it twice
 //! can be recognised.
 
@@ -224,7 +225,8 @@ struct Link {
 #[serde(rename_all = "camelCase")]
 struct Entry {
     full_url: String,
-    resource: Box<RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resource: Option<Box<RawValue>>,
     request: Request,
 }
 
@@ -234,11 +236,11 @@ struct Request {
     url: String,
 }
 
-/// A resource rendered for a Bundle: its type, its id and its JSON text.
+/// A resource rendered for a Bundle: its type, its id and its JSON text (none: deleted here).
 struct Rendered {
     kind: &'static str,
     id: String,
-    json: Box<RawValue>,
+    json: Option<Box<RawValue>>,
 }
 
 impl Rendered {
@@ -252,12 +254,12 @@ impl Rendered {
         };
         let id = resource["id"].as_str().unwrap_or_default().to_string();
         let json = serde_json::value::to_raw_value(&resource).map_err(|e| ApiError::internal(e.to_string()))?;
-        Ok(Rendered { kind, id, json })
+        Ok(Rendered { kind, id, json: Some(json) })
     }
 }
 
-/// The resources the changed streams are now, in the order they changed: none for a stream that
-/// left the read models (a deleted claim is not sent); a claim as entered and as decided. Each kind
+/// The resources the changed streams are now, in the order they changed: a claim as entered and
+/// as decided, or its deletion when it left the read model (deleted here). Each kind
 /// is read in one go for the page (a resource at a time spent most of an export waiting for the
 /// database).
 async fn rendered(
@@ -276,10 +278,10 @@ async fn rendered(
             .collect()
     };
     let facility = user.health_facility.as_deref();
-    let mut claims: HashMap<String, ClaimDetail> = ClaimQueries(state.store.db())
-        .claim_details(&of(Served::Claim))
-        .await
-        .map_err(ApiError::from)?
+    let details = ClaimQueries(state.store.db()).claim_details(&of(Served::Claim)).await.map_err(ApiError::from)?;
+    // a claim whose stream changed and that the read model no longer holds was deleted
+    let held: std::collections::HashSet<String> = details.iter().map(|d| d.claim.uuid.clone()).collect();
+    let mut claims: HashMap<String, ClaimDetail> = details
         .into_iter()
         .filter(|d| facility.is_none_or(|f| d.claim.health_facility == f))
         .map(|d| (d.claim.uuid.clone(), d))
@@ -304,9 +306,11 @@ async fn rendered(
                 if let Some(detail) = claims.remove(&id) {
                     let id = detail.claim.uuid.clone();
                     let claim = careledger_fhir::claim_raw(&detail, systems);
-                    rendered.push(Rendered { kind: "Claim", id: id.clone(), json: claim });
+                    rendered.push(Rendered { kind: "Claim", id: id.clone(), json: Some(claim) });
                     let response = careledger_fhir::claim_response_raw(&detail, systems);
-                    rendered.push(Rendered { kind: "ClaimResponse", id, json: response });
+                    rendered.push(Rendered { kind: "ClaimResponse", id, json: Some(response) });
+                } else if !held.contains(&id) {
+                    rendered.push(Rendered { kind: "Claim", id, json: None });
                 }
             }
             Changed::Resource(served, id) => {
@@ -353,11 +357,13 @@ fn reservation(event: &RecordedEvent, format: &Value, systems: &careledger_fhir:
     careledger_fhir::reservation(&r, systems)
 }
 
+/// A resource deleted here (a claim) is a conditional delete by this server's identifier.
 fn entry(base: &str, own_system: &str, resource: Rendered) -> Entry {
     let Rendered { kind, id, json } = resource;
+    let method = if json.is_some() { "PUT" } else { "DELETE" };
     Entry {
         full_url: format!("{base}/{kind}/{id}"),
-        request: Request { method: "PUT", url: format!("{kind}?identifier={own_system}|{id}") },
+        request: Request { method, url: format!("{kind}?identifier={own_system}|{id}") },
         resource: json,
     }
 }

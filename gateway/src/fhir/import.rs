@@ -697,6 +697,27 @@ fn claim_element(entry: &str, lines: &(Vec<usize>, Vec<usize>)) -> String {
     }
 }
 
+impl Reader {
+    /// A `DELETE` entry: a conditional delete of a claim by the sender's identifier
+    /// (`Claim?identifier=<system>|<value>`, as `$changes` writes it).
+    fn deletion(&mut self, entry: &Value, i: usize) -> Option<Identifier> {
+        let at = format!("Bundle.entry[{i}].request.url");
+        let url = self.text(entry["request"].get("url"), &at, true, 2000)?;
+        let token = url.strip_prefix("Claim?identifier=").map(careledger_fhir::Token::parse);
+        match token {
+            Some(Ok(careledger_fhir::Token::Exact(system, value))) => Some(Identifier { system, value }),
+            _ => {
+                self.fail(
+                    &at,
+                    "format",
+                    "expected Claim?identifier=<system>|<value>: only claims are deleted by a sync",
+                );
+                None
+            }
+        }
+    }
+}
+
 /// The Bundle as the application imports it, or every element that cannot be read.
 fn read_bundle(body: &Map<String, Value>) -> Result<IncomingBundle, Vec<Invalid>> {
     let mut r = Reader { invalid: vec![] };
@@ -731,11 +752,15 @@ fn read_bundle(body: &Map<String, Value>) -> Result<IncomingBundle, Vec<Invalid>
     for (i, entry) in all.iter().enumerate() {
         let path = format!("Bundle.entry[{i}].resource");
         let method = entry["request"]["method"].as_str();
+        if method == Some("DELETE") {
+            entries.extend(r.deletion(entry, i).map(Incoming::Deletion));
+            continue;
+        }
         if !matches!(method, Some("PUT" | "POST")) {
             r.fail(
                 &format!("Bundle.entry[{i}].request.method"),
                 "enum",
-                "expected PUT (conditional update by identifier) or POST",
+                "expected PUT (conditional update by identifier), POST, or DELETE (a claim the sender deleted)",
             );
         }
         let Some(resource) = r.object(entry.get("resource"), &path) else { continue };

@@ -279,7 +279,7 @@ pub struct ConflictView {
     pub id: String,
     /// The other server (the sender of the change, or the master that decided over it).
     pub peer: String,
-    /// DECIDED_HERE, REPLACED_BY_MASTER or DELETED_HERE.
+    /// DECIDED_HERE, REPLACED_BY_MASTER, DELETED_HERE or DELETED_THERE.
     pub rule: String,
     /// The claim's status here when the change arrived.
     pub status: i32,
