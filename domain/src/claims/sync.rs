@@ -25,6 +25,16 @@ fn conflict(facts: &ClaimFacts, peer: &str, rule: ConflictRule, data: &ClaimData
     }))]
 }
 
+/// The facts of a node's claim a sync changes: a peer scoped to a health facility changes
+/// nothing of another facility's claim.
+fn node_claim<'c>(claim: &'c Claim, facility: Option<&str>) -> Result<&'c ClaimFacts, ClaimError> {
+    let facts = claim.0.as_ref().ok_or(ClaimError::NotFound)?;
+    if facility.is_some_and(|f| f != facts.data.health_facility) {
+        return Err(ClaimError::OtherFacility);
+    }
+    Ok(facts)
+}
+
 /// On the central server: a node's claim imported before, arriving again with `data`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TakeNodeChange {
@@ -39,11 +49,7 @@ impl TakeNodeChange {
     /// Nothing when the data is the claim's; `ClaimUpdated` while the claim is ENTERED here; a
     /// conflict once this server submitted the claim or deleted it.
     pub fn decide(&self, claim: &Claim, ctx: &Ctx) -> Result<Vec<ClaimEvent>, ClaimError> {
-        let facts = claim.0.as_ref().ok_or(ClaimError::NotFound)?;
-        // a peer scoped to a health facility records nothing on another facility's claim
-        if self.facility.as_deref().is_some_and(|f| f != facts.data.health_facility) {
-            return Err(ClaimError::OtherFacility);
-        }
+        let facts = node_claim(claim, self.facility.as_deref())?;
         if facts.deleted {
             return Ok(conflict(facts, &self.peer, ConflictRule::DeletedHere, &self.data, ctx));
         }
@@ -71,10 +77,7 @@ impl TakeNodeDeletion {
     /// a conflict (`DELETED_THERE`) once this server submitted it: the claim stays, decided here,
     /// and the deletion is recorded rather than dropped.
     pub fn decide(&self, claim: &Claim, ctx: &Ctx) -> Result<Vec<ClaimEvent>, ClaimError> {
-        let facts = claim.0.as_ref().ok_or(ClaimError::NotFound)?;
-        if self.facility.as_deref().is_some_and(|f| f != facts.data.health_facility) {
-            return Err(ClaimError::OtherFacility);
-        }
+        let facts = node_claim(claim, self.facility.as_deref())?;
         if facts.deleted {
             return Ok(vec![]);
         }
