@@ -91,6 +91,8 @@ pub struct IncomingRegister {
 pub struct IncomingClaim {
     pub identifiers: Vec<Identifier>,
     pub data: ClaimData,
+    /// The sender's log position of this version of the claim (`meta.versionId`).
+    pub position: Option<i64>,
 }
 
 /// Where a claim stands on the sender (a `ClaimResponse`): a claim the node submitted is
@@ -111,6 +113,8 @@ pub struct IncomingClaimResponse {
     pub remunerated: Option<Amount>,
     /// Each line's, by its `sequence` in the Claim (items first, then services, from 1).
     pub lines: Vec<IncomingLineOutcome>,
+    /// The sender's log position of this version of the claim (`meta.versionId`).
+    pub position: Option<i64>,
 }
 
 /// A line of a `ClaimResponse`: its status and every stage's figure.
@@ -305,19 +309,36 @@ fn information(text: &str) -> serde_json::Value {
     json!({ "resourceType": "OperationOutcome", "issue": [{ "severity": "information", "code": "informational", "diagnostics": text }] })
 }
 
-/// The claim's events (if any) appended at the version they were decided on; the note of the
-/// conflict they record, if one.
+/// The claim's events (if any) appended at the version they were decided on, saying which
+/// version of the sender's they take (`position`); the note of the conflict they record, if one.
 fn claim_append(
     streams: &mut Vec<StreamAppend>,
     ctx: &CommandCtx,
-    stream: String,
-    version: i64,
+    (stream, version): (String, i64),
     events: &[ClaimEvent],
+    position: Option<i64>,
 ) -> Option<serde_json::Value> {
     if !events.is_empty() {
-        streams.push(StreamAppend { stream, expected: ExpectedVersion::Exact(version), events: ctx.events(events) });
+        let events = versioned(ctx.events(events), position);
+        streams.push(StreamAppend { stream, expected: ExpectedVersion::Exact(version), events });
     }
     conflict_note(events)
+}
+
+/// Events imported from a peer, each saying the peer's log position of the version it takes
+/// (`metadata.origin.position`), so that an older version arriving later is known.
+fn versioned(mut events: Vec<careledger_events::NewEvent>, position: Option<i64>) -> Vec<careledger_events::NewEvent> {
+    for event in &mut events {
+        if let Some(origin) = &mut event.metadata.origin {
+            origin.position = position;
+        }
+    }
+    events
+}
+
+/// The answer to a version older than the one held: nothing is taken.
+fn older(held: i64) -> serde_json::Value {
+    information(&format!("a newer version (of position {held} on the sender) is held already: this one is not taken"))
 }
 
 /// What the entry's outcome says of a change a sync did not take (the rule of the conflict its
@@ -518,6 +539,9 @@ impl Importer<'_> {
         claims: &mut Vec<KeyClaim>,
     ) -> Result<Option<serde_json::Value>, AppError> {
         let stream = claim_stream(id);
+        if let Some(held) = self.newer_held(&stream, peer, incoming.position).await? {
+            return Ok(Some(older(held)));
+        }
         let loaded = load::<Claim>(self.store, &stream).await?;
         let command = TakeNodeChange {
             data: incoming.data.clone(),
@@ -533,7 +557,29 @@ impl Importer<'_> {
                 owner: stream.clone(),
             });
         }
-        Ok(claim_append(streams, ctx, stream, loaded.version, &events))
+        Ok(claim_append(streams, ctx, (stream, loaded.version), &events, incoming.position))
+    }
+
+    /// The sender's position of the version of the claim held, when it is at least `position`
+    /// (the version arriving is not newer): the latest position any event of the stream took
+    /// from `peer`.
+    async fn newer_held(&self, stream: &str, peer: &str, position: Option<i64>) -> Result<Option<i64>, AppError> {
+        let Some(position) = position else { return Ok(None) };
+        let mut held = None;
+        let mut from = 0;
+        loop {
+            let events = self.store.read_stream(stream, from, 1000).await?;
+            for event in &events {
+                if let Some(origin) = event.metadata.origin.as_ref().filter(|o| o.peer == peer) {
+                    held = held.max(origin.position);
+                }
+            }
+            if events.len() < 1000 {
+                break;
+            }
+            from += 1000;
+        }
+        Ok(held.filter(|held| *held >= position))
     }
 
     /// A node's claim the node deleted ([`TakeNodeDeletion`]): deleted while entered here, else
@@ -551,7 +597,7 @@ impl Importer<'_> {
         let command = TakeNodeDeletion { peer: peer.to_string(), facility: ctx.caller.health_facility.clone() };
         let events =
             command.decide(&loaded.state, &Ctx { now: Utc::now(), seed: 0 }).map_err(|e| claim_refused(index, e))?;
-        Ok(claim_append(streams, ctx, stream, loaded.version, &events))
+        Ok(claim_append(streams, ctx, (stream, loaded.version), &events, None))
     }
 
     /// On a node: the master's decision of a claim this node entered ([`ReceiveOutcome`]),
@@ -602,11 +648,14 @@ impl Importer<'_> {
             at: Utc::now(),
         };
         let stream = claim_stream(id);
+        if let Some(held) = self.newer_held(&stream, peer, response.position).await? {
+            return Ok(Some(older(held)));
+        }
         let loaded = load::<Claim>(self.store, &stream).await?;
         let command = ReceiveOutcome { outcome, peer: peer.to_string() };
         let events =
             command.decide(&loaded.state, &Ctx { now: Utc::now(), seed: 0 }).map_err(|e| claim_refused(index, e))?;
-        Ok(claim_append(streams, ctx, stream, loaded.version, &events))
+        Ok(claim_append(streams, ctx, (stream, loaded.version), &events, response.position))
     }
 
     /// The master's register entry: appended as an upsert on its stream when it differs from
@@ -638,16 +687,10 @@ impl Importer<'_> {
             if let (Some(held_at), Some(at)) = (held_at, incoming.position)
                 && held_at >= at
             {
-                let why = format!("a newer version (of position {held_at} on the master) is held already");
-                return Ok(Ok(json!({ "response": { "status": "200 OK", "outcome": information(&why) } })));
+                return Ok(Ok(json!({ "response": { "status": "200 OK", "outcome": older(held_at) } })));
             }
         }
-        let mut events = ctx.events(&[entry.clone().event(Utc::now())]);
-        for event in &mut events {
-            if let Some(origin) = &mut event.metadata.origin {
-                origin.position = incoming.position;
-            }
-        }
+        let events = versioned(ctx.events(&[entry.clone().event(Utc::now())]), incoming.position);
         streams.push(StreamAppend { stream, expected: ExpectedVersion::Exact(version), events });
         let status = if version == 0 { "201 Created" } else { "200 OK" };
         Ok(Ok(json!({ "response": { "status": status } })))
@@ -1007,7 +1050,7 @@ impl Importer<'_> {
                     streams.push(StreamAppend {
                         stream: claim_stream(id),
                         expected: ExpectedVersion::Exact(0),
-                        events: ctx.events(&events),
+                        events: versioned(ctx.events(&events), c.position),
                     });
                     touched.push(claim_stream(id));
                 }

@@ -107,6 +107,8 @@ struct Display {
 
 #[derive(Serialize)]
 struct Meta<'a> {
+    #[serde(rename = "versionId", skip_serializing_if = "Option::is_none")]
+    version_id: Option<String>,
     #[serde(rename = "lastUpdated")]
     last_updated: &'a str,
 }
@@ -257,7 +259,7 @@ struct ClaimResource<'a> {
     total: Money,
 }
 
-fn claim_resource<'a>(detail: &'a ClaimDetail, systems: &'a Systems) -> ClaimResource<'a> {
+fn claim_resource<'a>(detail: &'a ClaimDetail, systems: &'a Systems, version: Option<i64>) -> ClaimResource<'a> {
     let c = &detail.claim;
     let diagnosis = std::iter::once(&c.icd)
         .chain(&c.icd_secondary)
@@ -293,7 +295,7 @@ fn claim_resource<'a>(detail: &'a ClaimDetail, systems: &'a Systems) -> ClaimRes
     ClaimResource {
         resource_type: "Claim",
         id: &c.uuid,
-        meta: Meta { last_updated: &c.updated_at },
+        meta: Meta { version_id: version.map(|v| v.to_string()), last_updated: &c.updated_at },
         identifier: identifiers(c, systems),
         status: "active",
         kind: claim_type(c),
@@ -324,12 +326,13 @@ fn claim_resource<'a>(detail: &'a ClaimDetail, systems: &'a Systems) -> ClaimRes
 
 /// What the facility claimed.
 pub fn claim(detail: &ClaimDetail, systems: &Systems) -> Value {
-    serde_json::to_value(claim_resource(detail, systems)).expect("a claim serialises")
+    serde_json::to_value(claim_resource(detail, systems, None)).expect("a claim serialises")
 }
 
-/// What the facility claimed, as JSON text (for a Bundle of many).
-pub fn claim_raw(detail: &ClaimDetail, systems: &Systems) -> Box<RawValue> {
-    serde_json::value::to_raw_value(&claim_resource(detail, systems)).expect("a claim serialises")
+/// What the facility claimed, as JSON text (for a Bundle of many), with `version` (this server's
+/// log position of the claim's last change) as `meta.versionId`.
+pub fn claim_raw(detail: &ClaimDetail, systems: &Systems, version: i64) -> Box<RawValue> {
+    serde_json::value::to_raw_value(&claim_resource(detail, systems, Some(version))).expect("a claim serialises")
 }
 
 /// openIMIS' outcome of a claim's status: rejected and valuated are complete, entered is queued,
@@ -406,7 +409,11 @@ struct ClaimResponseResource<'a> {
     total: Vec<Total<'a>>,
 }
 
-fn claim_response_resource<'a>(detail: &'a ClaimDetail, systems: &'a Systems) -> ClaimResponseResource<'a> {
+fn claim_response_resource<'a>(
+    detail: &'a ClaimDetail,
+    systems: &'a Systems,
+    version: Option<i64>,
+) -> ClaimResponseResource<'a> {
     let c = &detail.claim;
     let item = lines(detail)
         .map(|(sequence, _, line)| {
@@ -461,7 +468,7 @@ fn claim_response_resource<'a>(detail: &'a ClaimDetail, systems: &'a Systems) ->
     ClaimResponseResource {
         resource_type: "ClaimResponse",
         id: &c.uuid,
-        meta: Meta { last_updated: &c.updated_at },
+        meta: Meta { version_id: version.map(|v| v.to_string()), last_updated: &c.updated_at },
         extension,
         identifier: identifiers(c, systems),
         status: "active",
@@ -484,12 +491,14 @@ fn claim_response_resource<'a>(detail: &'a ClaimDetail, systems: &'a Systems) ->
 
 /// What the scheme decided: the claim's status, each line's and the amounts of its stage.
 pub fn claim_response(detail: &ClaimDetail, systems: &Systems) -> Value {
-    serde_json::to_value(claim_response_resource(detail, systems)).expect("a claim response serialises")
+    serde_json::to_value(claim_response_resource(detail, systems, None)).expect("a claim response serialises")
 }
 
-/// What the scheme decided, as JSON text (for a Bundle of many).
-pub fn claim_response_raw(detail: &ClaimDetail, systems: &Systems) -> Box<RawValue> {
-    serde_json::value::to_raw_value(&claim_response_resource(detail, systems)).expect("a claim response serialises")
+/// What the scheme decided, as JSON text (for a Bundle of many), with `version` as
+/// [`claim_raw`]'s.
+pub fn claim_response_raw(detail: &ClaimDetail, systems: &Systems, version: i64) -> Box<RawValue> {
+    serde_json::value::to_raw_value(&claim_response_resource(detail, systems, Some(version)))
+        .expect("a claim response serialises")
 }
 
 /// A figure of careledger's own (a stage's quantity or price of a line, an amount of the claim).

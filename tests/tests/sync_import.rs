@@ -356,7 +356,8 @@ async fn all_or_nothing_on(kind: Kind) {
     assert_eq!(a.body["issue"][0]["expression"][0], "Bundle.entry[0].request.url", "{}", a.text);
     let a = import(&s, &bundle("del-other", vec![delete("Claim?identifier=urn:uuid:someone-else|x")])).await;
     assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.text);
-    let a = import(&s, &bundle("del-unknown", vec![delete(&format!("Claim?identifier={NODE}|{}", Uuid::now_v7()))])).await;
+    let a =
+        import(&s, &bundle("del-unknown", vec![delete(&format!("Claim?identifier={NODE}|{}", Uuid::now_v7()))])).await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.text);
     assert!(a.text.contains("nothing to delete"), "{}", a.text);
     assert_eq!(s.state().store.head().await.unwrap(), head);
@@ -434,4 +435,54 @@ async fn register_versions_on(kind: Kind) {
     let a = send("bad-version", item(Some(-1), 1)).await;
     assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.text);
     assert_eq!(a.body["issue"][0]["expression"][0], "Bundle.entry[0].resource.meta.versionId", "{}", a.text);
+}
+
+both_backends!(an_older_version_of_a_nodes_claim_never_replaces_a_newer_one, claim_versions_on);
+async fn claim_versions_on(kind: Kind) {
+    let s = TestServer::start(kind).await;
+    reserved(&s, 1).await;
+    let insuree = json!({ "uuid": Uuid::now_v7(), "chfid": "100000009", "birth_date": "1980-05-05", "gender": "F" });
+    for (path, entries) in [
+        ("/api/v1/health-facilities", json!([{ "code": "HF1", "name": "District hospital", "care_type": "B" }])),
+        ("/api/v1/insurees", json!([insuree])),
+    ] {
+        let a = s.post(path, &operator(), json!({ "entries": entries })).await;
+        assert_eq!(a.status, StatusCode::OK, "{path}: {}", a.text);
+    }
+    wait(&s).await;
+    let id = Uuid::now_v7();
+    // the claim as the node had it at `version` (its log position), with `quantity` of I1
+    let sent = |name: &str, version: Option<i64>, quantity: i64| {
+        let mut entry = claim(id, "100000009");
+        entry["resource"]["item"][0]["quantity"]["value"] = json!(quantity);
+        if let Some(version) = version {
+            entry["resource"]["meta"] = json!({ "versionId": version.to_string() });
+        }
+        let (body, name, s) = (bundle(name, vec![entry]), name.to_string(), &s);
+        async move {
+            let a = import(s, &body).await;
+            assert_eq!(a.status, StatusCode::OK, "{name}: {}", a.text);
+            wait(s).await;
+            a
+        }
+    };
+    async fn quantity_of(s: &TestServer, id: Uuid) -> Value {
+        let a = s.get(&format!("/api/v1/claims/{id}"), &token_for("reader", "111001", None)).await;
+        a.data()["items"][0]["qty_provided"].clone()
+    }
+    sent("file-2", Some(20), 2).await;
+    assert_eq!(quantity_of(&s, id).await, 2);
+    // the older file, imported after the newer one: answered, not taken
+    let a = sent("file-1", Some(10), 1).await;
+    assert!(a.text.contains("a newer version"), "{}", a.text);
+    assert_eq!(quantity_of(&s, id).await, 2);
+    // newer versions are taken, and a change without a version (a sender that does not say)
+    sent("file-3", Some(30), 3).await;
+    assert_eq!(quantity_of(&s, id).await, 3);
+    let head = s.state().store.head().await.unwrap();
+    sent("file-3-again-renamed", Some(30), 4).await;
+    assert_eq!(quantity_of(&s, id).await, 3, "the same version is not newer");
+    assert_eq!(s.state().store.head().await.unwrap(), head);
+    sent("unversioned", None, 5).await;
+    assert_eq!(quantity_of(&s, id).await, 5);
 }

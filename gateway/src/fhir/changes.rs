@@ -54,7 +54,10 @@ fn resource_of(stream: &str) -> Option<(Served, &str)> {
 /// What changed: a resource (a stream the read models render), or codes reserved for the peer
 /// asking (an event, sent as it is: a reservation never changes).
 enum Changed {
-    Resource(Served, String),
+    /// A resource, by its id, with its version: the position of the last change of its stream
+    /// the page read (`meta.versionId`, so that a receiver never takes an older version after a
+    /// newer one: a late sync file, a page asked again).
+    Resource(Served, String, i64),
     Reservation(Box<RecordedEvent>),
     /// An entry of the register as last upserted in the page (sent as the event holds it).
     Register(Box<RecordedEvent>),
@@ -75,7 +78,8 @@ fn reserved_for(event: &RecordedEvent, peer: &str) -> bool {
 /// Reads the log after `since` up to `head` until `count` resources changed.
 async fn changed(state: &AppState, peer: &str, since: i64, head: i64, count: usize) -> Result<Changes, FhirError> {
     let mut changes = Changes { resources: vec![], reached: since };
-    let mut seen = std::collections::HashSet::new();
+    // where each resource is in the page: a later change of it raises its version there
+    let mut seen: HashMap<(Served, String), usize> = HashMap::new();
     // where each register stream's entry is in the page: a later upsert replaces it there
     let mut register_at: HashMap<String, usize> = HashMap::new();
     let mut after = since;
@@ -103,10 +107,16 @@ async fn changed(state: &AppState, peer: &str, since: i64, head: i64, count: usi
                         changes.resources.push(entry);
                     }
                 }
-            } else if let Some((served, id)) = resource_of(&event.stream)
-                && seen.insert((served, id.to_string()))
-            {
-                changes.resources.push(Changed::Resource(served, id.to_string()));
+            } else if let Some((served, id)) = resource_of(&event.stream) {
+                let key = (served, id.to_string());
+                if let Some(&i) = seen.get(&key) {
+                    if let Changed::Resource(_, _, version) = &mut changes.resources[i] {
+                        *version = event.position;
+                    }
+                    continue;
+                }
+                seen.insert(key, changes.resources.len());
+                changes.resources.push(Changed::Resource(served, id.to_string(), event.position));
             } else {
                 continue;
             }
@@ -272,7 +282,7 @@ async fn rendered(
         resources
             .iter()
             .filter_map(|c| match c {
-                Changed::Resource(served, id) if *served == kind => Some(id.clone()),
+                Changed::Resource(served, id, _) if *served == kind => Some(id.clone()),
                 _ => None,
             })
             .collect()
@@ -302,19 +312,20 @@ async fn rendered(
     let mut rendered = Vec::with_capacity(resources.len() + claims.len());
     for changed in resources {
         match changed {
-            Changed::Resource(Served::Claim, id) => {
+            Changed::Resource(Served::Claim, id, version) => {
                 if let Some(detail) = claims.remove(&id) {
                     let id = detail.claim.uuid.clone();
-                    let claim = careledger_fhir::claim_raw(&detail, systems);
+                    let claim = careledger_fhir::claim_raw(&detail, systems, version);
                     rendered.push(Rendered { kind: "Claim", id: id.clone(), json: Some(claim) });
-                    let response = careledger_fhir::claim_response_raw(&detail, systems);
+                    let response = careledger_fhir::claim_response_raw(&detail, systems, version);
                     rendered.push(Rendered { kind: "ClaimResponse", id, json: Some(response) });
                 } else if !held.contains(&id) {
                     rendered.push(Rendered { kind: "Claim", id, json: None });
                 }
             }
-            Changed::Resource(served, id) => {
-                if let Some(resource) = registers.remove(&(served, id)) {
+            Changed::Resource(served, id, version) => {
+                if let Some(mut resource) = registers.remove(&(served, id)) {
+                    resource["meta"]["versionId"] = Value::String(version.to_string());
                     rendered.push(Rendered::of(resource)?);
                 }
             }

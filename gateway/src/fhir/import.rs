@@ -379,22 +379,7 @@ impl Reader {
             return None;
         }
         let data = self.text(attachment.and_then(|a| a.get("data")), &data_at, true, MAX_BUNDLE_BYTES)?;
-        // the sender's log position of this version, when it says it (careledger always does)
-        let version = resource.get("meta").and_then(|m| m.get("versionId"));
-        let position = match version {
-            None => None,
-            Some(v) => match v.as_str().and_then(|v| v.parse::<i64>().ok()).filter(|p| *p > 0) {
-                Some(p) => Some(p),
-                None => {
-                    self.fail(
-                        &format!("{path}.meta.versionId"),
-                        "format",
-                        "expected a log position (an integer from 1)",
-                    );
-                    return None;
-                }
-            },
-        };
+        let position = self.version(resource, path)?;
         match super::register::read_entry(&kind, &data) {
             Ok(entry) => Some(IncomingRegister { identifiers, entry, position }),
             Err(why) => {
@@ -546,8 +531,9 @@ impl Reader {
         }
         body.insert("items".into(), Value::Array(items));
         body.insert("services".into(), Value::Array(services));
+        let position = self.version(resource, path)?;
         match crate::claims::claim_data(&body, false) {
-            Ok((_, data)) => Some(IncomingClaim { identifiers, data }),
+            Ok((_, data)) => Some(IncomingClaim { identifiers, data, position }),
             Err(e) => {
                 for invalid in e.invalid {
                     let element = claim_element(&invalid.entry, &at);
@@ -643,8 +629,10 @@ impl Reader {
             .and_then(|r| i32::try_from(r).ok());
         let category =
             extension(careledger_fhir::CLAIM_CATEGORY, "valueCode").and_then(Value::as_str).map(str::to_string);
+        let position = self.version(resource, path)?;
         Some(IncomingClaimResponse {
             identifiers,
+            position,
             request: request?,
             status: status?,
             rejection_reason,
@@ -698,6 +686,20 @@ fn claim_element(entry: &str, lines: &(Vec<usize>, Vec<usize>)) -> String {
 }
 
 impl Reader {
+    /// The sender's log position of the version of the resource it sends (`meta.versionId`, as
+    /// careledger writes it), when it says it; `None` (and a failure noted) when it is not one.
+    #[allow(clippy::option_option)]
+    fn version(&mut self, resource: &Map<String, Value>, path: &str) -> Option<Option<i64>> {
+        let Some(version) = resource.get("meta").and_then(|m| m.get("versionId")) else { return Some(None) };
+        match version.as_str().and_then(|v| v.parse::<i64>().ok()).filter(|p| *p > 0) {
+            Some(position) => Some(Some(position)),
+            None => {
+                self.fail(&format!("{path}.meta.versionId"), "format", "expected a log position (an integer from 1)");
+                None
+            }
+        }
+    }
+
     /// A `DELETE` entry: a conditional delete of a claim by the sender's identifier
     /// (`Claim?identifier=<system>|<value>`, as `$changes` writes it).
     fn deletion(&mut self, entry: &Value, i: usize) -> Option<Identifier> {
