@@ -253,6 +253,8 @@ impl Round {
         let client = crate::http_client::client(Duration::from_secs(600), peer.ca.as_deref())?;
         let peer_system = server_system(&client, &peer.url, self.retries).await?;
         let path = &self.cursors;
+        // held until the round ends: the cursors are read here and written after every page
+        let _round = one_round_at_a_time(path).await?;
         let mut cursors = read_cursors(path)?;
         let met = cursors.get(&peer.url).and_then(|k| k.system.clone());
         let (expected, why) = match (&peer.system, met) {
@@ -290,6 +292,32 @@ impl Round {
         .await?;
         Ok(Synced { pushed, pulled, cursor })
     }
+}
+
+/// Waits until no other round (`careledger sync`, or `serve`'s loop, on the same data directory)
+/// holds the cursors, then holds them: an exclusive lock on `sync-peers.lock` beside them, released
+/// when the returned file is dropped or the process ends, however it ends. Two rounds at once
+/// would each write the cursors whole, the later one taking back what the other reached.
+async fn one_round_at_a_time(cursors: &Path) -> Result<std::fs::File, String> {
+    let path = cursors.with_extension("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => return Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            tracing::info!(lock = %path.display(), "another sync round is running on this data directory: waiting for it");
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(format!("cannot lock {}: {e}", path.display())),
+    }
+    let shown = path.display().to_string();
+    tokio::task::spawn_blocking(move || file.lock().map(|()| file))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("cannot lock {shown}: {e}"))
 }
 
 /// `careledger sync --peer URL --token TOKEN`
@@ -425,4 +453,23 @@ pub fn status_channel(
 ) -> (tokio::sync::watch::Sender<SyncStatus>, tokio::sync::watch::Receiver<SyncStatus>) {
     let peer = crate::server::redact(&config.peer.url);
     tokio::sync::watch::channel(SyncStatus { peer, ..SyncStatus::default() })
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn a_round_waits_for_the_one_holding_the_cursors() {
+        let dir = std::env::temp_dir().join(format!("careledger-lock-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cursors = dir.join("sync-peers.json");
+        let first = super::one_round_at_a_time(&cursors).await.unwrap();
+        let path = cursors.clone();
+        let second = tokio::spawn(async move { super::one_round_at_a_time(&path).await });
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(!second.is_finished(), "the second round waits");
+        drop(first);
+        let held = tokio::time::timeout(std::time::Duration::from_secs(10), second).await;
+        assert!(held.unwrap().unwrap().is_ok(), "and runs once the first ends");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
