@@ -300,6 +300,9 @@ impl Round {
 /// would each write the cursors whole, the later one taking back what the other reached.
 async fn one_round_at_a_time(cursors: &Path) -> Result<std::fs::File, String> {
     let path = cursors.with_extension("lock");
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
