@@ -36,7 +36,7 @@ pub use register::{REGISTER_ENTRY, REGISTER_ENTRY_CODE, REGISTER_KINDS, register
 pub use registry::{AVAILABILITY_STATUS, CARE_TYPE, device, organization};
 pub use requisition::service_request;
 pub use reservation::{RESERVATION, RESERVATION_CODE, RESOURCE_KINDS, Reservation, reservation};
-pub use resources::{FAMILY_HEAD, coverage, patient};
+pub use resources::{ENROL_DATE, FAMILY_HEAD, coverage, patient};
 
 /// The media type of every answer under `/fhir`.
 pub const FHIR_JSON: &str = "application/fhir+json";

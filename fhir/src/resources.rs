@@ -69,9 +69,13 @@ const IS_HEAD: &str = "https://openimis.github.io/openimis_fhir_r4_ig/StructureD
 /// send yet). Its reference carries the head's identifier, so a peer translates it.
 pub const FAMILY_HEAD: &str = "urn:careledger:fhir:extension:family-head";
 
-/// A policy as a `Coverage`: its insuree the beneficiary, its product the plan, its period.
+/// When a policy was enrolled (R4's `Coverage` has no element for it; openIMIS' policy has).
+pub const ENROL_DATE: &str = "urn:careledger:fhir:extension:enrol-date";
+
+/// A policy as a `Coverage`: its insuree the beneficiary, its product the plan, its period, and
+/// when it was enrolled (an extension), where it was enrolled rather than upserted.
 pub fn coverage(row: &PolicyRow, systems: &Systems) -> Value {
-    json!({
+    let mut coverage = json!({
         "resourceType": "Coverage",
         "id": row.policy_id,
         "meta": { "lastUpdated": row.updated_at },
@@ -85,5 +89,9 @@ pub fn coverage(row: &PolicyRow, systems: &Systems) -> Value {
             "value": row.product_code,
             "name": "product",
         }],
-    })
+    });
+    if let Some(enrolled) = &row.enrol_date {
+        coverage["extension"] = json!([{ "url": ENROL_DATE, "valueDate": enrolled }]);
+    }
+    coverage
 }

@@ -121,6 +121,11 @@ async fn a_node_syncs_with_the_central_server_over_http_and_resumes_from_where_i
     let found = central.get(&format!("/fhir/Patient?identifier={node_system}|{insuree}"), &t).await;
     let identifiers = found.body["entry"][0]["resource"]["identifier"].as_array().cloned().unwrap_or_default();
     assert!(identifiers.iter().any(|i| i["value"] == chfid), "{}", found.text);
+    // the node's policy keeps the date it was enrolled on
+    let coverage = central.get(&format!("/fhir/Coverage?identifier={node_system}|"), &t).await;
+    let extension = &coverage.body["entry"][0]["resource"]["extension"][0];
+    assert_eq!(extension["url"], "urn:careledger:fhir:extension:enrol-date", "{}", coverage.text);
+    assert_eq!(extension["valueDate"], "2026-12-01", "{}", coverage.text);
     let code = central.get(&format!("/api/v1/codes/{chfid}"), &t).await;
     assert_eq!(code.data()["status"], "assigned", "{}", code.text);
     // the claims keep their ids (free here); the submitted two are submitted and checked here

@@ -315,12 +315,18 @@ impl Reader {
         let period = self.object(resource.get("period"), &format!("{path}.period"));
         let effective = period.and_then(|p| self.date(p.get("start"), &format!("{path}.period.start")));
         let expiry = period.and_then(|p| self.date(p.get("end"), &format!("{path}.period.end")));
+        // the enrolment date, where the sender says it (careledger's extension; R4's Coverage
+        // has none): without it the policy is taken as enrolled when it starts
+        let extensions = self.array(resource.get("extension"), &format!("{path}.extension"), false);
+        let enrol_date = match extensions.iter().position(|e| e["url"] == careledger_fhir::ENROL_DATE) {
+            Some(i) => Some(self.date(extensions[i].get("valueDate"), &format!("{path}.extension[{i}].valueDate"))?),
+            None => None,
+        };
         Some(IncomingCoverage {
             identifiers,
             beneficiary: beneficiary?,
             product_code: product_code?,
-            // a Coverage has no enrolment date: the policy is taken as enrolled when it starts
-            enrol_date: effective?,
+            enrol_date: enrol_date.or(effective)?,
             effective_date: effective?,
             expiry_date: expiry?,
         })

@@ -179,10 +179,11 @@ const REGISTERED: [Column; 12] = [
 ];
 
 /// A policy enrolled here or imported: the reference columns and its foreign identifiers.
-const ENROLLED: [Column; 8] = [
+const ENROLLED: [Column; 9] = [
     Column::Text("policy_id"),
     Column::Text("insuree_id"),
     Column::Text("product_code"),
+    Column::Text("enrol_date"),
     Column::Text("effective_date"),
     Column::Text("expiry_date"),
     Column::Text("identifiers"),
@@ -346,7 +347,8 @@ fn enrolled(recorded: &RecordedEvent, event: &InsureeEvent) -> (Run, Rows) {
         InsureeEvent::PolicyEnrolled { policy: p, at } => {
             let row = json!({
                 "policy_id": p.policy_id.to_string(), "insuree_id": p.insuree_id.to_string(),
-                "product_code": p.product_code, "effective_date": p.effective_date.to_string(),
+                "product_code": p.product_code, "enrol_date": p.enrol_date.to_string(),
+                "effective_date": p.effective_date.to_string(),
                 "expiry_date": p.expiry_date.to_string(), "identifiers": identifiers_text(&p.identifiers),
                 "updated_at": text(at), "updated_by": by,
             });

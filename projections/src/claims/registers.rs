@@ -61,6 +61,8 @@ pub struct PolicyRow {
     pub policy_id: String,
     pub insuree_id: String,
     pub product_code: String,
+    /// When it was enrolled; none for policies upserted as reference data.
+    pub enrol_date: Option<String>,
     pub effective_date: String,
     pub expiry_date: String,
     pub identifiers: Vec<Identifier>,
@@ -193,7 +195,8 @@ impl Registers<'_> {
         let s = select;
         let ids = s.ids.as_ref().map(serde_json::to_string).transpose()?;
         let sql = format!(
-            "SELECT policy_id, insuree_id, product_code, effective_date, expiry_date, updated_at, identifiers
+            "SELECT policy_id, insuree_id, product_code, effective_date, expiry_date, updated_at, identifiers,
+                 enrol_date
              FROM claims_policies
              WHERE ($1 IS NULL OR policy_id = $1) AND ($2 IS NULL OR policy_id = $2)
                  AND ($3 IS NULL OR updated_at >= $3) AND ($4 IS NULL OR policy_id > $4)
@@ -225,6 +228,7 @@ impl Registers<'_> {
                 expiry_date: row.try_get(4)?,
                 updated_at: row.try_get(5)?,
                 identifiers: identifiers(row.try_get(6)?),
+                enrol_date: row.try_get(7)?,
             })
         )?)
     }
