@@ -71,8 +71,9 @@ pub enum Incoming {
     Claim(IncomingClaim),
     ClaimResponse(IncomingClaimResponse),
     Register(IncomingRegister),
-    /// A claim the sender deleted (a `DELETE` entry, by the sender's identifier of it).
-    Deletion(Identifier),
+    /// A claim the sender deleted (a `DELETE` entry, by the sender's identifier of it), and the
+    /// sender's log position of the deletion (`request.ifMatch`).
+    Deletion(Identifier, Option<i64>),
 }
 
 /// An entry of the master's register (a health facility, a medical item or service, a price
@@ -183,7 +184,7 @@ impl Incoming {
             Incoming::Claim(c) => &c.identifiers,
             Incoming::ClaimResponse(r) => &r.identifiers,
             Incoming::Register(r) => &r.identifiers,
-            Incoming::Deletion(identifier) => std::slice::from_ref(identifier),
+            Incoming::Deletion(identifier, _) => std::slice::from_ref(identifier),
         }
     }
 
@@ -195,7 +196,7 @@ impl Incoming {
             Incoming::Claim(_) => "Claim",
             Incoming::ClaimResponse(_) => "ClaimResponse",
             Incoming::Register(_) => "Basic",
-            Incoming::Deletion(_) => "Claim",
+            Incoming::Deletion(..) => "Claim",
         }
     }
 }
@@ -230,13 +231,16 @@ enum Placed {
     Register,
     /// A claim held here that the sender deleted.
     Deletion(Uuid),
+    /// A claim the sender deleted that never reached here: its identifier is kept as deleted, so
+    /// that the claim arriving later (an older sync file) is not created.
+    Tombstone,
 }
 
 impl Placed {
     fn id(self) -> Uuid {
         match self {
             Placed::Known(id) | Placed::New(id) | Placed::Deletion(id) => id,
-            Placed::Skipped(_) | Placed::Register => Uuid::nil(),
+            Placed::Skipped(_) | Placed::Register | Placed::Tombstone => Uuid::nil(),
         }
     }
 }
@@ -245,8 +249,13 @@ impl Placed {
 const MASTERS_CLAIM: &str = "a claim of the master server: a node keeps only the claims it entered";
 /// Why a node takes no deletion from its master.
 const MASTERS_DELETION: &str = "a claim the master deleted: a node deletes only what it deletes itself (a change it makes to the claim after this is recorded as a conflict on the master)";
-/// Why a deletion appends nothing.
-const NOTHING_TO_DELETE: &str = "no claim of this identifier is held here: nothing to delete";
+/// Why a deletion appends no event.
+const NOTHING_TO_DELETE: &str = "no claim of this identifier is held here: nothing to delete (the identifier is kept as deleted, so that the claim arriving later is not created)";
+/// Why a claim is not created.
+const DELETED_BY_SENDER: &str =
+    "the sender deleted this claim (a deletion of it was imported before): it is not created";
+/// The owner of a deleted claim's identifier that never reached here (a tombstone).
+const DELETED_CLAIM: &str = "Claim/deleted";
 /// Why a register entry is taken from the master only.
 const NOT_MASTERS_REGISTER: &str =
     "an entry of the sender's register: this server takes reference data from its master only (CARELEDGER_SYNC_MASTER)";
@@ -338,7 +347,9 @@ fn versioned(mut events: Vec<careledger_events::NewEvent>, position: Option<i64>
 
 /// The answer to a version older than the one held: nothing is taken.
 fn older(held: i64) -> serde_json::Value {
-    information(&format!("a newer version (of position {held} on the sender) is held already: this one is not taken"))
+    information(&format!(
+        "the version of position {held} on the sender, as new as this one or newer, is held already: this one is not taken"
+    ))
 }
 
 /// What the entry's outcome says of a change a sync did not take (the rule of the conflict its
@@ -382,7 +393,7 @@ fn streams_of(incoming: &Incoming, id: Uuid) -> Vec<String> {
     match incoming {
         Incoming::Patient(_) => vec![insuree_stream(id), careledger_events::claims::insuree_stream(id)],
         Incoming::Coverage(_) => vec![policy_stream(id), careledger_events::claims::policy_stream(id)],
-        Incoming::Claim(_) | Incoming::ClaimResponse(_) | Incoming::Deletion(_) => vec![claim_stream(id)],
+        Incoming::Claim(_) | Incoming::ClaimResponse(_) | Incoming::Deletion(..) => vec![claim_stream(id)],
         Incoming::Reservation(_) | Incoming::Register(_) => vec![],
     }
 }
@@ -589,15 +600,18 @@ impl Importer<'_> {
         ctx: &CommandCtx,
         peer: &str,
         index: usize,
-        id: Uuid,
+        (id, position): (Uuid, Option<i64>),
         streams: &mut Vec<StreamAppend>,
     ) -> Result<Option<serde_json::Value>, AppError> {
         let stream = claim_stream(id);
+        if let Some(held) = self.newer_held(&stream, peer, position).await? {
+            return Ok(Some(older(held)));
+        }
         let loaded = load::<Claim>(self.store, &stream).await?;
         let command = TakeNodeDeletion { peer: peer.to_string(), facility: ctx.caller.health_facility.clone() };
         let events =
             command.decide(&loaded.state, &Ctx { now: Utc::now(), seed: 0 }).map_err(|e| claim_refused(index, e))?;
-        Ok(claim_append(streams, ctx, (stream, loaded.version), &events, None))
+        Ok(claim_append(streams, ctx, (stream, loaded.version), &events, position))
     }
 
     /// On a node: the master's decision of a claim this node entered ([`ReceiveOutcome`]),
@@ -664,6 +678,7 @@ impl Importer<'_> {
     async fn register_entry(
         &self,
         ctx: &CommandCtx,
+        sender: &str,
         incoming: &IncomingRegister,
         seen: &mut HashSet<String>,
         streams: &mut Vec<StreamAppend>,
@@ -675,19 +690,18 @@ impl Importer<'_> {
         }
         let version = self.store.stream_version(&stream).await?;
         if version > 0 {
-            let last = self.store.read_stream(&stream, version - 1, 1).await?;
-            let held_event = last.first();
-            let held = held_event.and_then(|e| e.decode::<ClaimEvent>().ok()).and_then(|e| ReferenceEntry::of(&e));
-            if held.as_ref() == Some(entry) {
-                return Ok(Ok(json!({ "response": { "status": "200 OK", "outcome": information("held already") } })));
-            }
             // a version the master changed again since, arriving late (an older sync file, a
             // page asked again): the newer one held stays
-            let held_at = held_event.and_then(|e| e.metadata.origin.as_ref()).and_then(|o| o.position);
-            if let (Some(held_at), Some(at)) = (held_at, incoming.position)
-                && held_at >= at
-            {
+            if let Some(held_at) = self.newer_held(&stream, sender, incoming.position).await? {
                 return Ok(Ok(json!({ "response": { "status": "200 OK", "outcome": older(held_at) } })));
+            }
+            let last = self.store.read_stream(&stream, version - 1, 1).await?;
+            let held = last.first().and_then(|e| e.decode::<ClaimEvent>().ok()).and_then(|e| ReferenceEntry::of(&e));
+            // the same entry: nothing to take, unless it is a newer version of it (the master
+            // changed it and back), which is recorded so that the change between, arriving
+            // late, is known to be older
+            if held.as_ref() == Some(entry) && incoming.position.is_none() {
+                return Ok(Ok(json!({ "response": { "status": "200 OK", "outcome": information("held already") } })));
             }
         }
         let events = versioned(ctx.events(&[entry.clone().event(Utc::now())]), incoming.position);
@@ -707,7 +721,7 @@ impl Importer<'_> {
                 Incoming::Patient(p) => named.extend(p.family_head.as_ref()),
                 Incoming::Coverage(c) => named.push(&c.beneficiary),
                 Incoming::ClaimResponse(r) => named.push(&r.request),
-                Incoming::Claim(_) | Incoming::Reservation(_) | Incoming::Register(_) | Incoming::Deletion(_) => {}
+                Incoming::Claim(_) | Incoming::Reservation(_) | Incoming::Register(_) | Incoming::Deletion(..) => {}
             }
             for identifier in named {
                 if identifier.system != self.own_system {
@@ -743,6 +757,16 @@ impl Importer<'_> {
             owner.and_then(|owner| owner.strip_prefix(&format!("{resource_type}/")).map(str::to_string))
         };
         Ok(local.and_then(|id| Uuid::parse_str(&id).ok()))
+    }
+
+    /// Whether the sender deleted the claim of this identifier before it reached here.
+    async fn deleted_by_sender(&self, lookups: &Lookups, identifier: &Identifier) -> Result<bool, AppError> {
+        let token = identifier.token();
+        let owner = match lookups.tokens.contains(&token) {
+            true => lookups.owners.get(&token).cloned(),
+            false => self.store.key_owner(IDENTIFIER_SCOPE, &token).await?,
+        };
+        Ok(owner.as_deref() == Some(DELETED_CLAIM))
     }
 
     /// Whether a resource of this type has this id here (enrolled here, or as reference data).
@@ -801,7 +825,7 @@ impl Importer<'_> {
                 placed.push(if from_master { Placed::Register } else { Placed::Skipped(NOT_MASTERS_REGISTER) });
                 continue;
             }
-            if let Incoming::Deletion(identifier) = incoming {
+            if let Incoming::Deletion(identifier, _) = incoming {
                 // a node deletes the claims it sent, named by its own id of them
                 if identifier.system != bundle.sender {
                     return Err(invalid(
@@ -814,7 +838,7 @@ impl Importer<'_> {
                 placed.push(match self.known(&lookups, identifier, "Claim").await? {
                     _ if from_master => Placed::Skipped(MASTERS_DELETION),
                     Some(id) => Placed::Deletion(id),
-                    None => Placed::Skipped(NOTHING_TO_DELETE),
+                    None => Placed::Tombstone,
                 });
                 continue;
             }
@@ -826,6 +850,10 @@ impl Importer<'_> {
                     "the resource has no identifier of the Bundle's sender (Bundle.identifier.system)",
                 ));
             };
+            if matches!(incoming, Incoming::Claim(_)) && self.deleted_by_sender(&lookups, theirs).await? {
+                placed.push(Placed::Skipped(DELETED_BY_SENDER));
+                continue;
+            }
             let mut found = None;
             for identifier in incoming.identifiers() {
                 if let Some(id) = self.known(&lookups, identifier, kind).await? {
@@ -912,8 +940,20 @@ impl Importer<'_> {
             let id = place.id();
             entries.push(match place {
                 Placed::Skipped(why) => json!({ "response": { "status": "200 OK", "outcome": information(why) } }),
+                Placed::Tombstone => {
+                    let Incoming::Deletion(identifier, _) = incoming else { continue };
+                    claims.push(KeyClaim {
+                        scope: IDENTIFIER_SCOPE.into(),
+                        keys: vec![identifier.token()],
+                        owner: DELETED_CLAIM.into(),
+                    });
+                    entries
+                        .push(json!({ "response": { "status": "200 OK", "outcome": information(NOTHING_TO_DELETE) } }));
+                    continue;
+                }
                 Placed::Deletion(id) => {
-                    let note = self.claim_deleted(ctx, &bundle.sender, index, *id, &mut streams).await?;
+                    let Incoming::Deletion(_, position) = incoming else { continue };
+                    let note = self.claim_deleted(ctx, &bundle.sender, index, (*id, *position), &mut streams).await?;
                     let mut answer = json!({ "response": { "status": "200 OK", "location": format!("Claim/{id}") } });
                     if let Some(note) = note {
                         answer["response"]["outcome"] = note;
@@ -924,7 +964,8 @@ impl Importer<'_> {
                 }
                 Placed::Register => {
                     let Incoming::Register(r) = incoming else { continue };
-                    let answer = self.register_entry(ctx, r, &mut register_streams, &mut streams).await?;
+                    let answer =
+                        self.register_entry(ctx, &bundle.sender, r, &mut register_streams, &mut streams).await?;
                     entries.push(answer.map_err(|message| invalid(index, "extension", "unique", message))?);
                     continue;
                 }
@@ -1054,7 +1095,7 @@ impl Importer<'_> {
                     });
                     touched.push(claim_stream(id));
                 }
-                Incoming::ClaimResponse(_) | Incoming::Register(_) | Incoming::Deletion(_) => {}
+                Incoming::ClaimResponse(_) | Incoming::Register(_) | Incoming::Deletion(..) => {}
                 Incoming::Reservation(r) => {
                     if r.for_server != self.own_system {
                         return Err(invalid(

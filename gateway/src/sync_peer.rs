@@ -309,18 +309,21 @@ async fn one_round_at_a_time(cursors: &Path) -> Result<std::fs::File, String> {
         .write(true)
         .open(&path)
         .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    match file.try_lock() {
-        Ok(()) => return Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => {
-            tracing::info!(lock = %path.display(), "another sync round is running on this data directory: waiting for it");
+    let mut told = false;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if !told => {
+                told = true;
+                tracing::info!(lock = %path.display(), "another sync round is running on this data directory: waiting for it");
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {}
+            Err(std::fs::TryLockError::Error(e)) => return Err(format!("cannot lock {}: {e}", path.display())),
         }
-        Err(std::fs::TryLockError::Error(e)) => return Err(format!("cannot lock {}: {e}", path.display())),
+        // polled rather than waited for on a blocking thread: a server shutting down does not
+        // wait for another process's round to end
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let shown = path.display().to_string();
-    tokio::task::spawn_blocking(move || file.lock().map(|()| file))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("cannot lock {shown}: {e}"))
 }
 
 /// `careledger sync --peer URL --token TOKEN`

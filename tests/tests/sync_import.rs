@@ -356,10 +356,20 @@ async fn all_or_nothing_on(kind: Kind) {
     assert_eq!(a.body["issue"][0]["expression"][0], "Bundle.entry[0].request.url", "{}", a.text);
     let a = import(&s, &bundle("del-other", vec![delete("Claim?identifier=urn:uuid:someone-else|x")])).await;
     assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.text);
-    let a =
-        import(&s, &bundle("del-unknown", vec![delete(&format!("Claim?identifier={NODE}|{}", Uuid::now_v7()))])).await;
+    // one never received is remembered as deleted: the claim arriving later (an older sync file)
+    // is not created
+    let gone = Uuid::now_v7();
+    let a = import(&s, &bundle("del-unknown", vec![delete(&format!("Claim?identifier={NODE}|{gone}"))])).await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.text);
     assert!(a.text.contains("nothing to delete"), "{}", a.text);
+    let a = import(&s, &bundle("late-claim", vec![claim(gone, &codes[0])])).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    assert!(a.text.contains("the sender deleted this claim"), "{}", a.text);
+    let url = format!("Claim?identifier={NODE}|{gone}");
+    let bad_tag = json!({ "request": { "method": "DELETE", "url": url, "ifMatch": "7" } });
+    let a = import(&s, &bundle("del-bad-tag", vec![bad_tag])).await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.text);
+    assert_eq!(a.body["issue"][0]["expression"][0], "Bundle.entry[0].request.ifMatch", "{}", a.text);
     assert_eq!(s.state().store.head().await.unwrap(), head);
     // without the right to import
     let a = s.post("/fhir", &token_for("reader", "sync:read", None), bundle("b6", vec![good.clone()])).await;
@@ -422,15 +432,26 @@ async fn register_versions_on(kind: Kind) {
     // an older version, from a sync file written before: answered, not taken
     let a = send("old-file", item(Some(10), 300)).await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.text);
-    assert!(a.text.contains("a newer version"), "{}", a.text);
+    assert!(a.text.contains("held already"), "{}", a.text);
+    assert_eq!(held(&s).await, first);
+    // the same version again (a page asked again): not taken again
+    let a = send("page-2-again", item(Some(20), 700)).await;
+    assert!(a.text.contains("held already"), "{}", a.text);
     assert_eq!(held(&s).await, first);
     // a newer one is taken, and one without a version (a sender that does not say) too
     assert_eq!(send("page-3", item(Some(30), 900)).await.status, StatusCode::OK);
     let third = held(&s).await;
     assert_eq!(third.0, 2);
     assert_ne!(third.1, first.1);
+    // the master changed it back (900 -> 500 -> 900) and the node got only the last: the same
+    // entry at a newer version is recorded, so that the change between, arriving late, is older
+    assert_eq!(send("page-5", item(Some(50), 900)).await.status, StatusCode::OK);
+    assert_eq!(held(&s).await, (3, third.1.clone()));
+    let a = send("late-page-4", item(Some(40), 500)).await;
+    assert!(a.text.contains("held already"), "{}", a.text);
+    assert_eq!(held(&s).await, (3, third.1.clone()));
     assert_eq!(send("unversioned", item(None, 950)).await.status, StatusCode::OK);
-    assert_eq!(held(&s).await.0, 3);
+    assert_eq!(held(&s).await.0, 4);
     // a version that is not a log position names where
     let a = send("bad-version", item(Some(-1), 1)).await;
     assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.text);
@@ -474,7 +495,7 @@ async fn claim_versions_on(kind: Kind) {
     assert_eq!(quantity_of(&s, id).await, 2);
     // the older file, imported after the newer one: answered, not taken
     let a = sent("file-1", Some(10), 1).await;
-    assert!(a.text.contains("a newer version"), "{}", a.text);
+    assert!(a.text.contains("held already"), "{}", a.text);
     assert_eq!(quantity_of(&s, id).await, 2);
     // newer versions are taken, and a change without a version (a sender that does not say)
     sent("file-3", Some(30), 3).await;

@@ -244,13 +244,17 @@ struct Entry {
 struct Request {
     method: &'static str,
     url: String,
+    #[serde(rename = "ifMatch", skip_serializing_if = "Option::is_none")]
+    if_match: Option<String>,
 }
 
-/// A resource rendered for a Bundle: its type, its id and its JSON text (none: deleted here).
+/// A resource rendered for a Bundle: its type, its id, its JSON text (none: deleted here) and its
+/// version (this server's log position of its last change, where it has one).
 struct Rendered {
     kind: &'static str,
     id: String,
     json: Option<Box<RawValue>>,
+    version: i64,
 }
 
 impl Rendered {
@@ -264,7 +268,7 @@ impl Rendered {
         };
         let id = resource["id"].as_str().unwrap_or_default().to_string();
         let json = serde_json::value::to_raw_value(&resource).map_err(|e| ApiError::internal(e.to_string()))?;
-        Ok(Rendered { kind, id, json: Some(json) })
+        Ok(Rendered { kind, id, json: Some(json), version: 0 })
     }
 }
 
@@ -316,11 +320,13 @@ async fn rendered(
                 if let Some(detail) = claims.remove(&id) {
                     let id = detail.claim.uuid.clone();
                     let claim = careledger_fhir::claim_raw(&detail, systems, version);
-                    rendered.push(Rendered { kind: "Claim", id: id.clone(), json: Some(claim) });
+                    rendered.push(Rendered { kind: "Claim", id: id.clone(), json: Some(claim), version });
                     let response = careledger_fhir::claim_response_raw(&detail, systems, version);
-                    rendered.push(Rendered { kind: "ClaimResponse", id, json: Some(response) });
-                } else if !held.contains(&id) {
-                    rendered.push(Rendered { kind: "Claim", id, json: None });
+                    rendered.push(Rendered { kind: "ClaimResponse", id, json: Some(response), version });
+                } else if !held.contains(&id) && facility.is_none() {
+                    // deleted here (a caller scoped to a facility is not told of deletions: the
+                    // claim's facility has left the read model with it)
+                    rendered.push(Rendered { kind: "Claim", id, json: None, version });
                 }
             }
             Changed::Resource(served, id, version) => {
@@ -370,13 +376,14 @@ fn reservation(event: &RecordedEvent, format: &Value, systems: &careledger_fhir:
 
 /// A resource deleted here (a claim) is a conditional delete by this server's identifier.
 fn entry(base: &str, own_system: &str, resource: Rendered) -> Entry {
-    let Rendered { kind, id, json } = resource;
-    let method = if json.is_some() { "PUT" } else { "DELETE" };
-    Entry {
-        full_url: format!("{base}/{kind}/{id}"),
-        request: Request { method, url: format!("{kind}?identifier={own_system}|{id}") },
-        resource: json,
-    }
+    let Rendered { kind, id, json, version } = resource;
+    let url = format!("{kind}?identifier={own_system}|{id}");
+    let request = match json {
+        Some(_) => Request { method: "PUT", url, if_match: None },
+        // the deletion's version, as a resource's is its meta.versionId
+        None => Request { method: "DELETE", url, if_match: Some(format!("W/\"{version}\"")) },
+    };
+    Entry { full_url: format!("{base}/{kind}/{id}"), request, resource: json }
 }
 
 #[cfg(test)]

@@ -707,22 +707,39 @@ impl Reader {
     }
 
     /// A `DELETE` entry: a conditional delete of a claim by the sender's identifier
-    /// (`Claim?identifier=<system>|<value>`, as `$changes` writes it).
-    fn deletion(&mut self, entry: &Value, i: usize) -> Option<Identifier> {
+    /// (`Claim?identifier=<system>|<value>`, as `$changes` writes it), with the sender's log
+    /// position of the deletion as `request.ifMatch` (`W/"<position>"`) when it says it.
+    fn deletion(&mut self, entry: &Value, i: usize) -> Option<Incoming> {
         let at = format!("Bundle.entry[{i}].request.url");
         let url = self.text(entry["request"].get("url"), &at, true, 2000)?;
         let token = url.strip_prefix("Claim?identifier=").map(careledger_fhir::Token::parse);
-        match token {
-            Some(Ok(careledger_fhir::Token::Exact(system, value))) => Some(Identifier { system, value }),
+        let identifier = match token {
+            Some(Ok(careledger_fhir::Token::Exact(system, value))) => Identifier { system, value },
             _ => {
                 self.fail(
                     &at,
                     "format",
                     "expected Claim?identifier=<system>|<value>: only claims are deleted by a sync",
                 );
-                None
+                return None;
             }
-        }
+        };
+        let position = match entry["request"].get("ifMatch") {
+            None => None,
+            Some(tag) => {
+                let position =
+                    tag.as_str().and_then(|t| t.strip_prefix("W/\"")?.strip_suffix('"')?.parse::<i64>().ok());
+                match position.filter(|p| *p > 0) {
+                    Some(p) => Some(p),
+                    None => {
+                        let at = format!("Bundle.entry[{i}].request.ifMatch");
+                        self.fail(&at, "format", "expected W/\"<log position>\"");
+                        return None;
+                    }
+                }
+            }
+        };
+        Some(Incoming::Deletion(identifier, position))
     }
 }
 
@@ -761,7 +778,7 @@ fn read_bundle(body: &Map<String, Value>) -> Result<IncomingBundle, Vec<Invalid>
         let path = format!("Bundle.entry[{i}].resource");
         let method = entry["request"]["method"].as_str();
         if method == Some("DELETE") {
-            entries.extend(r.deletion(entry, i).map(Incoming::Deletion));
+            entries.extend(r.deletion(entry, i));
             continue;
         }
         if !matches!(method, Some("PUT" | "POST")) {
