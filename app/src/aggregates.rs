@@ -115,6 +115,30 @@ where
     Ok(loaded)
 }
 
+/// An aggregate folded from a stream's events the caller has read whole (and needs for more than
+/// the state: the sync reads the versions its peers' events took).
+pub fn fold<A>(events: &[careledger_events::RecordedEvent]) -> Result<Loaded<A>, AppError>
+where
+    A: Aggregate,
+    A::Event: DomainEvent,
+{
+    let mut loaded = Loaded { version: 0, state: A::default(), last_used: 0 };
+    loaded.advance(&decoded::<A>(events)?, events.last().map_or(0, |e| e.version));
+    Ok(loaded)
+}
+
+fn decoded<A>(events: &[careledger_events::RecordedEvent]) -> Result<Vec<A::Event>, AppError>
+where
+    A: Aggregate,
+    A::Event: DomainEvent,
+{
+    events
+        .iter()
+        .map(|e| e.decode::<A::Event>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| AppError::Internal(e.to_string()))
+}
+
 /// Events read from a stream per round trip when catching up.
 const CATCH_UP_PAGE: i64 = 1000;
 
@@ -130,12 +154,7 @@ where
         let Some(last) = events.last() else { return Ok(moved) };
         let version = last.version;
         let more = events.len() as i64 == CATCH_UP_PAGE;
-        let decoded = events
-            .iter()
-            .map(|e| e.decode::<A::Event>())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| AppError::Internal(e.to_string()))?;
-        loaded.advance(&decoded, version);
+        loaded.advance(&decoded::<A>(&events)?, version);
         moved = true;
         if !more {
             // a short page is the end of the stream: no round trip to be told so

@@ -25,7 +25,7 @@ pub mod registry;
 pub mod requisitions;
 pub mod sync;
 
-pub use aggregates::{AggregateCache, Loaded, catch_up, load};
+pub use aggregates::{AggregateCache, Loaded, catch_up, fold, load};
 pub use answer::Answer;
 pub use caller::{AuditScope, Caller};
 pub use command::{CommandCtx, CommitError, MAX_ATTEMPTS, RequestMeta};

@@ -25,6 +25,7 @@ use careledger_domain::codes::{CodeBatch, ReceiveReservation};
 use careledger_domain::insurees::{EnrolInPolicy, Insuree, InsureeError, Policy, RegisterInsuree};
 use careledger_domain::{Aggregate, Ctx};
 use careledger_events::Identifier;
+use careledger_events::RecordedEvent;
 use careledger_events::claims::{
     Amount, ClaimData, ClaimEvent, ClaimOutcome, ClaimStatus, ConflictRule, Gender, LineOutcome, LineStatus,
     ServiceCategory, claim_stream,
@@ -42,7 +43,7 @@ use uuid::Uuid;
 
 use crate::claims::{CLAIM_CODE_SCOPE, Claims, ReferenceEntry};
 use crate::codes::{CODE_SCOPE, INSUREE_SCOPE};
-use crate::{AggregateCache, Answer, AppError, CommandCtx, CommitError, Invalid, MAX_ATTEMPTS, load};
+use crate::{AggregateCache, Answer, AppError, CommandCtx, CommitError, Invalid, Loaded, MAX_ATTEMPTS, fold, load};
 
 /// The set invariant "an identifier of another server names one resource here": key
 /// `system|value`, owner `<Type>/<local id>`.
@@ -345,6 +346,17 @@ fn versioned(mut events: Vec<careledger_events::NewEvent>, position: Option<i64>
     events
 }
 
+/// The sender's position of the version held, when it is at least `position` (the version
+/// arriving is not newer): the latest position any event of the stream took from `peer`.
+fn newer_held(events: &[RecordedEvent], peer: &str, position: Option<i64>) -> Option<i64> {
+    let position = position?;
+    let held = events
+        .iter()
+        .filter_map(|e| e.metadata.origin.as_ref().filter(|o| o.peer == peer).and_then(|o| o.position))
+        .max();
+    held.filter(|held| *held >= position)
+}
+
 /// The answer to a version older than the one held: nothing is taken.
 fn older(held: i64) -> serde_json::Value {
     information(&format!(
@@ -550,17 +562,17 @@ impl Importer<'_> {
         claims: &mut Vec<KeyClaim>,
     ) -> Result<Option<serde_json::Value>, AppError> {
         let stream = claim_stream(id);
-        if let Some(held) = self.newer_held(&stream, peer, incoming.position).await? {
+        let events = self.history(&stream).await?;
+        if let Some(held) = newer_held(&events, peer, incoming.position) {
             return Ok(Some(older(held)));
         }
-        let loaded = load::<Claim>(self.store, &stream).await?;
+        let Loaded { state, version, .. } = fold::<Claim>(&events)?;
         let command = TakeNodeChange {
             data: incoming.data.clone(),
             peer: peer.to_string(),
             facility: ctx.caller.health_facility.clone(),
         };
-        let events =
-            command.decide(&loaded.state, &Ctx { now: Utc::now(), seed: 0 }).map_err(|e| claim_refused(index, e))?;
+        let events = command.decide(&state, &Ctx { now: Utc::now(), seed: 0 }).map_err(|e| claim_refused(index, e))?;
         if events.iter().any(|e| matches!(e, ClaimEvent::ClaimUpdated(_))) {
             claims.push(KeyClaim {
                 scope: CLAIM_CODE_SCOPE.into(),
@@ -568,29 +580,21 @@ impl Importer<'_> {
                 owner: stream.clone(),
             });
         }
-        Ok(claim_append(streams, ctx, (stream, loaded.version), &events, incoming.position))
+        Ok(claim_append(streams, ctx, (stream, version), &events, incoming.position))
     }
 
-    /// The sender's position of the version of the claim held, when it is at least `position`
-    /// (the version arriving is not newer): the latest position any event of the stream took
-    /// from `peer`.
-    async fn newer_held(&self, stream: &str, peer: &str, position: Option<i64>) -> Result<Option<i64>, AppError> {
-        let Some(position) = position else { return Ok(None) };
-        let mut held = None;
-        let mut from = 0;
+    /// A stream's events, read once: its version, its last event, the state they fold into and
+    /// the versions taken from each peer all come from them.
+    async fn history(&self, stream: &str) -> Result<Vec<RecordedEvent>, AppError> {
+        let mut events = Vec::new();
         loop {
-            let events = self.store.read_stream(stream, from, 1000).await?;
-            for event in &events {
-                if let Some(origin) = event.metadata.origin.as_ref().filter(|o| o.peer == peer) {
-                    held = held.max(origin.position);
-                }
+            let page = self.store.read_stream(stream, events.len() as i64, 1000).await?;
+            let full = page.len() == 1000;
+            events.extend(page);
+            if !full {
+                return Ok(events);
             }
-            if events.len() < 1000 {
-                break;
-            }
-            from += 1000;
         }
-        Ok(held.filter(|held| *held >= position))
     }
 
     /// A node's claim the node deleted ([`TakeNodeDeletion`]): deleted while entered here, else
@@ -604,14 +608,14 @@ impl Importer<'_> {
         streams: &mut Vec<StreamAppend>,
     ) -> Result<Option<serde_json::Value>, AppError> {
         let stream = claim_stream(id);
-        if let Some(held) = self.newer_held(&stream, peer, position).await? {
+        let events = self.history(&stream).await?;
+        if let Some(held) = newer_held(&events, peer, position) {
             return Ok(Some(older(held)));
         }
-        let loaded = load::<Claim>(self.store, &stream).await?;
+        let Loaded { state, version, .. } = fold::<Claim>(&events)?;
         let command = TakeNodeDeletion { peer: peer.to_string(), facility: ctx.caller.health_facility.clone() };
-        let events =
-            command.decide(&loaded.state, &Ctx { now: Utc::now(), seed: 0 }).map_err(|e| claim_refused(index, e))?;
-        Ok(claim_append(streams, ctx, (stream, loaded.version), &events, position))
+        let events = command.decide(&state, &Ctx { now: Utc::now(), seed: 0 }).map_err(|e| claim_refused(index, e))?;
+        Ok(claim_append(streams, ctx, (stream, version), &events, position))
     }
 
     /// On a node: the master's decision of a claim this node entered ([`ReceiveOutcome`]),
@@ -662,14 +666,14 @@ impl Importer<'_> {
             at: Utc::now(),
         };
         let stream = claim_stream(id);
-        if let Some(held) = self.newer_held(&stream, peer, response.position).await? {
+        let events = self.history(&stream).await?;
+        if let Some(held) = newer_held(&events, peer, response.position) {
             return Ok(Some(older(held)));
         }
-        let loaded = load::<Claim>(self.store, &stream).await?;
+        let Loaded { state, version, .. } = fold::<Claim>(&events)?;
         let command = ReceiveOutcome { outcome, peer: peer.to_string() };
-        let events =
-            command.decide(&loaded.state, &Ctx { now: Utc::now(), seed: 0 }).map_err(|e| claim_refused(index, e))?;
-        Ok(claim_append(streams, ctx, (stream, loaded.version), &events, response.position))
+        let events = command.decide(&state, &Ctx { now: Utc::now(), seed: 0 }).map_err(|e| claim_refused(index, e))?;
+        Ok(claim_append(streams, ctx, (stream, version), &events, response.position))
     }
 
     /// The master's register entry: appended as an upsert on its stream when it differs from
@@ -688,15 +692,16 @@ impl Importer<'_> {
         if !seen.insert(stream.clone()) {
             return Ok(Err(format!("the Bundle holds the register entry of {stream} twice")));
         }
-        let version = self.store.stream_version(&stream).await?;
+        let events = self.history(&stream).await?;
+        let version = events.len() as i64;
         if version > 0 {
             // a version the master changed again since, arriving late (an older sync file, a
             // page asked again): the newer one held stays
-            if let Some(held_at) = self.newer_held(&stream, sender, incoming.position).await? {
+            if let Some(held_at) = newer_held(&events, sender, incoming.position) {
                 return Ok(Ok(json!({ "response": { "status": "200 OK", "outcome": older(held_at) } })));
             }
-            let last = self.store.read_stream(&stream, version - 1, 1).await?;
-            let held = last.first().and_then(|e| e.decode::<ClaimEvent>().ok()).and_then(|e| ReferenceEntry::of(&e));
+            let last = events.last();
+            let held = last.and_then(|e| e.decode::<ClaimEvent>().ok()).and_then(|e| ReferenceEntry::of(&e));
             // the same entry: nothing to take, unless it is a newer version of it (the master
             // changed it and back), which is recorded so that the change between, arriving
             // late, is known to be older
@@ -749,24 +754,25 @@ impl Importer<'_> {
         let local = if identifier.system == self.own_system {
             Some(identifier.value.clone())
         } else {
-            let token = identifier.token();
-            let owner = match lookups.tokens.contains(&token) {
-                true => lookups.owners.get(&token).cloned(),
-                false => self.store.key_owner(IDENTIFIER_SCOPE, &token).await?,
-            };
+            let owner = self.owner(lookups, identifier).await?;
             owner.and_then(|owner| owner.strip_prefix(&format!("{resource_type}/")).map(str::to_string))
         };
         Ok(local.and_then(|id| Uuid::parse_str(&id).ok()))
     }
 
-    /// Whether the sender deleted the claim of this identifier before it reached here.
-    async fn deleted_by_sender(&self, lookups: &Lookups, identifier: &Identifier) -> Result<bool, AppError> {
+    /// Who holds an identifier of another server here (`<Type>/<id>`, or a deleted claim's
+    /// tombstone): from the Bundle's lookups, else from the store.
+    async fn owner(&self, lookups: &Lookups, identifier: &Identifier) -> Result<Option<String>, AppError> {
         let token = identifier.token();
-        let owner = match lookups.tokens.contains(&token) {
+        Ok(match lookups.tokens.contains(&token) {
             true => lookups.owners.get(&token).cloned(),
             false => self.store.key_owner(IDENTIFIER_SCOPE, &token).await?,
-        };
-        Ok(owner.as_deref() == Some(DELETED_CLAIM))
+        })
+    }
+
+    /// Whether the sender deleted the claim of this identifier before it reached here.
+    async fn deleted_by_sender(&self, lookups: &Lookups, identifier: &Identifier) -> Result<bool, AppError> {
+        Ok(self.owner(lookups, identifier).await?.as_deref() == Some(DELETED_CLAIM))
     }
 
     /// Whether a resource of this type has this id here (enrolled here, or as reference data).

@@ -356,6 +356,11 @@ async fn all_or_nothing_on(kind: Kind) {
     assert_eq!(a.body["issue"][0]["expression"][0], "Bundle.entry[0].request.url", "{}", a.text);
     let a = import(&s, &bundle("del-other", vec![delete("Claim?identifier=urn:uuid:someone-else|x")])).await;
     assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.text);
+    // bounded as every identifier is (a deletion of a claim never received keeps it as a key)
+    let long = format!("Claim?identifier={NODE}|{}", "x".repeat(201));
+    let a = import(&s, &bundle("del-long", vec![delete(&long)])).await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.text);
+    assert_eq!(a.body["issue"][0]["expression"][0], "Bundle.entry[0].request.url", "{}", a.text);
     // one never received is remembered as deleted: the claim arriving later (an older sync file)
     // is not created
     let gone = Uuid::now_v7();

@@ -254,7 +254,8 @@ struct Rendered {
     kind: &'static str,
     id: String,
     json: Option<Box<RawValue>>,
-    version: i64,
+    /// Carried by a deletion (a resource carries its own in `meta.versionId`).
+    version: Option<i64>,
 }
 
 impl Rendered {
@@ -268,7 +269,7 @@ impl Rendered {
         };
         let id = resource["id"].as_str().unwrap_or_default().to_string();
         let json = serde_json::value::to_raw_value(&resource).map_err(|e| ApiError::internal(e.to_string()))?;
-        Ok(Rendered { kind, id, json: Some(json), version: 0 })
+        Ok(Rendered { kind, id, json: Some(json), version: None })
     }
 }
 
@@ -320,13 +321,13 @@ async fn rendered(
                 if let Some(detail) = claims.remove(&id) {
                     let id = detail.claim.uuid.clone();
                     let claim = careledger_fhir::claim_raw(&detail, systems, version);
-                    rendered.push(Rendered { kind: "Claim", id: id.clone(), json: Some(claim), version });
+                    rendered.push(Rendered { kind: "Claim", id: id.clone(), json: Some(claim), version: None });
                     let response = careledger_fhir::claim_response_raw(&detail, systems, version);
-                    rendered.push(Rendered { kind: "ClaimResponse", id, json: Some(response), version });
+                    rendered.push(Rendered { kind: "ClaimResponse", id, json: Some(response), version: None });
                 } else if !held.contains(&id) && facility.is_none() {
                     // deleted here (a caller scoped to a facility is not told of deletions: the
                     // claim's facility has left the read model with it)
-                    rendered.push(Rendered { kind: "Claim", id, json: None, version });
+                    rendered.push(Rendered { kind: "Claim", id, json: None, version: Some(version) });
                 }
             }
             Changed::Resource(served, id, version) => {
@@ -381,7 +382,7 @@ fn entry(base: &str, own_system: &str, resource: Rendered) -> Entry {
     let request = match json {
         Some(_) => Request { method: "PUT", url, if_match: None },
         // the deletion's version, as a resource's is its meta.versionId
-        None => Request { method: "DELETE", url, if_match: Some(format!("W/\"{version}\"")) },
+        None => Request { method: "DELETE", url, if_match: version.map(|v| format!("W/\"{v}\"")) },
     };
     Entry { full_url: format!("{base}/{kind}/{id}"), request, resource: json }
 }

@@ -45,6 +45,9 @@ pub const MAX_BUNDLE_BYTES: usize = 64 << 20;
 pub const MAX_ENTRIES: usize = 50_000;
 /// The most identifiers one resource carries (its ids on the servers it went through, a code).
 pub const MAX_IDENTIFIERS: usize = 20;
+/// The longest identifier system and value taken (a URI; an id or a business code).
+const MAX_SYSTEM: usize = 500;
+const MAX_VALUE: usize = 200;
 
 /// The limit the import route reads its body with (the service's default is 1 MiB).
 pub fn body_limit() -> DefaultBodyLimit {
@@ -194,8 +197,8 @@ impl Reader {
 
     /// An `Identifier` with a system and a value.
     fn identifier(&mut self, value: &Value, path: &str) -> Option<Identifier> {
-        let system = self.text(value.get("system"), &format!("{path}.system"), true, 500);
-        let value = self.text(value.get("value"), &format!("{path}.value"), true, 200);
+        let system = self.text(value.get("system"), &format!("{path}.system"), true, MAX_SYSTEM);
+        let value = self.text(value.get("value"), &format!("{path}.value"), true, MAX_VALUE);
         Some(Identifier { system: system?, value: value? })
     }
 
@@ -711,16 +714,20 @@ impl Reader {
     /// position of the deletion as `request.ifMatch` (`W/"<position>"`) when it says it.
     fn deletion(&mut self, entry: &Value, i: usize) -> Option<Incoming> {
         let at = format!("Bundle.entry[{i}].request.url");
-        let url = self.text(entry["request"].get("url"), &at, true, 2000)?;
+        let url = self.text(entry["request"].get("url"), &at, true, MAX_SYSTEM + MAX_VALUE + 20)?;
         let token = url.strip_prefix("Claim?identifier=").map(careledger_fhir::Token::parse);
         let identifier = match token {
-            Some(Ok(careledger_fhir::Token::Exact(system, value))) => Identifier { system, value },
+            // bounded as every identifier is: a tombstone keeps it as a key
+            Some(Ok(careledger_fhir::Token::Exact(system, value)))
+                if system.chars().count() <= MAX_SYSTEM && value.chars().count() <= MAX_VALUE =>
+            {
+                Identifier { system, value }
+            }
             _ => {
-                self.fail(
-                    &at,
-                    "format",
-                    "expected Claim?identifier=<system>|<value>: only claims are deleted by a sync",
+                let why = format!(
+                    "expected Claim?identifier=<system>|<value>, a system of at most {MAX_SYSTEM} characters and a value of at most {MAX_VALUE}: only claims are deleted by a sync"
                 );
+                self.fail(&at, "format", why);
                 return None;
             }
         };
