@@ -292,9 +292,12 @@ async fn a_node_syncs_with_the_central_server_over_http_and_resumes_from_where_i
         listed.data().as_array().into_iter().flatten().filter(|c| c["id"] == late[1].as_str()).cloned().collect();
     assert_eq!(conflicts.len(), 1, "{}", listed.text);
     assert_eq!(conflicts[0]["rule"], "DELETED_THERE", "{}", listed.text);
-    // the deletion sent again (a sync file, a page asked again) appends nothing
+    // the deletion sent again (the node's claim stream moved: it recorded the master's decision
+    // of a claim it had deleted) appends nothing on the central server
+    let central_head = central.settled().await;
     let round = sync(&data_dir, &node, &central.base, &token, &[]);
     assert!(round.status.success(), "{}", stderr(&round));
+    assert_eq!(central.state().store.head().await.unwrap(), central_head);
 
     // round 5: nothing new, nothing appended on either side
     let (central_head, node_head) = (central.settled().await, node.settled().await);
