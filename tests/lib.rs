@@ -487,8 +487,17 @@ pub fn raw_event(event_type: &str, data: Value, command: &str) -> careledger_sto
     }
 }
 
+/// A command that runs one of the tests' Python scripts (`tests/NAME`) with the independent tools
+/// of `tests/requirements.txt`, in the virtual environment `tests/python.sh` makes once.
+pub fn python(script: &str) -> std::process::Command {
+    let mut command = std::process::Command::new("bash");
+    command.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/python.sh"));
+    command.arg(format!("{}/{script}", env!("CARGO_MANIFEST_DIR")));
+    command
+}
+
 /// Asserts that every document of `seen` is valid FHIR R4, as an independent library says
-/// (`tests/fhir-valid.sh`: fhir.resources from PyPI, in a virtual environment it makes once).
+/// (`tests/fhir_valid.py`: fhir.resources from PyPI, run by `tests/python.sh`).
 pub fn valid_fhir(seen: &[Value]) {
     let dir = std::env::temp_dir().join(format!("careledger-fhir-{}", uuid::Uuid::now_v7()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -501,8 +510,7 @@ pub fn valid_fhir(seen: &[Value]) {
             path
         })
         .collect();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/fhir-valid.sh");
-    let out = std::process::Command::new("bash").arg(script).args(&paths).output().unwrap();
+    let out = python("fhir_valid.py").args(&paths).output().unwrap();
     let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     std::fs::remove_dir_all(&dir).ok();
     assert!(out.status.success(), "fhir.resources refused what was served:\n{report}");

@@ -6,6 +6,7 @@ mod equipment;
 mod generate;
 mod latency;
 mod nats_commands;
+mod printer_order;
 mod rebuild;
 mod relay;
 mod requisitions;
@@ -119,6 +120,14 @@ enum Command {
     /// The sync's import: a node's insurees, policies and claims as one Bundle posted to
     /// `POST /fhir`, vs appending the same events plainly.
     SyncImport(SyncSize),
+    /// The card printer's order of a batch of N codes (XLSX, ZIP of QR codes, CSV) over HTTP:
+    /// seconds and peak memory growth, vs reading the codes at once.
+    PrinterOrder {
+        #[arg(long, default_value = "sqlite,postgres")]
+        backends: String,
+        #[arg(long, default_value_t = 1_000_000)]
+        number: u32,
+    },
     /// A tiny run of every benchmark, to check they still work (figures meaningless).
     Smoke,
 }
@@ -225,6 +234,11 @@ async fn run(cli: Cli) -> Result<(), String> {
                 sync_import::run(&b, pg, size).await?;
             }
         }
+        Command::PrinterOrder { backends, number } => {
+            for b in each(&backends) {
+                printer_order::run(&b, pg, number).await?;
+            }
+        }
         Command::Smoke => {
             for b in ["sqlite", "postgres"] {
                 generate::run(b, pg, 2_000).await?;
@@ -238,6 +252,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 claims::run(b, pg, claims::Size::smoke()).await?;
                 sync_export::run(b, pg, claims::Size::smoke()).await?;
                 sync_import::run(b, pg, claims::Size::smoke()).await?;
+                printer_order::run(b, pg, 2_000).await?;
             }
         }
     }

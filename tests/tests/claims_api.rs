@@ -825,12 +825,61 @@ async fn restore_on(kind: Kind) {
     let pdf = s.client.get(format!("{}/api/v1/claims/{copy}/print", s.base)).bearer_auth(&t).send().await.unwrap();
     assert_eq!(pdf.status(), StatusCode::OK);
     assert_eq!(pdf.headers()["content-type"], "application/pdf");
-    let bytes = pdf.bytes().await.unwrap();
-    let text = String::from_utf8_lossy(&bytes);
-    assert!(text.starts_with("%PDF-1.4") && text.contains("(Claim RST) Tj") && text.ends_with("%%EOF\n"), "{text}");
+    let text = pdf_text(&pdf.bytes().await.unwrap());
+    assert!(text.contains("Claim RST") && text.contains("Invoice 1"), "{text}");
     let no_right = token_for("clerk", "111001", None);
     let denied = s.get(&format!("/api/v1/claims/{copy}/print"), &no_right).await;
     assert_eq!(denied.status, StatusCode::FORBIDDEN);
+}
+
+/// The text of a PDF as `pdftotext` (poppler, an independent reader) extracts it, in reading order.
+fn pdf_text(pdf: &[u8]) -> String {
+    let path = std::env::temp_dir().join(format!("careledger-claim-{}.pdf", Uuid::now_v7()));
+    std::fs::write(&path, pdf).unwrap();
+    let out = std::process::Command::new("pdftotext").args(["-layout", "-enc", "UTF-8"]).arg(&path).arg("-").output();
+    std::fs::remove_file(&path).ok();
+    let out = out.expect("pdftotext (Debian poppler-utils; tests/run installs it)");
+    assert!(out.status.success(), "pdftotext: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("UTF-8 text")
+}
+
+both_backends!(a_claim_prints_as_a_form_in_any_script, print_on);
+async fn print_on(kind: Kind) {
+    let s = TestServer::start(kind).await;
+    reference(&s).await;
+    let services: Vec<Value> = (0..70)
+        .map(|i| json!({ "code": "S1", "qty_provided": 1, "price_asked": 15 + i, "explanation": format!("Огляд {i}") }))
+        .collect();
+    let mut body = claim("ПР-7", ADULT, vec![line("I1", 2.0, 8.0)], services);
+    body["explanation"] = json!("Пацієнт скерований до лікаря загальної практики; Ελληνικά; Ökonomie");
+    let uuid = create(&s, body).await;
+    submit(&s, &uuid).await;
+    let pdf = s.client.get(format!("{}/api/v1/claims/{uuid}/print", s.base)).bearer_auth(admin()).send().await.unwrap();
+    assert_eq!(pdf.status(), StatusCode::OK);
+    assert_eq!(pdf.headers()["content-type"], "application/pdf");
+    assert_eq!(pdf.headers()["content-disposition"], format!("inline; filename=\"claim-{uuid}.pdf\""));
+    let text = pdf_text(&pdf.bytes().await.unwrap());
+    for expected in [
+        "Claim ПР-7",
+        "Пацієнт скерований до лікаря загальної практики; Ελληνικά; Ökonomie",
+        "Огляд 0",
+        "Огляд 69",
+        ADULT,
+        "HF1",
+        "Amounts per stage",
+        "Page 1 of 3",
+        "Page 3 of 3",
+    ] {
+        assert!(text.contains(expected), "{expected:?} is not in the printed claim:\n{text}");
+    }
+    // the claimed amount (2 × 8 and the services' 15 to 84) and the claim's status after submission
+    let claimed = 16 + (15..85).sum::<i64>();
+    let d = detail(&s, &uuid).await;
+    assert_eq!(d["claimed"].as_f64(), Some(claimed as f64), "{d}");
+    let status = if d["status"] == 1 { "REJECTED" } else { "CHECKED" };
+    assert!(text.contains(status), "{status}: {text}");
+    let amounts = text.lines().find(|l| l.trim_start().starts_with("Claimed ")).unwrap_or_default();
+    assert!(amounts.contains(&claimed.to_string()), "{amounts:?}");
 }
 
 both_backends!(permissions_and_facility_scoping, scoping_on);

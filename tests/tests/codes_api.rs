@@ -99,6 +99,86 @@ async fn generation_listing_and_export_on(kind: Kind) {
     assert_eq!(missing.invalid_entries(), vec!["holder_type", "holder_code"]);
 }
 
+both_backends!(the_printers_order_reads_back_with_independent_tools, printer_order_on);
+async fn printer_order_on(kind: Kind) {
+    let s = TestServer::start(kind).await;
+    let t = s.token(ALL);
+    // more codes than a page the order is read in (5,000), so that paging shows
+    let (batch, _) = generate(&s, "EO-PRINT", 12_000).await;
+    let r = s
+        .post("/api/v1/codes/reservations", &t, json!({ "holder_type": 1, "holder_code": "EO-PRINT", "number": 25 }))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let reservation = r.data()["reservation_id"].as_str().unwrap().to_string();
+    let mut reserved: Vec<String> =
+        r.data()["codes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().into()).collect();
+    reserved.sort();
+    let after = r.position();
+    let download = |path: String, content_type: &'static str| {
+        let (s, t) = (&s, &t);
+        async move {
+            let url = format!("{}{path}{}after_position={after}", s.base, if path.contains('?') { '&' } else { '?' });
+            let answer = s.client.get(url).bearer_auth(t).send().await.unwrap();
+            assert_eq!(answer.status(), StatusCode::OK, "{path}");
+            assert_eq!(answer.headers()["content-type"], content_type, "{path}");
+            let disposition = answer.headers()["content-disposition"].to_str().unwrap().to_string();
+            let name = disposition.strip_prefix("attachment; filename=\"").and_then(|n| n.strip_suffix('"'));
+            let name = name.unwrap_or_else(|| panic!("{disposition}"));
+            // the file's name as sent: openpyxl goes by its extension
+            let path = std::env::temp_dir().join(format!("careledger-{}-{name}", uuid::Uuid::now_v7()));
+            std::fs::write(&path, answer.bytes().await.unwrap()).unwrap();
+            path
+        }
+    };
+    const XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
+    let csv = download(format!("/api/v1/code-batches/{batch}/export.csv"), "text/csv; charset=utf-8").await;
+    let all: Vec<String> = std::fs::read_to_string(&csv).unwrap().lines().skip(1).map(String::from).collect();
+    assert_eq!(all.len(), 12_000);
+    assert_eq!(all.iter().collect::<HashSet<_>>().len(), 12_000, "no code twice");
+    let batch_xlsx = download(format!("/api/v1/code-batches/{batch}/order.xlsx"), XLSX).await;
+    let reservation_zip =
+        download(format!("/api/v1/codes/reservations/{reservation}/qr-codes.zip"), "application/zip").await;
+    let reservation_xlsx = download(format!("/api/v1/codes/reservations/{reservation}/order.xlsx"), XLSX).await;
+    let reserved_zip =
+        download(format!("/api/v1/code-batches/{batch}/qr-codes.zip?status=reserved"), "application/zip").await;
+
+    let read = |xlsx: &std::path::Path, zip: &std::path::Path| {
+        let out = careledger_tests::python("printer_order_read.py").arg(xlsx).arg(zip).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let row = |code: &str| json!([code, format!("{code}.png")]);
+    // the batch's list: every code in generation order (the CSV's), each with its image's name
+    let order = read(&batch_xlsx, &reservation_zip);
+    let rows = order["sheets"]["Order"].as_array().unwrap();
+    assert_eq!(rows[0], json!(["CHFID", "File name"]));
+    assert_eq!(rows[1..].to_vec(), all.iter().map(|c| row(c)).collect::<Vec<_>>());
+    // the reservation's images: one per reserved code, named as listed, decoding to its code
+    let expected: serde_json::Map<String, Value> =
+        reserved.iter().map(|c| (format!("{c}.png"), json!([c, "QRCode"]))).collect();
+    assert_eq!(order["images"], Value::Object(expected.clone()));
+    let order = read(&reservation_xlsx, &reserved_zip);
+    let rows = order["sheets"]["Order"].as_array().unwrap();
+    assert_eq!(rows[1..].to_vec(), reserved.iter().map(|c| row(c)).collect::<Vec<_>>(), "in code order");
+    assert_eq!(order["images"], Value::Object(expected), "the batch's reserved codes are the reservation's");
+    for path in [csv, batch_xlsx, reservation_zip, reservation_xlsx, reserved_zip] {
+        std::fs::remove_file(path).ok();
+    }
+
+    // refusals
+    let unknown = s.get("/api/v1/codes/reservations/0194f1c2-0000-7000-8000-000000000000/order.xlsx", &t).await;
+    assert_eq!((unknown.status, unknown.error_type()), (StatusCode::NOT_FOUND, "not_found"));
+    let bad = s.get("/api/v1/codes/reservations/not-a-uuid/qr-codes.zip", &t).await;
+    assert_eq!(bad.invalid_entries(), vec!["reservation_id"]);
+    let bad = s.get(&format!("/api/v1/code-batches/{batch}/order.xlsx?status=lost"), &t).await;
+    assert_eq!(bad.invalid_entries(), vec!["status"]);
+    let unknown = s.get("/api/v1/code-batches/0194f1c2-0000-7000-8000-000000000000/qr-codes.zip", &t).await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    let no_right = careledger_tests::token_for("clerk", "111001", None);
+    let denied = s.get(&format!("/api/v1/codes/reservations/{reservation}/order.xlsx"), &no_right).await;
+    assert_eq!(denied.status, StatusCode::FORBIDDEN);
+}
+
 both_backends!(authentication_and_permissions, authentication_and_permissions_on);
 async fn authentication_and_permissions_on(kind: Kind) {
     let s = TestServer::start(kind).await;
@@ -441,6 +521,10 @@ async fn operations_on(kind: Kind) {
         "/api/v1/code-batches",
         "/api/v1/code-batches/{batch_id}/codes",
         "/api/v1/code-batches/{batch_id}/export.csv",
+        "/api/v1/code-batches/{batch_id}/order.xlsx",
+        "/api/v1/code-batches/{batch_id}/qr-codes.zip",
+        "/api/v1/codes/reservations/{reservation_id}/order.xlsx",
+        "/api/v1/codes/reservations/{reservation_id}/qr-codes.zip",
         "/api/v1/codes/reservations",
         "/api/v1/codes/{code}/assignment",
         "/api/v1/codes/{code}/control-number",

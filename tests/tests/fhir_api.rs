@@ -1,7 +1,7 @@
 //! The FHIR R4 face (`/fhir`, issue #21): Patient, Coverage, Claim and ClaimResponse read and
 //! searched by identifier, paged, errors as OperationOutcomes; Organization, Device and
 //! ServiceRequest read-only, scoped as their APIs are; and every document served checked by an
-//! independent FHIR library (`tests/fhir-valid.sh`: fhir.resources from PyPI).
+//! independent FHIR library (`tests/fhir_valid.py`: fhir.resources from PyPI, run by `tests/python.sh`).
 
 use careledger_tests::{Answer, Kind, REGISTRY, REQUISITIONS, TestServer, both_backends, token_for, valid_fhir};
 use reqwest::StatusCode;

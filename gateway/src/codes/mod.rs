@@ -1,7 +1,9 @@
 //! The insuree code pool over HTTP: generate batches, reserve, assign, link control numbers,
-//! and the openIMIS queries (getInsuranceCodesBatch, getInsuranceCodes) with each code's history.
+//! the openIMIS queries (getInsuranceCodesBatch, getInsuranceCodes) with each code's history, and
+//! the card printer's order of a batch or a reservation.
 
 mod commands;
+mod order;
 mod queries;
 
 use axum::Router;
@@ -16,8 +18,12 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/code-batches", post(commands::generate).get(queries::batches))
         .route("/api/v1/code-batches/{batch_id}/codes", get(queries::codes))
-        .route("/api/v1/code-batches/{batch_id}/export.csv", get(queries::export))
+        .route("/api/v1/code-batches/{batch_id}/export.csv", get(order::batch_csv))
+        .route("/api/v1/code-batches/{batch_id}/order.xlsx", get(order::batch_xlsx))
+        .route("/api/v1/code-batches/{batch_id}/qr-codes.zip", get(order::batch_qr_zip))
         .route("/api/v1/codes/reservations", post(commands::reserve))
+        .route("/api/v1/codes/reservations/{reservation_id}/order.xlsx", get(order::reservation_xlsx))
+        .route("/api/v1/codes/reservations/{reservation_id}/qr-codes.zip", get(order::reservation_qr_zip))
         .route("/api/v1/codes/{code}/assignment", post(commands::assign))
         .route("/api/v1/codes/{code}/control-number", post(commands::link_control_number))
         .route("/api/v1/codes/{code}", get(queries::code))

@@ -1,10 +1,9 @@
-//! getInsuranceCodesBatch, getInsuranceCodes, the printer's export and a code's follow-up.
+//! getInsuranceCodesBatch, getInsuranceCodes and a code's follow-up.
 
 use std::collections::HashMap;
 
 use axum::extract::{Path, Query, State};
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
+
 use careledger_domain::codes::{CodeFormatExt, CodeStatus};
 use careledger_projections::codes::CodeQueries;
 use uuid::Uuid;
@@ -15,7 +14,18 @@ use crate::http::envelope::{ApiError, Envelope, Invalid};
 use crate::http::read_after;
 use crate::state::AppState;
 
-fn batch_id_of(raw: &str) -> Result<String, ApiError> {
+/// `?status=`: available, reserved or assigned.
+pub(super) fn status_param(p: &mut Params) -> Option<String> {
+    let status = p.string("status", false);
+    if let Some(s) = &status
+        && CodeStatus::from_name(s).is_none()
+    {
+        p.fail("status", "inclusion", "expected available, reserved or assigned");
+    }
+    status
+}
+
+pub(super) fn batch_id_of(raw: &str) -> Result<String, ApiError> {
     Uuid::parse_str(raw)
         .map(|id| id.to_string())
         .map_err(|_| ApiError::invalid(vec![Invalid::path("batch_id", "format", "expected a UUID")]))
@@ -52,12 +62,7 @@ pub async fn codes(
     user.require(state.config.permissions.of(careledger_app::Operation::ReadCodes))?;
     let batch_id = batch_id_of(&batch_id)?;
     let mut p = Params::new(&params);
-    let status = p.string("status", false);
-    if let Some(s) = &status
-        && CodeStatus::from_name(s).is_none()
-    {
-        p.fail("status", "inclusion", "expected available, reserved or assigned");
-    }
+    let status = status_param(&mut p);
     let limit = p.integer("limit", 100, 1, 1000);
     let offset = p.integer("offset", 0, 0, i64::MAX);
     read_after(&state, &mut p).await?;
@@ -68,37 +73,6 @@ pub async fn codes(
     }
     let (rows, total) = queries.codes(&batch_id, status.as_deref(), limit, offset).await?;
     Ok(Envelope::list(rows, paging(limit, offset, total)))
-}
-
-/// `GET /api/v1/code-batches/{batch_id}/export.csv`: one CHFID per line, for the printer.
-pub async fn export(
-    State(state): State<AppState>,
-    Path(batch_id): Path<String>,
-    user: User,
-    Query(params): Query<HashMap<String, String>>,
-) -> Result<Response, ApiError> {
-    user.require(state.config.permissions.of(careledger_app::Operation::ReadCodes))?;
-    let batch_id = batch_id_of(&batch_id)?;
-    let mut p = Params::new(&params);
-    read_after(&state, &mut p).await?;
-    p.finish()?;
-    let queries = CodeQueries(state.store.db());
-    if queries.batch(&batch_id).await?.is_none() {
-        return Err(ApiError::not_found("Batch not found"));
-    }
-    let codes = queries.all_codes(&batch_id).await?;
-    let mut csv = String::with_capacity(12 * (codes.len() + 1));
-    csv.push_str("CHFID\n");
-    for code in codes {
-        csv.push_str(&code);
-        csv.push('\n');
-    }
-    let disposition = format!("attachment; filename=\"codes-{batch_id}.csv\"");
-    Ok((
-        [(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()), (header::CONTENT_DISPOSITION, disposition)],
-        csv,
-    )
-        .into_response())
 }
 
 /// `GET /api/v1/codes/{code}`: status, holder, batch, insuree, CN and the whole history.

@@ -7,6 +7,7 @@ pub mod body;
 pub mod envelope;
 pub mod event_schema;
 pub mod ops;
+pub mod stream;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};

@@ -96,11 +96,12 @@ async fn apply_one(tx: &mut Tx, recorded: &RecordedEvent, event: &CodeEvent) -> 
         CodeEvent::CodesReserved { batch_id, codes, reservation_id, .. } => {
             let json = serde_json::to_string(codes).unwrap_or_default();
             let update = if pg {
-                "UPDATE codes SET status = 'reserved' WHERE code IN (SELECT jsonb_array_elements_text($1::jsonb))"
+                "UPDATE codes SET status = 'reserved', reservation_id = $2
+                 WHERE code IN (SELECT jsonb_array_elements_text($1::jsonb))"
             } else {
-                "UPDATE codes SET status = 'reserved' WHERE code IN (SELECT value FROM json_each($1))"
+                "UPDATE codes SET status = 'reserved', reservation_id = $2 WHERE code IN (SELECT value FROM json_each($1))"
             };
-            sql_exec!(tx.exec(), update, [json.as_str()])?;
+            sql_exec!(tx.exec(), update, [json.as_str(), reservation_id.to_string()])?;
             bump(tx, &batch_id.to_string(), -(codes.len() as i64), codes.len() as i64, 0).await?;
             let detail = serde_json::json!({ "reservation_id": reservation_id });
             history(tx, recorded, &json, detail).await?;

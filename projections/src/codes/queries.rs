@@ -63,6 +63,14 @@ fn actor(user_id: Option<String>, legal_entity_id: Option<String>) -> serde_json
     serde_json::json!({ "user_id": user_id, "legal_entity_id": legal_entity_id })
 }
 
+/// Codes read together for a document: a batch's (those of one status, or all), or those one
+/// reservation reserved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CodeSelection {
+    Batch { batch_id: String, status: Option<String> },
+    Reservation(String),
+}
+
 /// Read access to the code pool's tables.
 pub struct CodeQueries<'a>(pub &'a Db);
 
@@ -184,12 +192,55 @@ impl CodeQueries<'_> {
         Ok((rows, total))
     }
 
-    /// Every code of a batch, in generation order (the printer's order file).
+    /// The codes of a selection after a place in its order, at most `limit` of them: the
+    /// printer's order and the CSV export read a selection page by page, each page by index,
+    /// so that a million codes are never held at once. A batch's codes come in generation order
+    /// (after `seq`), a reservation's in code order (after `code`); each row gives both, for the
+    /// next page.
+    pub async fn selection_page(
+        &self,
+        selection: &CodeSelection,
+        after_seq: i64,
+        after_code: &str,
+        limit: i64,
+    ) -> Result<Vec<(String, i64)>, ProjectionError> {
+        let mut conn = self.0.acquire().await?;
+        Ok(match selection {
+            CodeSelection::Batch { batch_id, status } => sql_fetch_all!(
+                conn.exec(),
+                "SELECT code, seq FROM codes WHERE batch_id = $1 AND seq > $2 AND ($3 IS NULL OR status = $3)
+                 ORDER BY seq LIMIT $4",
+                [batch_id.as_str(), after_seq, status.as_deref(), limit],
+                |row| Ok((row.try_get::<String, _>(0)?, row.try_get::<i64, _>(1)?))
+            )?,
+            CodeSelection::Reservation(reservation_id) => sql_fetch_all!(
+                conn.exec(),
+                "SELECT code, seq FROM codes WHERE reservation_id = $1 AND code > $2 ORDER BY code LIMIT $3",
+                [reservation_id.as_str(), after_code, limit],
+                |row| Ok((row.try_get::<String, _>(0)?, row.try_get::<i64, _>(1)?))
+            )?,
+        })
+    }
+
+    /// Every code of a batch, in generation order, at once (the benchmarks; the service streams
+    /// with [`CodeQueries::selection_page`]).
     pub async fn all_codes(&self, batch_id: &str) -> Result<Vec<String>, ProjectionError> {
         let mut conn = self.0.acquire().await?;
         Ok(sql_fetch_all!(conn.exec(), "SELECT code FROM codes WHERE batch_id = $1 ORDER BY seq", [batch_id], |row| {
             row.try_get::<String, _>(0)
         })?)
+    }
+
+    /// Whether a reservation reserved any code.
+    pub async fn reservation_exists(&self, reservation_id: &str) -> Result<bool, ProjectionError> {
+        let mut conn = self.0.acquire().await?;
+        Ok(sql_fetch_optional!(
+            conn.exec(),
+            "SELECT 1 FROM codes WHERE reservation_id = $1 LIMIT 1",
+            [reservation_id],
+            |row| row.try_get::<i32, _>(0)
+        )?
+        .is_some())
     }
 
     pub async fn code(&self, code: &str) -> Result<Option<CodeDetail>, ProjectionError> {
