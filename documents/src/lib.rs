@@ -6,8 +6,9 @@
 //!   be copied and searched (`pdftotext` reads it back);
 //! - [`printer_order`]: the card printer's order (seed insuree-code-management, "insuree-qrcode"):
 //!   an XLSX list of CHFIDs and image file names (`rust_xlsxwriter`) and a ZIP of one QR code PNG
-//!   per CHFID (`qrcode`, `png`, `zip`), both written row by row to any `std::io::Write`, so that
-//!   an order of a million codes streams instead of being held.
+//!   per CHFID (`fast_qr`, `png`, and a ZIP stream of its own, [`zip_stream`] says why), both
+//!   written row by row to any `std::io::Write`, so that an order of a million codes streams
+//!   instead of being held.
 //!
 //! Pure: no HTTP, no database, no clock. What a document says is its caller's; this crate decides
 //! only how it looks.
@@ -18,6 +19,7 @@ pub mod printer_order;
 mod fonts;
 mod pdf;
 mod qr;
+mod zip_stream;
 
 pub use form::{Align, Block, Column, Form};
 
@@ -31,8 +33,6 @@ pub enum DocumentError {
     Pdf(String),
     #[error("XLSX: {0}")]
     Xlsx(#[from] rust_xlsxwriter::XlsxError),
-    #[error("ZIP: {0}")]
-    Zip(#[from] zip::result::ZipError),
     #[error("QR code: {0}")]
     Qr(String),
 }

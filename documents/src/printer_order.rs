@@ -3,15 +3,13 @@
 //! name of its QR code image per row, and a ZIP of those images, named as the list names them.
 //!
 //! Both are written code by code to a `Write` that need not seek: the XLSX's rows go through a
-//! temporary file (rust_xlsxwriter's constant-memory mode) and the ZIP is a stream (data
-//! descriptors, ZIP64 past 65,535 entries), so an order of a million codes holds a page of codes
-//! at a time, not the order.
+//! temporary file (rust_xlsxwriter's constant-memory mode) and the ZIP's directory through another
+//! ([`crate::zip_stream`]), so an order of a million codes holds a page of codes at a time, not
+//! the order. The images are drawn by every core, a slice of codes each, and written in order.
 
 use std::io::{self, Write};
 
 use rust_xlsxwriter::{Format, Workbook};
-use zip::CompressionMethod;
-use zip::write::{SimpleFileOptions, ZipWriter};
 
 use crate::DocumentError;
 
@@ -67,6 +65,9 @@ fn add_sheet(workbook: &mut Workbook, number: u64) -> Result<(), DocumentError> 
     Ok(())
 }
 
+/// Codes whose images are drawn together, a slice to each core, before they are written in order.
+const IMAGES_AT_ONCE: usize = 1024;
+
 /// The ZIP of QR code images, one PNG per code encoding the code, named by [`file_name`].
 /// Stored, not deflated: a PNG is compressed already. Returns how many images it holds.
 pub fn write_qr_zip<W, I>(codes: I, out: W) -> Result<u64, DocumentError>
@@ -74,15 +75,28 @@ where
     W: Write,
     I: IntoIterator<Item = io::Result<String>>,
 {
-    let mut zip = ZipWriter::new_stream(out);
-    let options = SimpleFileOptions::default().compression_method(CompressionMethod::Stored).large_file(false);
+    let mut zip = crate::zip_stream::StoredZip::new(out)?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut written = 0u64;
-    for code in codes {
-        let code = code?;
-        let image = crate::qr::png(&code)?;
-        zip.start_file(file_name(&code), options)?;
-        zip.write_all(&image)?;
-        written += 1;
+    let mut codes = codes.into_iter();
+    loop {
+        let batch = codes.by_ref().take(IMAGES_AT_ONCE).collect::<io::Result<Vec<String>>>()?;
+        if batch.is_empty() {
+            break;
+        }
+        let slice = batch.len().div_ceil(cores);
+        let images: Vec<Result<Vec<u8>, DocumentError>> = std::thread::scope(|scope| {
+            let drawing: Vec<_> = batch
+                .chunks(slice)
+                .map(|part| scope.spawn(move || part.iter().map(|code| crate::qr::png(code)).collect::<Vec<_>>()))
+                .collect();
+            drawing.into_iter().flat_map(|t| t.join().expect("drawing a QR code does not panic")).collect()
+        });
+        let images = images.into_iter().collect::<Result<Vec<_>, _>>()?;
+        for (code, image) in batch.iter().zip(&images) {
+            zip.add(&file_name(code), image)?;
+        }
+        written += batch.len() as u64;
     }
     zip.finish()?;
     Ok(written)

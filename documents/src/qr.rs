@@ -1,34 +1,39 @@
-//! A QR code as a PNG image: `qrcode` encodes, its modules are drawn 8 pixels square with the
-//! standard quiet zone of 4 modules into a 1-bit grayscale PNG by `png` (a 9-digit CHFID: 232 × 232
-//! pixels, ~300 bytes). No image crate: the drawing is one loop, the format is png's.
+//! A QR code as a PNG image: `fast_qr` encodes (a tenth of `qrcode`'s time here, most of which
+//! went on choosing the mask: a million codes are an order), its modules are drawn 8 pixels square
+//! with the standard quiet zone of 4 modules into a 1-bit grayscale PNG by `png` (a 9-digit CHFID:
+//! 232 × 232 pixels, ~400 bytes). No image crate: the drawing is one loop, the format is png's.
 
-use qrcode::{Color, EcLevel, QrCode};
+use fast_qr::{ECL, QRBuilder};
 
 use crate::DocumentError;
 
 const QUIET_ZONE: usize = 4;
+/// Pixels a module: 8, so that a module is one byte of a 1-bit row.
 const SCALE: usize = 8;
 
 pub(crate) fn png(text: &str) -> Result<Vec<u8>, DocumentError> {
-    let code = QrCode::with_error_correction_level(text.as_bytes(), EcLevel::M)
-        .map_err(|e| DocumentError::Qr(e.to_string()))?;
-    let modules = code.width();
-    let colors = code.to_colors();
+    let code = QRBuilder::new(text.as_bytes()).ecl(ECL::M).build().map_err(|e| DocumentError::Qr(format!("{e:?}")))?;
+    let modules = code.size;
+    let colors = &code.data[..modules * modules];
     let side = (modules + 2 * QUIET_ZONE) * SCALE;
-    let row_bytes = side.div_ceil(8);
-    // a set bit is white
-    let mut pixels = vec![0u8; row_bytes * side];
-    for y in 0..side {
-        for x in 0..side {
-            let (mx, my) = ((x / SCALE).checked_sub(QUIET_ZONE), (y / SCALE).checked_sub(QUIET_ZONE));
-            let dark = match (mx, my) {
-                (Some(mx), Some(my)) if mx < modules && my < modules => colors[my * modules + mx] == Color::Dark,
-                _ => false,
-            };
-            if !dark {
-                pixels[y * row_bytes + x / 8] |= 0x80 >> (x % 8);
-            }
+    // 1 bit a pixel, a set bit white; a module is SCALE = 8 pixels wide, so one byte of a row
+    let row_bytes = side / 8;
+    let mut pixels = Vec::with_capacity(row_bytes * side);
+    let white = vec![0xFFu8; row_bytes];
+    for _ in 0..QUIET_ZONE * SCALE {
+        pixels.extend_from_slice(&white);
+    }
+    let mut row = white.clone();
+    for modules_row in colors.chunks(modules) {
+        for (x, color) in modules_row.iter().enumerate() {
+            row[QUIET_ZONE + x] = if color.value() { 0x00 } else { 0xFF };
         }
+        for _ in 0..SCALE {
+            pixels.extend_from_slice(&row);
+        }
+    }
+    for _ in 0..QUIET_ZONE * SCALE {
+        pixels.extend_from_slice(&white);
     }
     let mut out = Vec::with_capacity(512);
     let mut encoder = png::Encoder::new(&mut out, side as u32, side as u32);

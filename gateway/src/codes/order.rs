@@ -10,7 +10,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use careledger_documents::printer_order;
-use careledger_projections::codes::{CodeQueries, CodeSelection};
+use careledger_projections::codes::{CodeQueries, CodeSelection, SelectionCursor};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
@@ -95,11 +95,11 @@ async fn batch(
     let status = status_param(&mut p);
     read_after(&state, &mut p).await?;
     p.finish()?;
-    if CodeQueries(state.store.db()).batch(&batch_id).await?.is_none() {
+    let Some(batch) = CodeQueries(state.store.db()).batch(&batch_id).await? else {
         return Err(ApiError::not_found("Batch not found"));
-    }
+    };
     let name = format!("codes-{batch_id}");
-    Ok(respond(&state, CodeSelection::Batch { batch_id, status }, document, &name))
+    Ok(respond(&state, CodeSelection::Batch { batch_id, status, number: batch.number }, document, &name))
 }
 
 async fn reservation(
@@ -162,19 +162,18 @@ fn respond(state: &AppState, selection: CodeSelection, document: Document, name:
 }
 
 /// The codes of `selection` in its order, for a blocking writer: a task reads them a page at a
-/// time (each page by index, after the last one's place) and hands the pages over; a read that
+/// time (each by index, after the last one's place) and hands the pages over; a read that
 /// fails ends them with its error, and a writer that stops (the client went away) stops the task.
 fn codes_of(state: &AppState, selection: CodeSelection) -> impl Iterator<Item = io::Result<String>> + Send + 'static {
     let (tx, mut rx) = mpsc::channel::<io::Result<Vec<String>>>(2);
     let db = state.store.db().clone();
     tokio::spawn(async move {
-        let (mut after_seq, mut after_code) = (-1i64, String::new());
-        loop {
-            match CodeQueries(&db).selection_page(&selection, after_seq, &after_code, PAGE).await {
-                Ok(rows) => {
-                    let Some((code, seq)) = rows.last().cloned() else { break };
-                    (after_seq, after_code) = (seq, code);
-                    if tx.send(Ok(rows.into_iter().map(|(code, _)| code).collect())).await.is_err() {
+        let mut cursor = SelectionCursor::default();
+        while !cursor.done {
+            match CodeQueries(&db).selection_page(&selection, &mut cursor, PAGE).await {
+                Ok(codes) if codes.is_empty() => continue,
+                Ok(codes) => {
+                    if tx.send(Ok(codes)).await.is_err() {
                         break;
                     }
                 }

@@ -5,4 +5,4 @@ mod projector;
 mod queries;
 
 pub use projector::CodesProjector;
-pub use queries::{BatchSummary, CodeDetail, CodeHistoryEntry, CodeQueries, CodeRow, CodeSelection};
+pub use queries::{BatchSummary, CodeDetail, CodeHistoryEntry, CodeQueries, CodeRow, CodeSelection, SelectionCursor};
