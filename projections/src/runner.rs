@@ -147,11 +147,26 @@ impl Projections {
         let mut stored_at = std::time::Instant::now();
         self.publish(name, stored, None);
         let mut subscription = self.store.subscribe(stored, BATCH);
+        // the last batch passed in memory since `stored`: stored once the log is quiet for a
+        // second, so that the checkpoint others read (`projections status`, the reporting views)
+        // does not stay behind when no further event comes
+        let mut skipped: Option<Vec<Arc<RecordedEvent>>> = None;
         loop {
-            let events = subscription.next_batch().await?;
+            let events = match skipped.take() {
+                Some(passed) => {
+                    let wait = IDLE_CHECKPOINT.saturating_sub(stored_at.elapsed());
+                    // next_batch is cancel-safe: a timeout loses no event
+                    match tokio::time::timeout(wait, subscription.next_batch()).await {
+                        Ok(events) => events?,
+                        Err(_) => passed,
+                    }
+                }
+                None => subscription.next_batch().await?,
+            };
             let Some(last) = events.last() else { continue };
             if !events.iter().any(|e| projector.handles(e)) && stored_at.elapsed() < IDLE_CHECKPOINT {
                 self.publish(name, last.position, Some(lag_of(last)));
+                skipped = Some(events);
                 continue;
             }
             match self.apply_batch(projector, stored, &events).await? {
