@@ -18,12 +18,11 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/code-batches", post(commands::generate).get(queries::batches))
         .route("/api/v1/code-batches/{batch_id}/codes", get(queries::codes))
-        .route("/api/v1/code-batches/{batch_id}/export.csv", get(order::batch_csv))
-        .route("/api/v1/code-batches/{batch_id}/order.xlsx", get(order::batch_xlsx))
-        .route("/api/v1/code-batches/{batch_id}/qr-codes.zip", get(order::batch_qr_zip))
+        // export.csv, order.xlsx, qr-codes.zip
+        .route("/api/v1/code-batches/{batch_id}/{document}", get(order::batch))
         .route("/api/v1/codes/reservations", post(commands::reserve))
-        .route("/api/v1/codes/reservations/{reservation_id}/order.xlsx", get(order::reservation_xlsx))
-        .route("/api/v1/codes/reservations/{reservation_id}/qr-codes.zip", get(order::reservation_qr_zip))
+        // order.xlsx, qr-codes.zip
+        .route("/api/v1/codes/reservations/{reservation_id}/{document}", get(order::reservation))
         .route("/api/v1/codes/{code}/assignment", post(commands::assign))
         .route("/api/v1/codes/{code}/control-number", post(commands::link_control_number))
         .route("/api/v1/codes/{code}", get(queries::code))

@@ -32,83 +32,47 @@ enum Document {
     Csv,
 }
 
-/// `GET /api/v1/code-batches/{batch_id}/order.xlsx?status=`
-pub async fn batch_xlsx(
-    s: State<AppState>,
-    id: Path<String>,
-    user: User,
-    q: Query<HashMap<String, String>>,
-) -> Result<Response, ApiError> {
-    batch(s, id, user, q, Document::Xlsx).await
+impl Document {
+    /// The document a path's last segment names; None: no such resource (404).
+    fn named(name: &str, csv_too: bool) -> Option<Document> {
+        match name {
+            "order.xlsx" => Some(Document::Xlsx),
+            "qr-codes.zip" => Some(Document::QrZip),
+            "export.csv" if csv_too => Some(Document::Csv),
+            _ => None,
+        }
+    }
 }
 
-/// `GET /api/v1/code-batches/{batch_id}/qr-codes.zip?status=`
-pub async fn batch_qr_zip(
-    s: State<AppState>,
-    id: Path<String>,
-    user: User,
-    q: Query<HashMap<String, String>>,
-) -> Result<Response, ApiError> {
-    batch(s, id, user, q, Document::QrZip).await
-}
-
-/// `GET /api/v1/code-batches/{batch_id}/export.csv?status=`
-pub async fn batch_csv(
-    s: State<AppState>,
-    id: Path<String>,
-    user: User,
-    q: Query<HashMap<String, String>>,
-) -> Result<Response, ApiError> {
-    batch(s, id, user, q, Document::Csv).await
-}
-
-/// `GET /api/v1/codes/reservations/{reservation_id}/order.xlsx`
-pub async fn reservation_xlsx(
-    s: State<AppState>,
-    id: Path<String>,
-    user: User,
-    q: Query<HashMap<String, String>>,
-) -> Result<Response, ApiError> {
-    reservation(s, id, user, q, Document::Xlsx).await
-}
-
-/// `GET /api/v1/codes/reservations/{reservation_id}/qr-codes.zip`
-pub async fn reservation_qr_zip(
-    s: State<AppState>,
-    id: Path<String>,
-    user: User,
-    q: Query<HashMap<String, String>>,
-) -> Result<Response, ApiError> {
-    reservation(s, id, user, q, Document::QrZip).await
-}
-
-async fn batch(
+/// `GET /api/v1/code-batches/{batch_id}/{order.xlsx | qr-codes.zip | export.csv}?status=`
+pub async fn batch(
     State(state): State<AppState>,
-    Path(batch_id): Path<String>,
+    Path((batch_id, document)): Path<(String, String)>,
     user: User,
     Query(params): Query<HashMap<String, String>>,
-    document: Document,
 ) -> Result<Response, ApiError> {
+    let document = Document::named(&document, true).ok_or_else(|| ApiError::not_found("No such resource"))?;
     user.require(state.config.permissions.of(careledger_app::Operation::ReadCodes))?;
     let batch_id = batch_id_of(&batch_id)?;
     let mut p = Params::new(&params);
     let status = status_param(&mut p);
     read_after(&state, &mut p).await?;
     p.finish()?;
-    let Some(batch) = CodeQueries(state.store.db()).batch(&batch_id).await? else {
+    if CodeQueries(state.store.db()).batch(&batch_id).await?.is_none() {
         return Err(ApiError::not_found("Batch not found"));
-    };
+    }
     let name = format!("codes-{batch_id}");
-    Ok(respond(&state, CodeSelection::Batch { batch_id, status, number: batch.number }, document, &name))
+    respond(&state, CodeSelection::Batch { batch_id, status }, document, &name).await
 }
 
-async fn reservation(
+/// `GET /api/v1/codes/reservations/{reservation_id}/{order.xlsx | qr-codes.zip}`
+pub async fn reservation(
     State(state): State<AppState>,
-    Path(reservation_id): Path<String>,
+    Path((reservation_id, document)): Path<(String, String)>,
     user: User,
     Query(params): Query<HashMap<String, String>>,
-    document: Document,
 ) -> Result<Response, ApiError> {
+    let document = Document::named(&document, false).ok_or_else(|| ApiError::not_found("No such resource"))?;
     user.require(state.config.permissions.of(careledger_app::Operation::ReadCodes))?;
     let reservation_id = Uuid::parse_str(&reservation_id)
         .map_err(|_| ApiError::invalid(vec![Invalid::path("reservation_id", "format", "expected a UUID")]))?
@@ -120,11 +84,16 @@ async fn reservation(
         return Err(ApiError::not_found("Reservation not found"));
     }
     let name = format!("reservation-{reservation_id}");
-    Ok(respond(&state, CodeSelection::Reservation(reservation_id), document, &name))
+    respond(&state, CodeSelection::Reservation(reservation_id), document, &name).await
 }
 
-fn respond(state: &AppState, selection: CodeSelection, document: Document, name: &str) -> Response {
-    let codes = codes_of(state, selection);
+async fn respond(
+    state: &AppState,
+    selection: CodeSelection,
+    document: Document,
+    name: &str,
+) -> Result<Response, ApiError> {
+    let codes = codes_of(state, selection).await?;
     let (content_type, file, body) = match document {
         Document::Xlsx => (
             "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
@@ -157,35 +126,59 @@ fn respond(state: &AppState, selection: CodeSelection, document: Document, name:
         ),
     };
     let disposition = format!("attachment; filename=\"{file}\"");
-    ([(header::CONTENT_TYPE, content_type.to_string()), (header::CONTENT_DISPOSITION, disposition)], body)
-        .into_response()
+    Ok(([(header::CONTENT_TYPE, content_type.to_string()), (header::CONTENT_DISPOSITION, disposition)], body)
+        .into_response())
 }
 
-/// The codes of `selection` in its order, for a blocking writer: a task reads them a page at a
-/// time (each by index, after the last one's place) and hands the pages over; a read that
-/// fails ends them with its error, and a writer that stops (the client went away) stops the task.
-fn codes_of(state: &AppState, selection: CodeSelection) -> impl Iterator<Item = io::Result<String>> + Send + 'static {
-    let (tx, mut rx) = mpsc::channel::<io::Result<Vec<String>>>(2);
+/// The codes of `selection` in its order, for a blocking writer. The first page is read before
+/// the answer starts, so that a database that cannot be read is an error in the JSON envelope;
+/// then a task reads the others a page at a time and hands them over, and says when it is done:
+/// codes that stop coming without that (the task failed, or panicked) end in an error, never
+/// in a shorter document that looks whole. A writer that stops (the client went away) stops the
+/// task.
+async fn codes_of(
+    state: &AppState,
+    selection: CodeSelection,
+) -> Result<impl Iterator<Item = io::Result<String>> + Send + 'static, ApiError> {
     let db = state.store.db().clone();
+    let mut cursor = SelectionCursor::default();
+    let first = CodeQueries(&db).selection_page(&selection, &mut cursor, PAGE).await?;
+    // pages, then `None` once every page was sent
+    let (tx, mut rx) = mpsc::channel::<io::Result<Option<Vec<String>>>>(2);
     tokio::spawn(async move {
-        let mut cursor = SelectionCursor::default();
+        if !first.is_empty() && tx.send(Ok(Some(first))).await.is_err() {
+            return;
+        }
         while !cursor.done {
             match CodeQueries(&db).selection_page(&selection, &mut cursor, PAGE).await {
                 Ok(codes) if codes.is_empty() => continue,
                 Ok(codes) => {
-                    if tx.send(Ok(codes)).await.is_err() {
-                        break;
+                    if tx.send(Ok(Some(codes))).await.is_err() {
+                        return;
                     }
                 }
                 Err(e) => {
                     let _ = tx.send(Err(io::Error::other(format!("reading the codes: {e}")))).await;
-                    break;
+                    return;
                 }
             }
         }
+        let _ = tx.send(Ok(None)).await;
     });
-    std::iter::from_fn(move || rx.blocking_recv()).flat_map(|page| match page {
+    let mut ended = false;
+    let pages = std::iter::from_fn(move || {
+        if ended {
+            return None;
+        }
+        let page = rx.blocking_recv().unwrap_or_else(|| Err(io::Error::other("the reading of the codes stopped")));
+        ended = !matches!(page, Ok(Some(_)));
+        match page {
+            Ok(None) => None,
+            page => Some(page.map(Option::unwrap_or_default)),
+        }
+    });
+    Ok(pages.flat_map(|page| match page {
         Ok(codes) => codes.into_iter().map(Ok).collect::<Vec<_>>(),
         Err(e) => vec![Err(e)],
-    })
+    }))
 }

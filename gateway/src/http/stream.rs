@@ -21,7 +21,12 @@ where
     let (tx, rx) = mpsc::channel::<io::Result<Vec<u8>>>(2);
     tokio::task::spawn_blocking(move || {
         let mut out = ChunkWriter { buf: Vec::with_capacity(CHUNK), tx: tx.clone() };
-        if let Err(error) = write(&mut out).and_then(|()| out.flush().map_err(|e| e.to_string())) {
+        // a panic too must end the body with an error: ended plainly, it would look whole
+        let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            write(&mut out).and_then(|()| out.flush().map_err(|e| e.to_string()))
+        }))
+        .unwrap_or_else(|_| Err("the writer panicked".to_string()));
+        if let Err(error) = written {
             tracing::warn!(document, %error, "a streamed document stopped before its end");
             let _ = tx.blocking_send(Err(io::Error::other(error)));
         }

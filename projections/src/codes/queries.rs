@@ -63,26 +63,27 @@ fn actor(user_id: Option<String>, legal_entity_id: Option<String>) -> serde_json
     serde_json::json!({ "user_id": user_id, "legal_entity_id": legal_entity_id })
 }
 
-/// Codes read together for a document: a batch's (those of one status, or all; `number` is the
-/// batch's size), or those one reservation reserved.
+/// Codes read together for a document: a batch's (those of one status, or all), or those one
+/// reservation reserved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CodeSelection {
-    Batch { batch_id: String, status: Option<String>, number: i64 },
+    Batch { batch_id: String, status: Option<String> },
     Reservation(String),
 }
 
-/// Where the reading of a [`CodeSelection`] is: after which `seq` (a batch) or code (a
-/// reservation), and whether it is done.
+/// Where the reading of a [`CodeSelection`] is: after which `seq` (a batch, up to `last_seq`) or
+/// code (a reservation), and whether it is done.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SelectionCursor {
     seq: i64,
+    last_seq: Option<i64>,
     code: String,
     pub done: bool,
 }
 
 impl Default for SelectionCursor {
     fn default() -> Self {
-        SelectionCursor { seq: -1, code: String::new(), done: false }
+        SelectionCursor { seq: -1, last_seq: None, code: String::new(), done: false }
     }
 }
 
@@ -208,13 +209,15 @@ impl CodeQueries<'_> {
     }
 
     /// The next page of a selection's codes, at most `size` of them (fewer, even none, where a
-    /// batch's window holds codes of another status): the printer's order and the CSV export read
-    /// a selection page by page, so that a million codes are never held at once. A batch's codes
-    /// come in generation order a window of `seq` at a time (`seq` runs from 0 without gaps in a
-    /// batch), which bounds each query whatever plan the database picks: right after a batch is
-    /// generated PostgreSQL has no statistics on its rows yet, and a `seq > $n ORDER BY seq
-    /// LIMIT` then sorted the whole rest of the batch for every page (12 s for a million codes
-    /// instead of 2). A reservation's codes come in code order, after the last one read.
+    /// batch's window holds codes of another status or none): the printer's order and the CSV
+    /// export read a selection page by page, so that a million codes are never held at once. A
+    /// batch's codes come in generation order a window of `seq` at a time, up to the largest
+    /// `seq` the batch had when the reading began (a node's copy of a batch has gaps: each
+    /// reservation it receives is a chunk of its own). A window bounds each query whatever plan
+    /// the database picks: right after a batch is generated PostgreSQL has no statistics on its
+    /// rows yet, and a `seq > $n ORDER BY seq LIMIT` then sorted the whole rest of the batch for
+    /// every page (12 s for a million codes instead of 2). A reservation's codes come in code
+    /// order, after the last one read.
     pub async fn selection_page(
         &self,
         selection: &CodeSelection,
@@ -223,7 +226,19 @@ impl CodeQueries<'_> {
     ) -> Result<Vec<String>, ProjectionError> {
         let mut conn = self.0.acquire().await?;
         match selection {
-            CodeSelection::Batch { batch_id, status, number } => {
+            CodeSelection::Batch { batch_id, status } => {
+                let last = match cursor.last_seq {
+                    Some(last) => last,
+                    None => {
+                        let last = sql_fetch_one!(
+                            conn.exec(),
+                            "SELECT COALESCE(MAX(seq), -1) FROM codes WHERE batch_id = $1",
+                            [batch_id.as_str()],
+                            |row| row.try_get::<i64, _>(0)
+                        )?;
+                        *cursor.last_seq.insert(last)
+                    }
+                };
                 let codes = sql_fetch_all!(
                     conn.exec(),
                     "SELECT code FROM codes WHERE batch_id = $1 AND seq > $2 AND seq <= $3
@@ -232,7 +247,7 @@ impl CodeQueries<'_> {
                     |row| row.try_get::<String, _>(0)
                 )?;
                 cursor.seq += size;
-                cursor.done = cursor.seq >= number - 1;
+                cursor.done = cursor.seq >= last;
                 Ok(codes)
             }
             CodeSelection::Reservation(reservation_id) => {
