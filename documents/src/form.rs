@@ -98,16 +98,21 @@ impl Pages {
         self.page().push(Op::Rule { x1: MARGIN, x2: PAGE_WIDTH - MARGIN, y, width });
     }
 
-    /// Makes room for `height` points: a new page when this one has not that much left.
+    /// Makes room for `height` points: a new page when this one has not that much left (and is
+    /// not a new page already: what is taller than a page is continued by its caller).
     fn room(&mut self, height: f32) -> bool {
         if self.y + height <= BOTTOM || self.y <= MARGIN + 20.0 {
             return false;
         }
+        self.new_page();
+        true
+    }
+
+    fn new_page(&mut self) {
         self.pages.push(Vec::new());
         let title = format!("{} (continued)", self.title);
         self.text(MARGIN, MARGIN + 8.0, 8.0, false, true, &title);
         self.y = MARGIN + 16.0;
-        true
     }
 }
 
@@ -219,16 +224,23 @@ fn table(p: &mut Pages, columns: &[Column], rows: &[Vec<String>]) {
             .map(|(i, w)| wrap(&REGULAR, row.get(i).map_or("", String::as_str), 8.0, w - 2.0 * CELL_PADDING))
             .collect();
         let lines = cells.iter().map(Vec::len).max().unwrap_or(1);
-        let height = 5.0 + 10.0 * lines as f32;
-        if p.room(height) {
+        if p.room(5.0 + 10.0 * lines as f32) {
             header(p);
         }
-        for (i, lines) in cells.iter().enumerate() {
-            for (l, line) in lines.iter().enumerate() {
-                cell(p, i, p.y + 10.0 + 10.0 * l as f32, 8.0, false, line);
+        // a row taller than what is left of the page (a long explanation) goes on over the next
+        for l in 0..lines {
+            if p.y + 15.0 > BOTTOM {
+                p.new_page();
+                header(p);
             }
+            for (i, cell_lines) in cells.iter().enumerate() {
+                if let Some(line) = cell_lines.get(l) {
+                    cell(p, i, p.y + 10.0, 8.0, false, line);
+                }
+            }
+            p.y += 10.0;
         }
-        p.y += height;
+        p.y += 5.0;
         p.rule(0.25);
     }
 }
@@ -291,6 +303,41 @@ mod tests {
         assert_eq!(wrap(&REGULAR, "a\tb\nc", 8.0, 600.0), vec!["a b".to_string(), "c".to_string()]);
     }
 
+    fn assert_within_pages(pages: &[Vec<Op>]) {
+        for (i, page) in pages.iter().enumerate() {
+            for op in page {
+                if let Op::Text { y, text, .. } = op {
+                    assert!(*y <= PAGE_HEIGHT - 20.0, "page {i}: {text:?} at {y} is off the page");
+                    if !text.starts_with("Page ") && *y < PAGE_HEIGHT - 30.0 {
+                        assert!(*y <= BOTTOM, "page {i}: {text:?} at {y} runs into the footer");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_row_taller_than_a_page_goes_on_over_the_next() {
+        let words: Vec<String> = (0..1200).map(|i| format!("слово{i}")).collect();
+        let long = words.join(" ");
+        let form = Form {
+            title: "Claim C-2".into(),
+            badge: "ENTERED".into(),
+            footer: "uuid".into(),
+            blocks: vec![Block::Table {
+                columns: vec![Column::new("Code", 1.0, Align::Left), Column::new("Explanation", 1.0, Align::Left)],
+                rows: vec![vec!["S1".into(), long.clone()], vec!["S2".into(), "short".into()]],
+            }],
+        };
+        let pages = layout(&form);
+        assert!(pages.len() >= 2, "{} pages", pages.len());
+        assert_within_pages(&pages);
+        let printed: Vec<&str> = pages.iter().flat_map(|p| texts(p)).collect();
+        let joined = printed.join(" ");
+        assert!(words.iter().all(|w| joined.contains(w.as_str())), "every word of the long cell is printed");
+        assert!(printed.contains(&"S2"));
+    }
+
     #[test]
     fn a_long_table_continues_on_new_pages_with_its_header_and_numbered_footers() {
         let rows: Vec<Vec<String>> = (0..120).map(|i| vec![format!("row {i}"), format!("{i}.00")]).collect();
@@ -320,6 +367,7 @@ mod tests {
         }
         let all: Vec<&str> = pages.iter().flat_map(|p| texts(p)).collect();
         assert!((0..120).all(|i| all.contains(&format!("row {i}").as_str())), "every row is printed");
+        assert_within_pages(&pages);
         // amounts are right-aligned: they end at the same x
         let ends: Vec<f32> = pages[0]
             .iter()
