@@ -12,7 +12,13 @@
 --
 -- A later migration that changes a column these views read must drop and recreate them.
 
-CREATE SCHEMA reporting;
+CREATE SCHEMA IF NOT EXISTS reporting;
+
+-- A claim's dates are written as entered (YYYY-MM-DD, any year chrono takes): a year PostgreSQL's
+-- date does not hold (0000) must not make every query of a view fail, so only years 1000 to 9999
+-- become dates; others are NULL.
+CREATE FUNCTION reporting.date_or_null(text) RETURNS date LANGUAGE sql STABLE AS
+$$ SELECT CASE WHEN $1 ~ '^[1-9][0-9]{3}-[0-9]{2}-[0-9]{2}$' THEN $1::date END $$;
 
 CREATE VIEW reporting.claims AS
 SELECT c.claim_id AS claim_uuid,
@@ -20,10 +26,10 @@ SELECT c.claim_id AS claim_uuid,
        c.health_facility,
        f.name AS health_facility_name,
        c.insuree,
-       c.date_from::date AS date_from,
-       COALESCE(c.date_to, c.date_from)::date AS date_to,
-       c.date_claimed::date AS date_claimed,
-       date_trunc('month', c.date_claimed::date)::date AS month_claimed,
+       reporting.date_or_null(c.date_from) AS date_from,
+       reporting.date_or_null(COALESCE(c.date_to, c.date_from)) AS date_to,
+       reporting.date_or_null(c.date_claimed) AS date_claimed,
+       date_trunc('month', reporting.date_or_null(c.date_claimed))::date AS month_claimed,
        c.visit_type,
        c.care_type,
        c.category,
@@ -46,7 +52,7 @@ LEFT JOIN claims_health_facilities f ON f.code = c.health_facility;
 CREATE VIEW reporting.claim_lines AS
 SELECT l.claim_id AS claim_uuid,
        c.health_facility,
-       date_trunc('month', c.date_claimed::date)::date AS month_claimed,
+       date_trunc('month', reporting.date_or_null(c.date_claimed))::date AS month_claimed,
        l.kind,
        l.line_index,
        l.code,
@@ -118,12 +124,14 @@ FROM requisitions
 GROUP BY 1;
 
 -- each read model's stored position in the log and how many events come after it (positions are
--- not dense on PostgreSQL: the lag is counted, not subtracted). A read model moving only past
--- events it does not take stores its position once a second, so it may show a few behind; the
--- relay's row is the events not yet published to NATS.
+-- not dense on PostgreSQL: the lag is counted, not subtracted, and counted up to a million so that
+-- a dashboard's refresh never reads a whole log). A read model moving only past events it does
+-- not take stores its position after a quiet second; the relay's row is the events not yet
+-- published to NATS.
 CREATE VIEW reporting.projectors AS
 SELECT c.name AS projector, c.position,
-       (SELECT count(*) FROM events e WHERE e.position > c.position) AS events_behind,
+       (SELECT count(*) FROM (SELECT 1 FROM events e WHERE e.position > c.position LIMIT 1000000) behind)
+           AS events_behind,
        c.updated_at, c.failures, c.last_error
 FROM checkpoints c;
 
@@ -140,6 +148,9 @@ BEGIN
     IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'careledger_reporting') THEN
         GRANT USAGE ON SCHEMA reporting TO careledger_reporting;
         GRANT SELECT ON ALL TABLES IN SCHEMA reporting TO careledger_reporting;
+        GRANT EXECUTE ON FUNCTION reporting.date_or_null(text) TO careledger_reporting;
+        -- a view a later migration makes (or drops and makes again) is readable too
+        ALTER DEFAULT PRIVILEGES IN SCHEMA reporting GRANT SELECT ON TABLES TO careledger_reporting;
     END IF;
 END
 $$;

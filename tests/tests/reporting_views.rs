@@ -49,6 +49,14 @@ async fn the_views_hold_the_read_models_and_the_reporting_role_reads_only_them()
     assert_eq!(row.get::<String, _>(0), row.get::<String, _>(1));
     let statuses = row.get::<String, _>(2);
     assert!(statuses.split(',').all(|s| ["REJECTED", "ENTERED", "CHECKED", "PROCESSED", "VALUATED"].contains(&s)));
+    // a claim dated in a year PostgreSQL's date does not hold (the claim API takes 0000-01-01)
+    // makes its dates NULL, not every query of the views fail
+    sqlx::query("UPDATE claims SET date_from = '0000-01-01', date_claimed = '0000-01-01' WHERE claim_id = (SELECT min(claim_id) FROM claims)")
+        .execute(&service)
+        .await
+        .unwrap();
+    assert_eq!(count("SELECT count(*) FROM reporting.claims WHERE date_claimed IS NULL").await, 1);
+    assert_eq!(count("SELECT count(*) FROM reporting.claims_by_facility_month WHERE month_claimed IS NULL").await, 1);
     for view in ["code_holders", "equipment_counts", "rejection_reasons", "projectors"] {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT * FROM reporting.{view}")))
             .fetch_all(&service)
