@@ -12,7 +12,7 @@ use std::time::Instant;
 use careledger_projections::codes::CodeQueries;
 use serde_json::json;
 
-use crate::service::{FreshDb, figure, serve, token};
+use crate::service::{FreshDb, figure, generate_batch, serve, token};
 
 /// Resident memory now and at its peak since the last reset, in MB.
 fn memory() -> (f64, f64) {
@@ -39,15 +39,7 @@ pub async fn run(backend: &str, pg_admin: &str, number: u32) -> Result<(), Strin
     let server = serve(&db.url).await?;
     let client = reqwest::Client::new();
     let base = format!("http://{}", server.addr);
-    let response = client
-        .post(format!("{base}/api/v1/code-batches"))
-        .bearer_auth(token())
-        .json(&json!({ "holder_type": 1, "holder_code": "BENCH", "number": number }))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    let body: serde_json::Value = response.json().await.map_err(|e| e.to_string())?;
-    let batch = body["data"]["batch_id"].as_str().ok_or(format!("generation failed: {body}"))?.to_string();
+    let batch = generate_batch(&client, &base, 1, "BENCH", number as usize).await?;
     let head = server.state.store.head().await.map_err(|e| e.to_string())?;
     if !server.state.projections.wait_for(head, std::time::Duration::from_secs(900)).await {
         return Err("the read model did not catch up".into());

@@ -12,7 +12,7 @@ use careledger_store::{AppendRequest, ExpectedVersion};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::service::{FreshDb, figure, serve, token};
+use crate::service::{FreshDb, figure, generate_batch, serve};
 
 pub async fn run(backend: &str, pg_admin: &str, events: usize) -> Result<(), String> {
     let db = FreshDb::new(backend, pg_admin).await?;
@@ -26,18 +26,8 @@ pub async fn run(backend: &str, pg_admin: &str, events: usize) -> Result<(), Str
     let mut batches = Vec::new();
     let build_started = Instant::now();
     while batches.len() * per_batch < codes_needed {
-        let r = client
-            .post(format!("{base}/api/v1/code-batches"))
-            .bearer_auth(token())
-            .json(&json!({ "holder_type": 2, "holder_code": "EO-BENCH", "number": per_batch }))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        let body: serde_json::Value = r.json().await.map_err(|e| e.to_string())?;
-        batches.push(
-            Uuid::parse_str(body["data"]["batch_id"].as_str().ok_or("generation failed")?)
-                .map_err(|e| e.to_string())?,
-        );
+        let batch = generate_batch(&client, &base, 2, "EO-BENCH", per_batch).await?;
+        batches.push(Uuid::parse_str(&batch).map_err(|e| e.to_string())?);
     }
     let head = store.head().await.map_err(|e| e.to_string())?;
     server.state.projections.wait_for(head, Duration::from_secs(600)).await;

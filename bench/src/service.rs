@@ -56,6 +56,25 @@ pub async fn serve(url: &str) -> Result<RunningServer, String> {
     careledger_gateway::start(config).await
 }
 
+/// GenerateCodes over HTTP: the new batch's id.
+pub async fn generate_batch(
+    client: &reqwest::Client,
+    base: &str,
+    holder_type: u8,
+    holder_code: &str,
+    number: usize,
+) -> Result<String, String> {
+    let r = client
+        .post(format!("{base}/api/v1/code-batches"))
+        .bearer_auth(token())
+        .json(&serde_json::json!({ "holder_type": holder_type, "holder_code": holder_code, "number": number }))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let body: serde_json::Value = r.json().await.map_err(|e| e.to_string())?;
+    Ok(body["data"]["batch_id"].as_str().ok_or(format!("generation failed: {body}"))?.to_string())
+}
+
 pub fn token() -> String {
     careledger_gateway::auth::Keys::new(SECRET).mint("bench", SCOPE, Some("bench-le"), 24 * 3600).unwrap_or_default()
 }
