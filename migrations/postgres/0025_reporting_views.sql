@@ -8,17 +8,18 @@
 -- read models' tables (a view reads its tables with its owner's rights). A BI tool logs in as a
 -- role of its own, made a member:  CREATE ROLE bi LOGIN PASSWORD '...' IN ROLE careledger_reporting;
 -- Roles belong to the cluster: when the service's user may not create roles, the migration says so
--- (a NOTICE) and goes on, and an administrator runs the CREATE ROLE and GRANTs at the end by hand.
+-- (a NOTICE) and goes on, and an administrator runs the CREATE ROLE and GRANTs at the end by hand
+-- (the ALTER DEFAULT PRIVILEGES with FOR ROLE <the service's user>, who makes later views).
 --
 -- A later migration that changes a column these views read must drop and recreate them.
 
 CREATE SCHEMA IF NOT EXISTS reporting;
 
--- A claim's dates are written as entered (YYYY-MM-DD, any year chrono takes): a year PostgreSQL's
--- date does not hold (0000) must not make every query of a view fail, so only years 1000 to 9999
--- become dates; others are NULL.
+-- A claim's dates are written as entered (YYYY-MM-DD, any year from 0000 to 9999 chrono takes):
+-- year 0000, which PostgreSQL's date does not hold, must not make every query of a view fail, so
+-- it is NULL; years 0001 to 9999 are dates.
 CREATE FUNCTION reporting.date_or_null(text) RETURNS date LANGUAGE sql STABLE AS
-$$ SELECT CASE WHEN $1 ~ '^[1-9][0-9]{3}-[0-9]{2}-[0-9]{2}$' THEN $1::date END $$;
+$$ SELECT CASE WHEN $1 ~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}$' AND $1 !~ '^0000' THEN $1::date END $$;
 
 CREATE VIEW reporting.claims AS
 SELECT c.claim_id AS claim_uuid,
@@ -149,8 +150,8 @@ BEGIN
         GRANT USAGE ON SCHEMA reporting TO careledger_reporting;
         GRANT SELECT ON ALL TABLES IN SCHEMA reporting TO careledger_reporting;
         GRANT EXECUTE ON FUNCTION reporting.date_or_null(text) TO careledger_reporting;
-        -- a view a later migration makes (or drops and makes again) is readable too
-        ALTER DEFAULT PRIVILEGES IN SCHEMA reporting GRANT SELECT ON TABLES TO careledger_reporting;
+        -- a view a later migration makes (or drops and makes again) as this user is readable too
+        EXECUTE format('ALTER DEFAULT PRIVILEGES FOR ROLE %I IN SCHEMA reporting GRANT SELECT ON TABLES TO careledger_reporting', current_user);
     END IF;
 END
 $$;

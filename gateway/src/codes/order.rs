@@ -151,7 +151,12 @@ async fn codes_of(
         }
         while !cursor.done {
             match CodeQueries(&db).selection_page(&selection, &mut cursor, PAGE).await {
-                Ok(codes) if codes.is_empty() => continue,
+                // a window with none of the codes asked for (a status, a node's gaps)
+                Ok(codes) if codes.is_empty() => {
+                    if tx.is_closed() {
+                        return;
+                    }
+                }
                 Ok(codes) => {
                     if tx.send(Ok(Some(codes))).await.is_err() {
                         return;
