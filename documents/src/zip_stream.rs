@@ -7,7 +7,8 @@
 //! last one. The format is the few records of APPNOTE 6.3.10 a stored entry needs (local file
 //! header, central directory header, end of central directory, and its ZIP64 forms when there are
 //! 65,535 entries or more, or 4 GiB); the tests read what it writes with `zip` and Python's
-//! `zipfile`, two independent readers.
+//! `zipfile`, two independent readers, and check the ZIP64 fields of an archive past 4 GiB (which
+//! no test writes whole) byte by byte.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Seek, Write};
@@ -180,6 +181,51 @@ mod tests {
         assert_eq!(read(&archive, "c.png"), vec![7u8; 10_000]);
         let empty = StoredZip::new(Vec::new()).unwrap().finish().unwrap();
         assert_eq!(zip::ZipArchive::new(Cursor::new(&empty)).unwrap().len(), 0);
+    }
+
+    fn u16_at(b: &[u8], at: usize) -> u16 {
+        u16::from_le_bytes([b[at], b[at + 1]])
+    }
+
+    fn u32_at(b: &[u8], at: usize) -> u32 {
+        u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
+    }
+
+    fn u64_at(b: &[u8], at: usize) -> u64 {
+        u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
+    }
+
+    /// Past 4 GiB of archive (too large to write in a test: the count of bytes written starts
+    /// there), an entry's offset is in a ZIP64 extra field and the ends are ZIP64's.
+    #[test]
+    fn an_entry_past_4_gib_has_its_offset_in_a_zip64_extra_field() {
+        let start = 5u64 << 30;
+        let mut zip = StoredZip::new(Vec::new()).unwrap();
+        zip.out.written = start;
+        zip.add("a.png", b"first").unwrap();
+        let archive = zip.finish().unwrap();
+        let local_len = 30 + "a.png".len() + "first".len();
+        let record = &archive[local_len..];
+        assert_eq!(u32_at(record, 0), super::CENTRAL_HEADER);
+        assert_eq!(u16_at(record, 6), super::VERSION_ZIP64, "version needed");
+        assert_eq!(u16_at(record, 30), 12, "extra field length");
+        assert_eq!(u32_at(record, 42), u32::MAX, "the offset is in the extra field");
+        let extra = &record[46 + "a.png".len()..];
+        assert_eq!((u16_at(extra, 0), u16_at(extra, 2), u64_at(extra, 4)), (1, 8, start));
+        // then ZIP64's end (56 bytes), its locator (20) and the classic end (22) sending readers there
+        let end64 = &record[46 + 5 + 12..];
+        assert_eq!(u32_at(end64, 0), super::ZIP64_END_OF_DIRECTORY);
+        assert_eq!(u64_at(end64, 4), 44);
+        assert_eq!((u64_at(end64, 24), u64_at(end64, 32)), (1, 1), "entries");
+        assert_eq!(u64_at(end64, 40), 46 + 5 + 12, "directory size");
+        assert_eq!(u64_at(end64, 48), start + local_len as u64, "directory offset");
+        let locator = &end64[56..];
+        assert_eq!(u32_at(locator, 0), super::ZIP64_LOCATOR);
+        assert_eq!(u64_at(locator, 8), start + local_len as u64 + 46 + 5 + 12, "ZIP64 end's offset");
+        let end = &locator[20..];
+        assert_eq!(u32_at(end, 0), super::END_OF_DIRECTORY);
+        assert_eq!(u32_at(end, 16), u32::MAX, "directory offset: see ZIP64's");
+        assert_eq!(end.len(), 22);
     }
 
     #[test]
